@@ -1,0 +1,180 @@
+"""The ``edgebert`` command: a thin Click layer that parses options into settings and calls the library."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import EdgebertError
+
+SUPPORTED_MODELS = "distilbert, squeezebert, a local Hugging Face model directory, or a hub id"
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func):
+    """Turn library errors into one line on stderr and an exit code (2 usage, 1 runtime)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except EdgebertError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; no partial artifact was kept", 130)
+        except MemoryError:
+            _fail("out of memory; try fewer --samples or a smaller --seq-len", 1)
+
+    return wrapper
+
+
+def _progress():
+    from .progress import Progress
+
+    return Progress()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgebert")
+def main() -> None:
+    """Export DistilBERT/SqueezeBERT classifiers to ONNX, quantize them to int8, and check every
+    artifact's accuracy and latency per device.
+
+    \b
+    edgebert export distilbert -o out/db
+    edgebert quantize out/db --mode dynamic
+    edgebert quantize out/db --mode static
+    edgebert check out/db
+    edgebert report out/db
+    """
+
+
+@main.command()
+@click.argument("model")
+@click.option("-o", "--output", "output", type=click.Path(path_type=Path), required=True,
+              help="Artifact directory to create (holds manifest.json, the tokenizer and the artifacts).")
+@click.option("--format", "formats", multiple=True, default=("onnx",), show_default=True,
+              help="Format to export (repeatable).")
+@click.option("--seq-len", type=click.IntRange(min=2), default=128, show_default=True,
+              help="Longest sequence used to validate the export (and the fixed length of static-shape formats).")
+@click.option("--atol", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True,
+              help="Maximum allowed |logit difference| against PyTorch.")
+@handle_errors
+def export(model: str, output: Path, formats: tuple[str, ...], seq_len: int, atol: float) -> None:
+    from .export import ExportSettings, export as run_export
+
+    manifest = run_export(model, output, ExportSettings(formats=tuple(formats), seq_len=seq_len, atol=atol),
+                          progress=_progress())
+    for name, rec in manifest.artifacts.items():
+        val = rec["validation"]
+        click.echo(f"{output / name}: {rec['size_bytes'] / 1e6:.1f} MB, max |Δlogit| vs PyTorch "
+                   f"{val['max_abs_diff']:.2e} over {len(val['cases'])} shapes (atol {val['atol']:g})")
+
+
+export.help = f"Export MODEL ({SUPPORTED_MODELS}) to the artifact directory OUTPUT, validated against PyTorch."
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--mode", type=click.Choice(["dynamic", "static"]), required=True,
+              help="dynamic: int8 weights, activations quantized at run time; static: int8 QDQ calibrated on data.")
+@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+              help="CSV/TSV/JSONL with a text column for static calibration [default: built-in calibration split].")
+@click.option("--text-column", default="text", show_default=True, help="Text column of --calibration.")
+@click.option("--samples", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Calibration samples (static).")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="Calibration method (static).")
+@click.option("--per-channel", is_flag=True, help="Per-channel weight scales (static).")
+@click.option("--seq-len", type=click.IntRange(min=2), default=128, show_default=True,
+              help="Calibration sequence length.")
+@handle_errors
+def quantize(directory: Path, mode: str, calibration: Path | None, text_column: str, samples: int,
+             method: str, per_channel: bool, seq_len: int) -> None:
+    """Quantize the fp32 artifacts in DIRECTORY to int8 (adds model.int8-<mode>.onnx)."""
+    from .manifest import Manifest
+    from .quantize import QuantizeSettings, quantize as run_quantize
+
+    Manifest.load(directory)  # a clear error before any heavy import
+    settings = QuantizeSettings(mode=mode, calibration=calibration, text_column=text_column, samples=samples,
+                                method=method, per_channel=per_channel, seq_len=seq_len)
+    names = run_quantize(directory, settings, progress=_progress())
+    manifest = Manifest.load(directory)
+    for name in names:
+        rec = manifest.artifacts[name]
+        parent = manifest.artifacts.get(rec.get("parent") or "", {})
+        ratio = parent.get("size_bytes", 0) / rec["size_bytes"] if parent else float("nan")
+        ops = ", ".join(f"{k}×{v}" for k, v in rec["quantization"].get("quantized_ops", {}).items())
+        click.echo(f"{directory / name}: {rec['size_bytes'] / 1e6:.1f} MB ({ratio:.1f}× smaller); int8 ops: {ops}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--device", "devices", multiple=True, default=("desktop",), show_default=True,
+              help="Device to check on (repeatable; see `edgebert devices list`).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Labelled CSV/TSV/JSONL [default: built-in test split].")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N examples.")
+@click.option("--seq-len", type=click.IntRange(min=2), default=128, show_default=True,
+              help="Sequence length for latency (accuracy inputs are truncated to it).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runtime threads (stated in every result).")
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed latency runs.")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed warm-up runs.")
+@handle_errors
+def check(directory: Path, devices: tuple[str, ...], data: Path | None, text_column: str, label_column: str,
+          limit: int | None, seq_len: int, threads: int, runs: int, warmup: int) -> None:
+    """Measure accuracy, agreement with fp32, latency, memory and size of every artifact in DIRECTORY."""
+    from .check import CheckSettings, check as run_check
+    from .manifest import Manifest
+    from .report import render_markdown
+
+    Manifest.load(directory)
+    settings = CheckSettings(devices=tuple(devices), data=data, text_column=text_column,
+                             label_column=label_column, limit=limit, seq_len=seq_len, threads=threads,
+                             runs=runs, warmup=warmup)
+    report = run_check(directory, settings, progress=_progress())
+    click.echo(render_markdown(directory))
+    failed = [r for r in report["records"] if r.get("status") != "ok"]
+    if failed:
+        _fail(f"{len(failed)} of {len(report['records'])} checks failed: "
+              + "; ".join(f"{r['artifact']} on {r['device']}: {r.get('error')}" for r in failed), 1)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@handle_errors
+def report(directory: Path) -> None:
+    """Render DIRECTORY/report.md from report.json (written by `edgebert check`)."""
+    from .report import write_report
+
+    for path in write_report(directory):
+        click.echo(f"wrote {path}")
+
+
+@main.group()
+def devices() -> None:
+    """Devices that `check` can measure on."""
+
+
+@devices.command("list")
+def devices_list() -> None:
+    """List the registered devices and the runtimes they use."""
+    from . import devices as registry
+
+    for name in registry.names():
+        click.echo(f"{name:14s} {registry.get(name).description}")
+
+
+if __name__ == "__main__":
+    main()

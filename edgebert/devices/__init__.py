@@ -1,0 +1,12 @@
+"""Device and runtime registries, and the measurement worker every device runs.
+
+- ``registry.py``: :class:`Device` (how to start the worker's Python; format -> runtime) and the
+  registered devices (``desktop`` now; emulated ARM CPUs later, each one class).
+- ``runtimes.py``: :class:`~edgebert.devices.runtimes.Runtime` (load, run) and the registered runtimes
+  (``onnxruntime`` now; LiteRT later). Imported only by the worker.
+- ``worker.py``: the one measurement loop and its file protocol (documented there).
+
+Standard library only at import time: the worker may be started as ``python -m edgebert.devices.worker``.
+"""
+
+from .registry import WORKER_FILE, Desktop, Device, get, names  # noqa: F401

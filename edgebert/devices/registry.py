@@ -1,0 +1,140 @@
+"""Devices: where the measurement worker runs, and which runtime it uses for each artifact format.
+
+A device is one registered class (subclass :class:`Device` with a ``name``). It says how to start the
+worker's Python (natively, or later under ``qemu-aarch64 -cpu MODEL``) and which runtime runs each
+format. The worker (``worker.py``) and the runtimes (``runtimes.py``) are shared by all devices.
+
+Standard library only here (plus edgebert.errors): ``python -m edgebert.devices.worker`` imports this
+package, and the worker must stay free of heavy imports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import UsageError
+
+WORKER_FILE = Path(__file__).with_name("worker.py")
+_DEVICES: dict[str, type["Device"]] = {}
+
+
+class Device:
+    """Where artifacts are measured.
+
+    - ``name`` / ``description``: what ``devices list`` and reports show.
+    - ``emulated``: True when timings are emulator wall time, not device latency.
+    - ``runtimes``: artifact format -> runtime name (a key of ``runtimes.py``'s registry).
+    - ``timeout_s``: wall-clock limit for one worker run (one artifact).
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    emulated: ClassVar[bool] = False
+    runtimes: ClassVar[dict[str, str]] = {}
+    timeout_s: ClassVar[float] = 3600.0
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            _DEVICES[cls.name] = cls
+
+    # --- what a device declares ---------------------------------------------------------------
+    def runtime_for(self, fmt: str) -> str | None:
+        """The runtime name this device uses for an artifact format; None if it cannot run it."""
+        return self.runtimes.get(fmt)
+
+    def formats(self) -> tuple[str, ...]:
+        return tuple(self.runtimes)
+
+    def python_command(self) -> list[str]:
+        """The command that starts this device's Python (the worker file and request are appended)."""
+        raise NotImplementedError
+
+    def worker_env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def unavailable_reason(self) -> str | None:
+        """None when the device can run now; otherwise one line saying what to set up."""
+        return None
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "emulated": self.emulated,
+                "runtimes": dict(self.runtimes)}
+
+    # --- running the worker -------------------------------------------------------------------
+    def run_worker(self, request: dict[str, Any], request_path: Path) -> dict[str, Any]:
+        """Write ``request``, run the worker on this device, return its result dict (never raises).
+
+        A worker that dies without writing its result (signal, timeout, bad interpreter) yields a
+        ``failed`` result whose error says how it ended.
+        """
+        request_path = Path(request_path)
+        request_path.write_text(json.dumps(request, indent=1), encoding="utf-8")
+        result_path = Path(request["result"])
+        if result_path.exists():
+            result_path.unlink()
+        reason = self.unavailable_reason()
+        if reason:
+            return _failed(request, f"device {self.name} unavailable: {reason}")
+        cmd = [*self.python_command(), str(WORKER_FILE), str(request_path)]
+        try:
+            proc = subprocess.run(cmd, env=self.worker_env(), stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            return _failed(request, f"worker timed out after {self.timeout_s:.0f}s")
+        except OSError as exc:
+            return _failed(request, f"cannot start the worker ({cmd[0]}): {exc.strerror or exc}")
+        if result_path.is_file():
+            try:
+                return json.loads(result_path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                pass
+        return _failed(request, _how_it_ended(proc))
+
+
+def _failed(request: dict[str, Any], error: str) -> dict[str, Any]:
+    return {"protocol": request.get("protocol"), "status": "failed", "error": error,
+            "runtime": {"name": request.get("runtime"), "version": None, "settings": {}},
+            "threads": request.get("threads")}
+
+
+def _how_it_ended(proc: subprocess.CompletedProcess) -> str:
+    if proc.returncode < 0:
+        try:
+            how = f"killed by {signal.Signals(-proc.returncode).name}"
+        except ValueError:
+            how = f"killed by signal {-proc.returncode}"
+    else:
+        how = f"exited with status {proc.returncode}"
+    lines = [line.strip() for line in (proc.stderr or "").splitlines() if line.strip()]
+    tail = f": {lines[-1][:300]}" if lines else ""
+    return f"worker {how} without a result{tail}"
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_DEVICES)
+
+
+def get(name: str) -> Device:
+    try:
+        return _DEVICES[name]()
+    except KeyError:
+        raise UsageError(f"unknown device {name!r}; available: {', '.join(names())}") from None
+
+
+class Desktop(Device):
+    """This machine, natively, with the Python that runs edgebert."""
+
+    name = "desktop"
+    description = f"this machine, native {platform.machine()} (not emulated)"
+    runtimes = {"onnx": "onnxruntime"}
+
+    def python_command(self) -> list[str]:
+        return [sys.executable]

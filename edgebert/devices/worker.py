@@ -1,0 +1,236 @@
+"""Measurement worker: load one artifact in one runtime, time it, and return its logits.
+
+Every number in ``report.json`` comes from this one loop, on every device: natively on the desktop
+(``sys.executable worker.py REQUEST``) and, later, under ``qemu-aarch64`` with an aarch64 Python. It
+therefore imports only the standard library, numpy and (lazily) the runtime package: no torch,
+transformers, click, rich, nor the rest of edgebert. It runs both as a file
+(``python path/to/worker.py REQUEST``; the directory holds ``runtimes.py``) and as
+``python -m edgebert.devices.worker REQUEST``.
+
+Protocol (version 1), all paths absolute, all files in a directory the parent owns:
+
+Request (JSON file, the only argument)::
+
+    {"protocol": 1, "runtime": "onnxruntime", "model": "/d/model.onnx", "threads": 1,
+     "inputs": "/t/inputs.npz", "outputs": "/t/outputs.npz", "result": "/t/result.json",
+     "batch_size": 32, "warmup": 10, "runs": 50}
+
+``inputs.npz`` holds int64 arrays: ``input_ids`` and ``attention_mask`` ``[N, S]`` (the labelled
+examples, right-padded to S) and ``latency_input_ids`` / ``latency_attention_mask`` ``[1, S]`` (one
+text padded to S, the latency input). N may be 0 (latency only).
+
+The worker writes, then exits 0 (ok) or 1 (failed):
+
+- ``outputs``: npz with ``logits`` float32 ``[N, num_labels]``, rows in input order (only when ok).
+- ``result``: JSON, also on failure::
+
+    {"protocol": 1, "status": "ok" | "failed", "error": null | "one line",
+     "runtime": {"name": ..., "version": ..., "settings": {...}}, "threads": 1,
+     "platform": {"machine": "x86_64", "cpu": "...", "python": "3.11.2"},
+     "load_ms": 12.3,
+     "latency": {"samples_ms": [...], "warmup": 10, "runs": 50, "batch": 1, "seq_len": S},
+     "accuracy_pass": {"n": N, "batches": B, "batch_size": 32, "trimmed": true, "seconds": 0.4},
+     "rss_mb": {"after_import": .., "after_load": .., "after_latency": .., "after_accuracy": ..},
+     "peak_rss_mb": ..}
+
+Order inside the worker: import the runtime, load the model, latency (``warmup`` untimed runs, then
+``runs`` timed runs of batch 1 with ``time.perf_counter_ns`` around the runtime call alone), then the
+accuracy pass (batches of ``batch_size``; each batch is trimmed to its longest row unless the runtime
+has a fixed input shape). ``rss_mb`` values are the process's peak resident set so far, in MiB, after
+each phase (Linux: ``VmHWM`` of /proc/self/status; elsewhere ``ru_maxrss``, see ``peak_rss_mb``); ``peak_rss_mb`` is the one after the
+latency phase: the peak of a process that started Python, imported numpy and the runtime, loaded the
+model and ran batch-1 inference at S. Under QEMU user-mode it is the emulator process's RSS.
+If the process dies (signal, timeout) there is no result file; the parent reports that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+if __package__:
+    from . import runtimes as _runtimes
+else:  # run as a file: runtimes.py sits next to this one (sys.path[0])
+    import runtimes as _runtimes  # type: ignore[no-redef]
+
+PROTOCOL_VERSION = 1
+REQUIRED = ("runtime", "model", "threads", "inputs", "outputs", "result")
+DEFAULTS = {"batch_size": 32, "warmup": 10, "runs": 50}
+
+
+def build_request(*, runtime: str, model: str, threads: int, inputs: str, outputs: str, result: str,
+                  batch_size: int = 32, warmup: int = 10, runs: int = 50) -> dict[str, Any]:
+    """A request dict (the parent writes it as JSON); paths should be absolute."""
+    return {"protocol": PROTOCOL_VERSION, "runtime": runtime, "model": str(model), "threads": int(threads),
+            "inputs": str(inputs), "outputs": str(outputs), "result": str(result),
+            "batch_size": int(batch_size), "warmup": int(warmup), "runs": int(runs)}
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if not text.startswith(type(exc).__name__):
+        text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident set size of this process image so far, MiB; None where unknown.
+
+    Linux: ``VmHWM`` from /proc/self/status (the high-water mark of this process's address space).
+    ``ru_maxrss`` is not used there because Linux carries it across fork+exec: a worker started by a
+    parent holding torch would report the parent's peak. Elsewhere: ``ru_maxrss``.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on a POSIX system
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / (1 << 20) if sys.platform == "darwin" else rss / 1024, 1)  # bytes on macOS, KiB on Linux
+
+
+def cpu_name() -> str:
+    """The CPU as this process sees it (under QEMU 10: the emulated model's /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            info = f.read()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields = {}
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    if "model name" in fields:
+        return fields["model name"]
+    parts = [f"{k} {fields[k]}" for k in ("CPU implementer", "CPU part", "Features") if k in fields]
+    return "; ".join(parts) or platform.machine()
+
+
+def measure(runtime: "_runtimes.Runtime", input_ids: np.ndarray, attention_mask: np.ndarray,
+            latency_ids: np.ndarray, latency_mask: np.ndarray, *, batch_size: int, warmup: int,
+            runs: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """The one measurement loop for every runtime and device: latency first, then the logits."""
+    rss: dict[str, Any] = {}
+    for _ in range(warmup):
+        runtime.run(latency_ids, latency_mask)
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter_ns()
+        runtime.run(latency_ids, latency_mask)
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+    rss["after_latency"] = peak_rss_mb()
+
+    start = time.perf_counter()
+    chunks, n = [], len(input_ids)
+    for lo in range(0, n, batch_size):
+        ids, mask = input_ids[lo:lo + batch_size], attention_mask[lo:lo + batch_size]
+        if not runtime.fixed_shape:
+            width = max(int(mask.sum(axis=1).max()), 1)
+            ids, mask = ids[:, :width], mask[:, :width]
+        logits = runtime.run(np.ascontiguousarray(ids), np.ascontiguousarray(mask))
+        if logits.ndim != 2 or logits.shape[0] != len(ids):
+            raise ValueError(f"runtime returned logits of shape {list(logits.shape)} for a batch of {len(ids)}")
+        chunks.append(logits)
+    logits = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+    rss["after_accuracy"] = peak_rss_mb()
+    metrics = {
+        "latency": {"samples_ms": [round(s, 4) for s in samples], "warmup": warmup, "runs": runs,
+                    "batch": int(latency_ids.shape[0]), "seq_len": int(latency_ids.shape[1])},
+        "accuracy_pass": {"n": n, "batches": len(chunks), "batch_size": batch_size,
+                          "trimmed": not runtime.fixed_shape, "seconds": round(time.perf_counter() - start, 3)},
+        "rss_mb": rss,
+    }
+    return logits, metrics
+
+
+def serve(request: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Run one request; never raises. Returns (result dict, logits or None)."""
+    result: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "status": "failed", "error": None,
+                              "runtime": {"name": request.get("runtime"), "version": None, "settings": {}},
+                              "threads": request.get("threads"),
+                              "platform": {"machine": platform.machine(), "cpu": cpu_name(),
+                                           "python": platform.python_version()}}
+    stage = "request"
+    try:
+        if request.get("protocol") != PROTOCOL_VERSION:
+            raise ValueError(f"protocol {request.get('protocol')!r} is not {PROTOCOL_VERSION}")
+        missing = [k for k in REQUIRED if k not in request]
+        if missing:
+            raise ValueError(f"request lacks {', '.join(missing)}")
+        opts = {k: int(request.get(k, v)) for k, v in DEFAULTS.items()}
+        threads = int(request["threads"])
+        cls = _runtimes.get(request["runtime"])
+        stage = "import"
+        result["runtime"]["version"] = cls.version()
+        rss = {"after_import": peak_rss_mb()}
+        stage = "inputs"
+        with np.load(request["inputs"]) as z:
+            arrays = {k: np.ascontiguousarray(z[k], dtype=np.int64) for k in
+                      ("input_ids", "attention_mask", "latency_input_ids", "latency_attention_mask")}
+        stage = "load"
+        start = time.perf_counter()
+        runtime = cls(request["model"], threads)
+        result["load_ms"] = round((time.perf_counter() - start) * 1e3, 3)
+        result["runtime"]["settings"] = runtime.settings()
+        rss["after_load"] = peak_rss_mb()
+        stage = "inference"
+        logits, metrics = measure(runtime, arrays["input_ids"], arrays["attention_mask"],
+                                  arrays["latency_input_ids"], arrays["latency_attention_mask"], **opts)
+        metrics["rss_mb"] = {**rss, **metrics["rss_mb"]}
+        result.update(metrics)
+        result["peak_rss_mb"] = metrics["rss_mb"]["after_latency"]
+        result["status"] = "ok"
+        return result, logits
+    except Exception as exc:  # every failure becomes one line in the result
+        result["error"] = f"{stage} failed: {one_line(exc)}"
+        return result, None
+
+
+def _replace_atomic(final: str, write) -> None:
+    tmp = f"{final}.tmp{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _save_npz(path: str, **arrays) -> None:
+    with open(path, "wb") as f:  # a file object keeps numpy from appending ".npz" to the temp name
+        np.savez(f, **arrays)
+
+
+def _save_json(path: str, data: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: worker.py REQUEST.json", file=sys.stderr)
+        return 2
+    with open(argv[0], encoding="utf-8") as f:
+        request = json.load(f)
+    result, logits = serve(request)
+    if logits is not None:
+        _replace_atomic(request["outputs"], lambda p: _save_npz(p, logits=logits))
+    _replace_atomic(request["result"], lambda p: _save_json(p, result))
+    return 0 if result["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

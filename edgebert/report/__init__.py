@@ -1,0 +1,57 @@
+"""Reports from report.json (the source of truth written by ``edgebert check``).
+
+``tables.py`` derives the per-device rows; ``markdown.py`` formats them. An HTML renderer is one more
+module next to ``markdown.py`` using the same tables.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..fsutil import write_text_atomic
+from ..manifest import MANIFEST_NAME
+from . import markdown
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+
+
+def load_report(directory: str | Path) -> dict[str, Any]:
+    """report.json of an artifact directory; a usage error when there is none yet."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: no such directory")
+    path = directory / REPORT_JSON
+    if not path.is_file():
+        raise UsageError(f"{directory}: no {REPORT_JSON}; run `edgebert check {directory}` first")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: not valid JSON ({exc}); re-run `edgebert check {directory}`") from None
+    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+        raise UsageError(f"{path}: not an edgebert report; re-run `edgebert check {directory}`")
+    return data
+
+
+def _manifest_data(directory: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def render_markdown(directory: str | Path) -> str:
+    directory = Path(directory)
+    return markdown.render(load_report(directory), _manifest_data(directory))
+
+
+def write_report(directory: str | Path) -> list[Path]:
+    """Write report.md (atomically) from report.json; returns the paths written."""
+    directory = Path(directory)
+    text = render_markdown(directory)
+    path = directory / REPORT_MD
+    write_text_atomic(path, text)
+    return [path]

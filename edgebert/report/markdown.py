@@ -1,0 +1,97 @@
+"""Markdown rendering of report.json (header, one table per device, failures with reasons)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .tables import DeviceTable, Row, device_tables
+
+COLUMNS = ("Artifact", "Format", "Precision", "Accuracy", "Δ acc vs fp32 (pts)", "Agreement",
+           "Max abs Δlogit", "Latency p50 / p90 ms (threads)", "Speed-up vs fp32", "Size MB",
+           "Size ratio", "Peak RSS MB")
+DASH = "—"
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _num(value: float | None, fmt: str, suffix: str = "") -> str:
+    return DASH if value is None else f"{value:{fmt}}{suffix}"
+
+
+def _row(row: Row) -> list[str]:
+    if row.status != "ok":
+        return [f"`{row.artifact}`", row.format, row.precision, "**failed**", DASH, DASH, DASH, DASH, DASH,
+                _num(row.size_mb, ".2f"), _num(row.size_ratio, ".2f", "×"), DASH]
+    latency = (f"{row.p50_ms:.2f} / {row.p90_ms:.2f} ({row.threads})"
+               if row.p50_ms is not None and row.p90_ms is not None else DASH)
+    return [f"`{row.artifact}`", row.format, row.precision,
+            _num(None if row.accuracy is None else row.accuracy * 100, ".2f", "%"),
+            _num(row.delta_accuracy_points, "+.2f"),
+            _num(None if row.agreement is None else row.agreement * 100, ".2f", "%"),
+            _num(row.max_abs_logit_diff, ".3g"), latency, _num(row.speedup, ".2f", "×"),
+            _num(row.size_mb, ".2f"), _num(row.size_ratio, ".2f", "×"), _num(row.peak_rss_mb, ".0f")]
+
+
+def _source(source: Any) -> str:
+    if not isinstance(source, dict):
+        return str(source) if source else "unknown"
+    kind = source.get("kind", "unknown")
+    detail = source.get("id") or source.get("name") or source.get("path")
+    return f"{kind} `{detail}`" if detail else str(kind)
+
+
+def _table(table: DeviceTable) -> list[str]:
+    title = f"## {table.device}" + (f" — {table.description}" if table.description else "")
+    lines = [title, ""]
+    facts = []
+    if table.runtimes:
+        facts.append("runtime " + ", ".join(table.runtimes))
+    if table.cpu:
+        facts.append(f"CPU: {table.cpu}")
+    if facts:
+        lines += [" · ".join(_cell(f) for f in facts), ""]
+    if table.emulated:
+        lines += ["> Emulated: latency columns are emulator wall time, not device latency; "
+                  "compare artifacts only relative to each other on this device.", ""]
+    lines.append("| " + " | ".join(COLUMNS) + " |")
+    lines.append("|" + "|".join("---" if i < 3 else "---:" for i in range(len(COLUMNS))) + "|")
+    lines += ["| " + " | ".join(_cell(c) for c in _row(row)) + " |" for row in table.rows]
+    if table.failed:
+        lines += ["", "Failed:", ""]
+        lines += [f"- `{row.artifact}`: {_cell(row.error or 'no reason given')}" for row in table.failed]
+    return lines + [""]
+
+
+def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> str:
+    """Markdown for a report.json dict (``manifest``: the manifest data, for facts the report lacks)."""
+    model = {**((manifest or {}).get("model") or {}), **{k: v for k, v in report.get("model", {}).items() if v}}
+    dataset, settings = report.get("dataset", {}), report.get("settings", {})
+    versions = report.get("versions", {})
+    version_text = ", ".join(f"{k} {versions[k]}" for k in ("edgebert", "python", "onnxruntime", "ai-edge-litert")
+                             if k in versions)
+    lines = [
+        f"# edgebert report: {model.get('architecture', 'model')}",
+        "",
+        f"- Model: {model.get('architecture', 'unknown')} from {_source(model.get('source'))}",
+        f"- Dataset: `{dataset.get('name', '?')}`, n = {dataset.get('n', '?')}"
+        + (f" (first {dataset['limit']})" if dataset.get("limit") else ""),
+        f"- Settings: seq_len {settings.get('seq_len')}, threads {settings.get('threads')}, "
+        f"{settings.get('warmup')} warm-up + {settings.get('runs')} timed runs at batch 1, "
+        f"accuracy batches of {settings.get('batch_size')}",
+        f"- Created {report.get('created', '?')} with {version_text}",
+        "",
+        "Accuracy and agreement are fractions of the dataset; Δ accuracy, agreement, max abs Δlogit, "
+        "speed-up and size ratio are relative to the fp32 artifact of the same format on the same device. "
+        "Size MB = 10^6 bytes.",
+        "",
+    ]
+    latency = report.get("latency_input", {}).get("definition")
+    if latency:
+        lines += [f"Latency: {latency}.", ""]
+    if report.get("peak_rss_definition"):
+        lines += [f"Peak RSS: {report['peak_rss_definition']}.", ""]
+    for table in device_tables(report):
+        lines += _table(table)
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,89 @@
+"""Renderer-independent view of report.json: per-device tables with the derived columns.
+
+Derived numbers (Δ accuracy, speed-up, size ratio) are computed here once, against the fp32 artifact
+of the same format on the same device; renderers (markdown now, HTML later) only format them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Row:
+    artifact: str
+    format: str
+    precision: str
+    status: str
+    error: str | None
+    accuracy: float | None
+    delta_accuracy_points: float | None      # (accuracy - fp32 accuracy) * 100
+    agreement: float | None
+    max_abs_logit_diff: float | None
+    p50_ms: float | None
+    p90_ms: float | None
+    threads: int | None
+    speedup: float | None                    # fp32 p50 / this p50
+    size_mb: float | None                    # 10^6 bytes
+    size_ratio: float | None                 # this size / fp32 size
+    peak_rss_mb: float | None
+    runtime: str | None
+
+
+@dataclass(frozen=True)
+class DeviceTable:
+    device: str
+    description: str
+    emulated: bool
+    runtimes: tuple[str, ...]                # "onnxruntime 1.32.0", one per runtime seen
+    cpu: str | None
+    rows: tuple[Row, ...] = field(default_factory=tuple)
+
+    @property
+    def failed(self) -> tuple[Row, ...]:
+        return tuple(r for r in self.rows if r.status != "ok")
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def device_tables(report: dict[str, Any]) -> list[DeviceTable]:
+    records = report.get("records", [])
+    order = list(report.get("devices", {}))
+    order += [r["device"] for r in records if r["device"] not in order]
+    tables = []
+    for device in dict.fromkeys(order):
+        recs = [r for r in records if r["device"] == device]
+        by_name = {r["artifact"]: r for r in recs}
+        rows = []
+        for r in recs:
+            ref = by_name.get(r.get("reference") or "")
+            ref_ok = ref is not None and ref["status"] == "ok"
+            ok = r["status"] == "ok"
+            lat, ref_lat = r.get("latency_ms") or {}, (ref or {}).get("latency_ms") or {}
+            size, ref_size = r.get("size_bytes"), (ref or {}).get("size_bytes")
+            rows.append(Row(
+                artifact=r["artifact"], format=r["format"], precision=r["precision"], status=r["status"],
+                error=r.get("error"), accuracy=r.get("accuracy") if ok else None,
+                delta_accuracy_points=(r["accuracy"] - ref["accuracy"]) * 100 if ok and ref_ok else None,
+                agreement=r.get("agreement") if ok else None,
+                max_abs_logit_diff=r.get("max_abs_logit_diff_vs_fp32") if ok else None,
+                p50_ms=lat.get("p50") if ok else None, p90_ms=lat.get("p90") if ok else None,
+                threads=r.get("threads"),
+                speedup=_ratio(ref_lat.get("p50"), lat.get("p50")) if ok and ref_ok else None,
+                size_mb=size / 1e6 if size is not None else None,
+                size_ratio=_ratio(size, ref_size) if ref is not None else None,
+                peak_rss_mb=r.get("peak_rss_mb") if ok else None,
+                runtime=" ".join(x for x in ((r.get("runtime") or {}).get("name"),
+                                             (r.get("runtime") or {}).get("version")) if x) or None,
+            ))
+        info = report.get("devices", {}).get(device, {})
+        cpus = [((r.get("platform") or {}).get("cpu")) for r in recs if r.get("platform")]
+        tables.append(DeviceTable(
+            device=device, description=info.get("description", ""),
+            emulated=bool(info.get("emulated", any(r.get("emulated") for r in recs))),
+            runtimes=tuple(dict.fromkeys(row.runtime for row in rows if row.runtime and row.status == "ok")),
+            cpu=cpus[0] if cpus else None, rows=tuple(rows)))
+    return tables

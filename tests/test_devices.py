@@ -1,0 +1,112 @@
+"""Device registry and the measurement worker protocol, on a real tiny ONNX model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgebert import devices
+from edgebert.data.tokenize import encode
+from edgebert.devices import runtimes, worker
+from edgebert.errors import UsageError
+
+from test_check import load_tokenizer, random_texts, tiny  # noqa: F401  (session fixture)
+
+SEQ = 24
+
+
+def test_registry():
+    assert "desktop" in devices.names()
+    desktop = devices.get("desktop")
+    assert desktop.name == "desktop" and desktop.emulated is False and desktop.description
+    assert desktop.runtime_for("onnx") == "onnxruntime"
+    assert desktop.runtime_for("tflite") is None  # until the LiteRT runtime is registered
+    assert desktop.info()["runtimes"] == {"onnx": "onnxruntime"}
+    assert "onnxruntime" in runtimes.names() and runtimes.get("onnxruntime").formats == ("onnx",)
+    with pytest.raises(UsageError, match="unknown device 'pixel'.*desktop"):
+        devices.get("pixel")
+
+
+def _request(tmp: Path, tiny, texts, model: Path | None = None, runtime="onnxruntime", **kw):
+    enc = encode(load_tokenizer(tiny.tokenizer_dir), texts, SEQ, pad_to_max=True)
+    lat = encode(load_tokenizer(tiny.tokenizer_dir), texts[:1], SEQ, pad_to_max=True)
+    np.savez(tmp / "inputs.npz", input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+             latency_input_ids=lat["input_ids"], latency_attention_mask=lat["attention_mask"])
+    opts = {"batch_size": 4, "warmup": 1, "runs": 3, **kw}
+    return worker.build_request(runtime=runtime, model=str(model or tiny.fp32), threads=1,
+                                inputs=str(tmp / "inputs.npz"), outputs=str(tmp / "out.npz"),
+                                result=str(tmp / "result.json"), **opts)
+
+
+def test_worker_round_trip_matches_torch(tmp_path, tiny):
+    texts = random_texts(10, seed=1)
+    req = _request(tmp_path, tiny, texts)
+    result = devices.get("desktop").run_worker(req, tmp_path / "request.json")
+
+    assert result["status"] == "ok", result["error"]
+    assert result["protocol"] == worker.PROTOCOL_VERSION
+    assert result["runtime"]["name"] == "onnxruntime" and result["runtime"]["version"]
+    assert len(result["latency"]["samples_ms"]) == 3 and min(result["latency"]["samples_ms"]) > 0
+    assert result["latency"]["seq_len"] == SEQ and result["latency"]["batch"] == 1
+    assert result["accuracy_pass"] == {**result["accuracy_pass"], "n": 10, "batches": 3, "trimmed": True}
+    assert set(result["rss_mb"]) == {"after_import", "after_load", "after_latency", "after_accuracy"}
+    assert result["peak_rss_mb"] == result["rss_mb"]["after_latency"] > 0
+    assert result["platform"]["machine"]
+    with np.load(req["outputs"]) as z:
+        logits = z["logits"]
+    np.testing.assert_allclose(logits, tiny.torch_logits(texts, SEQ), atol=1e-4)
+
+    # the same request through `python -m` gives the same logits
+    again = {**req, "outputs": str(tmp_path / "out2.npz"), "result": str(tmp_path / "result2.json")}
+    (tmp_path / "request2.json").write_text(json.dumps(again))
+    proc = subprocess.run([sys.executable, "-m", "edgebert.devices.worker", str(tmp_path / "request2.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    with np.load(again["outputs"]) as z:
+        np.testing.assert_array_equal(z["logits"], logits)
+
+
+def test_worker_imports_only_numpy_and_the_runtime(tmp_path, tiny):
+    req = _request(tmp_path, tiny, random_texts(3))
+    (tmp_path / "request.json").write_text(json.dumps(req))
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import worker; rc = worker.main([sys.argv[2]]);"
+        "print(sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names))); sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(devices.WORKER_FILE.parent), str(tmp_path / "request.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    third_party = set(eval(proc.stdout.strip().splitlines()[-1]))
+    third_party -= {"__main__", "worker", "runtimes", "_distutils_hack"} | {m for m in third_party if "editable" in m}
+    assert third_party == {"numpy", "onnxruntime"}
+
+
+def test_worker_failures_are_one_line_results(tmp_path, tiny):
+    desktop = devices.get("desktop")
+    texts = random_texts(2)
+    res = desktop.run_worker(_request(tmp_path, tiny, texts, runtime="tvm"), tmp_path / "r1.json")
+    assert res["status"] == "failed" and "unknown runtime 'tvm'" in res["error"]
+
+    garbage = tmp_path / "bad.onnx"
+    garbage.write_bytes(b"\x08\x01garbage")
+    res = desktop.run_worker(_request(tmp_path, tiny, texts, model=garbage), tmp_path / "r2.json")
+    assert res["status"] == "failed" and res["error"].startswith("load failed") and "\n" not in res["error"]
+    assert res["runtime"]["version"]  # the runtime was imported before the load failed
+    assert not (tmp_path / "out.npz").exists()  # no logits from a failed run
+
+
+def test_worker_that_dies_is_reported(tmp_path, tiny):
+    class Crashing(devices.Device):  # no name: not registered
+        runtimes = {"onnx": "onnxruntime"}
+
+        def python_command(self):
+            return [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
+
+    res = Crashing().run_worker(_request(tmp_path, tiny, random_texts(2)), tmp_path / "r.json")
+    assert res["status"] == "failed" and res["error"] == "worker killed by SIGKILL without a result"
+    assert "" not in devices.names()

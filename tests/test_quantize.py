@@ -1,0 +1,257 @@
+"""edgebert.quantize: rewrites, streaming calibration, dynamic/static int8 recipes, manifest records."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import numpy_helper
+
+from edgebert.data import load_builtin
+from edgebert.errors import EdgebertError, UsageError
+from edgebert.manifest import Manifest
+from edgebert.models import get
+from edgebert.quantize import QuantizeSettings, quantize, rewrites
+from edgebert.quantize.calibration import TokenBatchReader, collect_ranges, is_degenerate
+from edgebert.quantize.preprocess import pre_process
+
+# ---------------------------------------------------------------------------------- fixtures
+# Small but not tiny: hidden 64 so MatMul weights are a real share of the file.
+SIZES = {
+    "distilbert": dict(dim=64, hidden_dim=256, n_heads=4),
+    "squeezebert": dict(hidden_size=64, embedding_size=64, intermediate_size=256),
+}
+
+
+def make_tokenizer(directory: Path):
+    """A real WordPiece tokenizer over the most common words of the built-in texts (no downloads)."""
+    from transformers import AutoTokenizer
+
+    texts = load_builtin("calibration").texts
+    words = collections.Counter(w for t in texts for w in re.findall(r"[a-z]+|[^\sa-z]", t.lower()))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [w for w, _ in words.most_common(1500)]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    (directory / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 512}))
+    tok = AutoTokenizer.from_pretrained(str(directory))
+    ids = tok(texts[0])["input_ids"]
+    assert len(ids) > 5 and sum(i == tok.unk_token_id for i in ids) < len(ids) // 2
+    return tok
+
+
+def export_onnx(model: torch.nn.Module, path: Path) -> None:
+    from torch.export import Dim
+
+    ids = torch.randint(5, 100, (1, 16))
+    mask = torch.ones_like(ids)
+    dyn = {0: Dim("batch"), 1: Dim("sequence")}
+    torch.onnx.export(model, (ids, mask), str(path), dynamo=True, external_data=False,
+                      input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                      dynamic_shapes={"input_ids": dyn, "attention_mask": dyn}, verbose=False)
+
+
+def make_model(name: str, vocab_size: int, **overrides) -> torch.nn.Module:
+    arch = get(name)
+    torch.manual_seed(0)
+    model = arch.model_class(arch.tiny_config(vocab_size=vocab_size, **{**SIZES[name], **overrides})).eval()
+    with torch.no_grad():  # non-zero biases, so the rewrite's bias handling is exercised
+        for pname, p in model.named_parameters():
+            if pname.endswith("bias"):
+                p.normal_(0, 0.05)
+    return model
+
+
+def make_artifact_dir(directory: Path, name: str) -> Path:
+    tok = make_tokenizer(directory / "tokenizer")
+    export_onnx(make_model(name, len(tok)), directory / "model.onnx")
+    manifest = Manifest.create(directory, model={
+        "architecture": name, "num_labels": 2, "id2label": {"0": "negative", "1": "positive"},
+        "source": {"kind": "test", "config": "tiny"}}, tokenizer={"path": "tokenizer"})
+    manifest.add_artifact("model.onnx", {"path": "model.onnx", "format": "onnx", "precision": "fp32"})
+    manifest.save()
+    return directory
+
+
+@pytest.fixture(scope="module")
+def artifact_dirs(tmp_path_factory):
+    return {name: make_artifact_dir(tmp_path_factory.mktemp(name), name) for name in SIZES}
+
+
+def weight_bytes(model: onnx.ModelProto) -> int:
+    """fp32 bytes of the constant inputs of MatMul/Gemm/Conv (what int8 shrinks 4x)."""
+    inits = {t.name: t for t in model.graph.initializer}
+    names = {i for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Conv") for i in n.input[1:2]}
+    return sum(numpy_helper.to_array(inits[n]).nbytes for n in names if n in inits)
+
+
+def run(path, feeds):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+
+# ---------------------------------------------------------------------------------- rewrite
+@pytest.mark.parametrize("groups", [1, 4])
+def test_conv1x1_to_matmul_is_exact(tmp_path, groups):
+    g = dict(q_groups=groups, k_groups=groups, v_groups=groups, post_attention_groups=groups,
+             intermediate_groups=groups, output_groups=groups)
+    export_onnx(make_model("squeezebert", 300, **g), tmp_path / "m.onnx")
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert convs and {a.i for n in convs for a in n.attribute if a.name == "group"} == {groups}
+    applied = rewrites.apply(model, ["conv1x1_to_matmul"])
+    assert applied == [{"name": "conv1x1_to_matmul", "sites": len(convs)}]
+    assert not any(n.op_type == "Conv" for n in model.graph.node)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(tmp_path / "r.onnx"))
+    rng = np.random.default_rng(0)
+    for batch, seq in [(1, 16), (3, 41)]:
+        feeds = {"input_ids": rng.integers(0, 300, (batch, seq)).astype(np.int64),
+                 "attention_mask": np.ones((batch, seq), np.int64)}
+        feeds["attention_mask"][:, seq // 2:] = 0
+        a, b = run(tmp_path / "m.onnx", feeds), run(tmp_path / "r.onnx", feeds)
+        assert np.abs(a).max() > 1e-3
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_unknown_rewrite_is_an_error():
+    with pytest.raises(EdgebertError, match="unknown ONNX rewrite"):
+        rewrites.apply(onnx.ModelProto(), ["nope"])
+
+
+# ---------------------------------------------------------------------------------- calibration
+def test_reader_is_lazy(tmp_path):
+    class CountingTokenizer:
+        calls = 0
+
+        def __call__(self, texts, **kw):
+            CountingTokenizer.calls += 1
+            n = len(texts)
+            return {"input_ids": np.ones((n, 8), np.int64), "attention_mask": np.ones((n, 8), np.int64)}
+
+    reader = TokenBatchReader(CountingTokenizer(), [f"t{i}" for i in range(20)], seq_len=8, batch_size=8)
+    assert len(reader) == 3 and CountingTokenizer.calls == 0
+    assert reader.get_next()["input_ids"].shape == (8, 8) and CountingTokenizer.calls == 1
+    assert [b["input_ids"].shape[0] for b in iter(reader.get_next, None)] == [8, 4]
+    assert reader.get_next() is None and CountingTokenizer.calls == 3
+    reader.rewind()
+    assert reader.get_next() is not None
+
+
+def test_degenerate_detection():
+    assert is_degenerate(np.array([0.0, np.finfo(np.float32).min], np.float32))
+    assert is_degenerate(np.array([1.0, np.nan], np.float32))
+    assert not is_degenerate(np.zeros(4, np.float32))
+    assert not is_degenerate(np.array([-3.0, 250.0], np.float32))
+
+
+def test_entropy_survives_the_attention_mask(artifact_dirs, tmp_path):
+    """ORT's own entropy calibration of every float tensor hits the finfo.min mask and crashes;
+    ours calibrates batch by batch and drops degenerate tensors."""
+    from transformers import AutoTokenizer
+
+    d = artifact_dirs["distilbert"]
+    pre_process(d / "model.onnx", tmp_path / "pre.onnx")
+    tok = AutoTokenizer.from_pretrained(str(d / "tokenizer"))
+    texts = load_builtin("calibration").texts[:12]
+    reader = TokenBatchReader(tok, texts, seq_len=32, batch_size=4)
+    # all op types: the mask Add / Softmax inputs are calibrated too
+    result = collect_ranges(tmp_path / "pre.onnx", reader, "entropy", [], tmp_path)
+    assert result.batches == 3
+    assert result.degenerate, "the finfo.min attention mask should have been detected"
+    for td in result.tensors_range.values():
+        lo, hi = td.range_value
+        assert np.isfinite(lo) and np.isfinite(hi) and abs(float(lo)) < 1e30 and abs(float(hi)) < 1e30
+
+
+# ---------------------------------------------------------------------------------- recipes
+@pytest.mark.parametrize("name", list(SIZES))
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_quantize_recipes(artifact_dirs, name, mode):
+    d = artifact_dirs[name]
+    added = quantize(d, QuantizeSettings(mode=mode, samples=24, seq_len=64))
+    artifact = f"model.int8-{mode}.onnx"
+    assert added == [artifact]
+    assert not list(d.glob(".*.tmp")) and not list(d.glob("*.data"))
+    manifest = Manifest.load(d)
+    rec = manifest.artifacts[artifact]
+    q = rec["quantization"]
+    assert rec["precision"] == f"int8-{mode}" and rec["parent"] == "model.onnx" and rec["format"] == "onnx"
+    assert q["mode"] == mode and q["node_count"] > 0
+    # every MatMul/Gemm with a weight runs int8; nothing runs ConvInteger
+    assert "Conv" not in q["float_ops"] and "ConvInteger" not in q["quantized_ops"]
+    assert sum(q["quantized_ops"].values()) >= (10 if name == "distilbert" else 30)
+    model = onnx.load(str(d / artifact))
+    assert not any(n.op_type in ("Conv", "ConvInteger") for n in model.graph.node)
+    if name == "squeezebert":
+        assert q["rewrites"][0]["name"] == "conv1x1_to_matmul" and q["rewrites"][0]["sites"] == 12
+        assert q["rewrites"][0]["max_abs_logit_diff_fp32"] < 1e-5
+    # weights stored in int8: the file shrinks by most of 3/4 of the fp32 weight bytes
+    fp32 = onnx.load(str(d / "model.onnx"))
+    saved = (d / "model.onnx").stat().st_size - (d / artifact).stat().st_size
+    assert saved > 0.6 * weight_bytes(fp32)
+    if mode == "static":
+        cal = q["calibration"]
+        assert cal["samples"] == 24 and cal["batches"] == 3 and cal["method"] == "minmax"
+        assert cal["source"].startswith("builtin:")
+    v = rec["validation"]
+    assert v["texts"] == 16 and v["prediction_agreement"] >= 0.75 and v["max_abs_logit_diff"] < 0.5
+
+
+def test_static_entropy_and_percentile_run(artifact_dirs):
+    d = artifact_dirs["squeezebert"]
+    for method in ("entropy", "percentile"):
+        quantize(d, QuantizeSettings(mode="static", samples=8, seq_len=32, method=method))
+        q = Manifest.load(d).artifacts["model.int8-static.onnx"]["quantization"]
+        assert q["calibration"]["method"] == method and q["quantized_ops"]
+
+
+def test_user_calibration_file_with_relative_paths(artifact_dirs, tmp_path, monkeypatch):
+    d = artifact_dirs["distilbert"]
+    calib = tmp_path / "c.csv"
+    calib.write_text("body\n" + "\n".join(f'"{t}"' for t in load_builtin("test").texts[:10]), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # ORT runs in a scratch cwd: relative user paths must still work
+    rel_dir = Path(os.path.relpath(d, tmp_path))
+    quantize(rel_dir, QuantizeSettings(mode="static", calibration=Path("c.csv"), text_column="body",
+                                       samples=100, seq_len=32))
+    assert Path.cwd() == tmp_path
+    cal = Manifest.load(d).artifacts["model.int8-static.onnx"]["quantization"]["calibration"]
+    assert cal["source"] == str(calib) and cal["samples"] == 10 and cal["batches"] == 2
+    with pytest.raises(UsageError, match="no column"):
+        quantize(d, QuantizeSettings(mode="static", calibration=calib, text_column="text"))
+
+
+# ---------------------------------------------------------------------------------- errors
+def test_usage_errors(artifact_dirs, tmp_path):
+    d = artifact_dirs["distilbert"]
+    with pytest.raises(UsageError, match="method"):
+        quantize(d, QuantizeSettings(mode="static", method="kl"))
+    with pytest.raises(UsageError, match="mode"):
+        quantize(d, QuantizeSettings(mode="int4"))
+    with pytest.raises(UsageError, match="no such dataset"):
+        quantize(d, QuantizeSettings(mode="static", calibration=tmp_path / "missing.csv"))
+
+
+def test_corrupt_or_missing_fp32_model(artifact_dirs, tmp_path):
+    import shutil
+
+    d = tmp_path / "copy"
+    shutil.copytree(artifact_dirs["distilbert"], d)
+    for f in d.glob("model.int8-*"):
+        f.unlink()
+    before = sorted(p.name for p in d.iterdir())
+    (d / "model.onnx").write_bytes(b"\x08\x07not an onnx model at all" * 10)
+    with pytest.raises(UsageError, match="not a valid ONNX model"):
+        quantize(d, QuantizeSettings(mode="dynamic"))
+    (d / "model.onnx").unlink()
+    with pytest.raises(UsageError, match="missing"):
+        quantize(d, QuantizeSettings(mode="dynamic"))
+    after = sorted(p.name for p in d.iterdir())
+    assert after == [n for n in before if n != "model.onnx"]  # nothing half-written left behind
