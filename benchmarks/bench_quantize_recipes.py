@@ -6,7 +6,7 @@ Builds DistilBERT (768 hidden, 6 layers) and SqueezeBERT (default config: 768, 1
 with random weights, exports them like ``edgebert export`` (dynamo, opset 20), runs
 ``edgebert.quantize`` for each recipe, and times batch 1 x seq 128 with 1 thread (warm-up, then
 ``--runs`` runs; p50/p90). Extra rows are ablations made with ORT directly: SqueezeBERT without
-the Conv->MatMul rewrite (ConvInteger), QUInt8 weights, reduce_range, static const-B-only MatMuls.
+the Conv->MatMul rewrite (ConvInteger), QUInt8 weights, reduce_range.
 Random weights: latency and size are meaningful; accuracy is not (see ``edgebert check``).
 """
 
@@ -16,7 +16,6 @@ import argparse
 import collections
 import json
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ import onnxruntime as ort
 from edgebert.data import load_builtin
 from edgebert.manifest import Manifest
 from edgebert.models import get
-from edgebert.quantize import QuantizeSettings, inspect, quantize, rewrites, static
+from edgebert.quantize import QuantizeSettings, dynamic, inspect, quantize, rewrites
 from edgebert.quantize.preprocess import pre_process, quiet_ort
 
 
@@ -92,7 +91,7 @@ def latency(path: Path, runs: int, warmup: int = 5) -> tuple[float, float]:
     return float(np.percentile(times, 50)), float(np.percentile(times, 90))
 
 
-def ablations(name: str, d: Path, scratch: Path, samples: int) -> dict[str, Path]:
+def ablations(name: str, d: Path, scratch: Path) -> dict[str, Path]:
     """Variants made with ORT directly, to show why the recipes are what they are."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -116,17 +115,8 @@ def ablations(name: str, d: Path, scratch: Path, samples: int) -> dict[str, Path
                       ("dynamic QInt8 reduce_range", dict(weight_type=QuantType.QInt8, reduce_range=True))]:
         dst = scratch / (re.sub(r"\W+", "_", label) + ".onnx")
         with quiet_ort():
-            quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"], **kw)
+            quantize_dynamic(str(src), str(dst), op_types_to_quantize=list(dynamic.OP_TYPES), **kw)
         out[label] = dst
-    # static with weight-only-B MatMuls (attention matmuls left float)
-    copy = scratch / "constb"
-    shutil.copytree(d, copy, dirs_exist_ok=True)
-    static.MATMUL_CONST_B_ONLY = True
-    try:
-        quantize(copy, QuantizeSettings(mode="static", samples=samples))
-    finally:
-        static.MATMUL_CONST_B_ONLY = False
-    out["static QDQ, MatMulConstBOnly"] = copy / "model.int8-static.onnx"
     return out
 
 
@@ -152,7 +142,7 @@ def main(argv=None) -> int:
         if not args.no_ablations:
             scratch = args.workdir / f"{name}-ablations"
             scratch.mkdir(parents=True, exist_ok=True)
-            models.update(ablations(name, d, scratch, args.samples))
+            models.update(ablations(name, d, scratch))
         for label, path in models.items():
             p50, p90 = latency(path, args.runs)
             summary = inspect.summarize(onnx.load(str(path)))

@@ -29,15 +29,17 @@ def main() -> None:
         inner = sdist.extractfile("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz")
         with tarfile.open(fileobj=io.BytesIO(inner.read())) as res:
             raw = res.extractfile("hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt").read()
-    rows = []
+    rows, seen = [], set()
     for line in raw.decode("utf-8").splitlines():
         parts = line.strip().split("\t")
         if len(parts) != 3:
             continue
         _, rating, text = parts
         rating = float(rating)
-        if abs(rating) < 0.5:
+        text = text.strip()
+        if abs(rating) < 0.5 or text.lower() in seen:  # the source repeats some snippets: keep splits disjoint
             continue
+        seen.add(text.lower())
         rows.append({"text": text.replace("''", '"'), "label": int(rating > 0), "rating": round(rating, 3)})
     random.Random(SEED).shuffle(rows)
     i = 0

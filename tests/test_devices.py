@@ -15,7 +15,7 @@ from edgebert.data.tokenize import encode
 from edgebert.devices import runtimes, worker
 from edgebert.errors import UsageError
 
-from test_check import load_tokenizer, random_texts, tiny  # noqa: F401  (session fixture)
+from support import load_tokenizer, random_texts
 
 SEQ = 24
 

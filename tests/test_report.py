@@ -11,7 +11,7 @@ from edgebert.errors import UsageError
 from edgebert.report import render_markdown, write_report
 from edgebert.report.tables import device_tables
 
-from test_check import FAST, make_artifact_dir, tiny  # noqa: F401  (session fixture)
+from support import FAST, make_artifact_dir
 
 
 def _record(artifact, precision, device, *, status="ok", error=None, accuracy=0.8, p50=10.0, p90=12.0,

@@ -2,7 +2,7 @@
 
 The pretrained BERT weights map exactly into both families (see each registry entry's
 ``from_bert``). To reach useful sentiment accuracy in about a minute on 2 cores, the lower layers stay
-frozen and their outputs are computed once; only the top layers and the head are trained on the
+frozen and their outputs are computed once; only the top layer and the head are trained on the
 built-in train split (FIELD_NOTES §4: 0.83 held-out). The result is a normal Hugging Face directory
 in the stock classes, so the export path is the one users' own checkpoints take. Built once, cached
 under ``$EDGEBERT_CACHE/models/``; the build is written to a temp dir and renamed when complete.
@@ -29,13 +29,13 @@ from .minilm import minilm_dir
 class BuiltinRecipe:
     """How the built-in classifiers are trained (part of the cache key)."""
 
-    trainable_layers: int = 2
+    trainable_layers: int = 1
     max_length: int = 64
     batch_size: int = 32
     epochs: int = 2
     lr: float = 1e-4
     seed: int = 0
-    version: int = 1
+    version: int = 2
 
 
 RECIPE = BuiltinRecipe()

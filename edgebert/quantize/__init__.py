@@ -7,7 +7,6 @@ atomic write + manifest record. All ORT work happens in a private scratch dir.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -74,12 +73,6 @@ def _load_tokenizer(manifest: Manifest):
                          "re-run `edgebert export`") from None
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def quantize(directory: Path, settings: QuantizeSettings, progress: Progress | None = None) -> list[str]:
     """Quantize the fp32 ONNX artifact of an artifact directory; returns names of artifacts added to the manifest."""
     # ORT runs with the scratch dir as cwd: make every user path absolute first.
@@ -123,7 +116,6 @@ def quantize(directory: Path, settings: QuantizeSettings, progress: Progress | N
             validation = validate.compare(str(fp32_path), str(out), inputs)
         with atomic_path(directory / recipe.artifact) as tmp:
             shutil.copyfile(out, tmp)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; artifacts are ordinary files
 
     record = {
         "path": recipe.artifact,

