@@ -93,19 +93,23 @@ export.help = f"Export MODEL ({SUPPORTED_MODELS}) to the artifact directory OUTP
               help="Calibration samples (static).")
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True, help="Calibration method (static).")
-@click.option("--per-channel", is_flag=True, help="Per-channel weight scales (static).")
+@click.option("--per-channel/--per-tensor", default=True, show_default=True,
+              help="Weight scales per output channel (better agreement with fp32) or one per tensor.")
 @click.option("--seq-len", type=click.IntRange(min=2), default=128, show_default=True,
-              help="Calibration sequence length.")
+              help="Calibration sequence length (ONNX; a TFLite model calibrates at its fixed length).")
+@click.option("--format", "formats", multiple=True,
+              help="Format to quantize (repeatable) [default: every fp32 format in DIRECTORY].")
 @handle_errors
 def quantize(directory: Path, mode: str, calibration: Path | None, text_column: str, samples: int,
-             method: str, per_channel: bool, seq_len: int) -> None:
-    """Quantize the fp32 artifacts in DIRECTORY to int8 (adds model.int8-<mode>.onnx)."""
+             method: str, per_channel: bool, seq_len: int, formats: tuple[str, ...]) -> None:
+    """Quantize the fp32 artifacts in DIRECTORY to int8 (adds model.int8-<mode>.onnx / .tflite)."""
     from .manifest import Manifest
     from .quantize import QuantizeSettings, quantize as run_quantize
 
     Manifest.load(directory)  # a clear error before any heavy import
     settings = QuantizeSettings(mode=mode, calibration=calibration, text_column=text_column, samples=samples,
-                                method=method, per_channel=per_channel, seq_len=seq_len)
+                                method=method, per_channel=per_channel, seq_len=seq_len,
+                                formats=tuple(formats) or None)
     names = run_quantize(directory, settings, progress=_progress())
     manifest = Manifest.load(directory)
     for name in names:
@@ -124,17 +128,23 @@ def quantize(directory: Path, mode: str, calibration: Path | None, text_column: 
               help="Labelled CSV/TSV/JSONL [default: built-in test split].")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N examples.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Use only the first N examples [default: all; 200 when an emulated ARM device is checked].")
 @click.option("--seq-len", type=click.IntRange(min=2), default=128, show_default=True,
               help="Sequence length for latency (accuracy inputs are truncated to it).")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Runtime threads (stated in every result).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Runtime threads (stated in every result) [default: each device's default, 1].")
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed latency runs.")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed warm-up runs.")
 @handle_errors
 def check(directory: Path, devices: tuple[str, ...], data: Path | None, text_column: str, label_column: str,
-          limit: int | None, seq_len: int, threads: int, runs: int, warmup: int) -> None:
-    """Measure accuracy, agreement with fp32, latency, memory and size of every artifact in DIRECTORY."""
+          limit: int | None, seq_len: int, threads: int | None, runs: int, warmup: int) -> None:
+    """Measure accuracy, agreement with fp32, latency, memory and size of every artifact in DIRECTORY.
+
+    On emulated ARM devices (`edgebert devices list`; run `edgebert devices setup` once) the same
+    worker runs under QEMU: the report gives accuracy, drift against the desktop run of the same
+    artifact (added automatically) and guest instructions per inference instead of latency.
+    """
     from .check import CheckSettings, check as run_check
     from .manifest import Manifest
     from .report import render_markdown
@@ -169,11 +179,58 @@ def devices() -> None:
 
 @devices.command("list")
 def devices_list() -> None:
-    """List the registered devices and the runtimes they use."""
+    """List the registered devices, what each stands for, and whether it is ready."""
     from . import devices as registry
 
     for name in registry.names():
-        click.echo(f"{name:14s} {registry.get(name).description}")
+        device = registry.get(name)
+        state = device.unavailable_reason()
+        click.echo(f"{name:14s} {device.description}")
+        runtimes = ", ".join(f"{fmt}: {rt}" for fmt, rt in device.runtimes.items())
+        extra = f"threads {device.default_threads} by default; {runtimes}"
+        if device.emulated:
+            extra += "; not set up: run `edgebert devices setup`" if state else "; ready"
+        click.echo(f"{'':14s} {extra}")
+
+
+@devices.command("setup")
+@click.option("--check", "verify", is_flag=True,
+              help="Verify the environment instead: run the emulated Python per CPU model and print versions.")
+@click.option("--force", is_flag=True, help="Rebuild every step, even those already done.")
+@handle_errors
+def devices_setup(verify: bool, force: bool) -> None:
+    """Build the emulated-ARM environment under the edgebert cache (idempotent, resumable).
+
+    \b
+    Debian bookworm arm64 Python 3.11 sysroot, aarch64 wheels of numpy/onnxruntime/ai-edge-litert
+    (host versions), QEMU 10 user mode (bookworm-backports), and the plugin-capable QEMU 7.2
+    (bookworm) with edgebert's instruction-counting plugin compiled with gcc. No root needed.
+    """
+    from .devices import setup as arm_setup
+
+    env = arm_setup.default_env()
+    if verify:
+        rows = arm_setup.check_environment(env)
+        bad = 0
+        for row in rows:
+            if row["ok"]:
+                click.echo(f"{row['device']:12s} ok: {row['machine']} Python {row['python']}, numpy {row['numpy']}, "
+                           f"onnxruntime {row['onnxruntime']}, ai-edge-litert {row['ai_edge_litert']}; "
+                           f"CPU part {row['cpu_part']} {row['features'] or '(no dotprod/i8mm/sve)'}; "
+                           f"instruction counting: {row['counting']}")
+            else:
+                bad += 1
+                click.echo(f"{row['device']:12s} FAILED: {row['error']}")
+        if bad:
+            _fail(f"{bad} of {len(rows)} CPU models failed the check", 1)
+        return
+    summary = arm_setup.setup(env, progress=_progress(), force=force)
+    done = "built " + ", ".join(summary["ran"]) if summary["ran"] else "already set up"
+    click.echo(f"{summary['root']}: {done} ({summary['seconds']}s, {summary['size_mb']} MB); QEMU "
+               f"{summary.get('qemu_version')}, counting QEMU {summary.get('plugin_qemu_version')}; wheels "
+               + ", ".join(f"{k} {v}" for k, v in (summary.get("wheels") or {}).items()))
+    for note in summary.get("wheel_notes") or ():
+        click.echo(f"note: {note}")
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ def test_registry():
     desktop = devices.get("desktop")
     assert desktop.name == "desktop" and desktop.emulated is False and desktop.description
     assert desktop.runtime_for("onnx") == "onnxruntime"
-    assert desktop.runtime_for("tflite") is None  # until the LiteRT runtime is registered
-    assert desktop.info()["runtimes"] == {"onnx": "onnxruntime"}
+    assert desktop.runtime_for("tflite") == "litert"
+    assert desktop.info()["runtimes"] == {"onnx": "onnxruntime", "tflite": "litert"}
     assert "onnxruntime" in runtimes.names() and runtimes.get("onnxruntime").formats == ("onnx",)
     with pytest.raises(UsageError, match="unknown device 'pixel'.*desktop"):
         devices.get("pixel")
@@ -82,7 +82,7 @@ def test_worker_imports_only_numpy_and_the_runtime(tmp_path, tiny):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     third_party = set(eval(proc.stdout.strip().splitlines()[-1]))
-    third_party -= {"__main__", "worker", "runtimes", "_distutils_hack"} | {m for m in third_party if "editable" in m}
+    third_party -= {"__main__", "worker", "runtimes", "litert", "_distutils_hack"} | {m for m in third_party if "editable" in m}
     assert third_party == {"numpy", "onnxruntime"}
 
 

@@ -5,6 +5,13 @@ measurement worker of each (artifact, device) pair (``edgebert.devices.worker``)
 from logits (accuracy, agreement, logit drift) are computed here, so every device and runtime is
 judged by the same code. Results go to ``report.json`` (atomically) and into the manifest's
 ``artifacts[name]["metrics"][device]``.
+
+Emulated devices (ARM under QEMU): the desktop run of the same artifacts is added when not requested,
+and each emulated record gets ``drift_vs_desktop`` (max |logit diff| and prediction flips against the
+desktop logits of the same artifact) and ``instructions`` (guest instructions per batch-1 inference,
+from the device's counting run). Their wall time is emulator time: it goes to ``emulated_wall_ms``,
+never to ``latency_ms``. Without ``limit``, a check with an emulated device uses the first
+``EMULATED_DEFAULT_LIMIT`` examples on every device (stated in the report).
 """
 
 from __future__ import annotations
@@ -30,6 +37,17 @@ from . import metrics
 
 REPORT_NAME = "report.json"
 REPORT_SCHEMA_VERSION = 1
+DRIFT_REFERENCE = "desktop"
+EMULATED_DEFAULT_LIMIT = 200      # examples, when an emulated device is checked and no limit is given
+EMULATED_WARMUP, EMULATED_RUNS = 1, 3   # wall-time runs under emulation (not device latency)
+COUNT_WARMUP, COUNT_RUNS = 1, 3   # instruction-counting runs (batch 1, latency input)
+INSTRUCTIONS_DEFINITION = (
+    "guest instructions executed by one batch-1 inference at seq_len (the latency input), counted by a "
+    "QEMU TCG plugin between markers the worker issues around runtime.run; median of COUNT_RUNS runs after "
+    "COUNT_WARMUP warm-up, in a process with address-space randomisation off and a fixed hash seed, so the "
+    "counts repeat exactly from run to run. A deterministic, relative cost signal for the emulated CPU "
+    "model, not milliseconds"
+)
 
 LATENCY_DEFINITION = (
     "batch 1 at seq_len tokens (one real text, right-padded to seq_len); `warmup` untimed runs, then "
@@ -52,16 +70,17 @@ class CheckSettings:
     data: Path | None = None          # CSV/TSV/JSONL with text+label; None -> built-in test split
     text_column: str = "text"
     label_column: str = "label"
-    limit: int | None = None          # first N examples (datasets are stored shuffled)
+    limit: int | None = None          # first N examples (datasets are stored shuffled); None: all, or
+                                      # EMULATED_DEFAULT_LIMIT when an emulated device is checked
     seq_len: int = 128                # latency sequence length; accuracy inputs truncated to it
-    threads: int = 1
+    threads: int | None = 1           # None: each device's default_threads
     warmup: int = 10
     runs: int = 50
     batch_size: int = 32              # accuracy batches
 
     def validate(self) -> None:
         for name, low in (("seq_len", 2), ("threads", 1), ("warmup", 0), ("runs", 1), ("batch_size", 1)):
-            if int(getattr(self, name)) < low:
+            if getattr(self, name) is not None and int(getattr(self, name)) < low:
                 raise UsageError(f"{name} must be at least {low} (got {getattr(self, name)})")
         if self.limit is not None and self.limit < 1:
             raise UsageError(f"limit must be at least 1 (got {self.limit})")
@@ -141,7 +160,7 @@ def _base_record(manifest: Manifest, name: str, device: _devices.Device, setting
         "artifact": name, "format": rec["format"], "precision": rec["precision"], "device": device.name,
         "status": "failed", "error": None, "reference": manifest.reference_artifact(rec["format"]),
         "accuracy": None, "agreement": None, "max_abs_logit_diff_vs_fp32": None, "n_samples": n,
-        "latency_ms": None, "threads": settings.threads, "runtime": None, "emulated": device.emulated,
+        "latency_ms": None, "threads": _threads(settings, device), "runtime": None, "emulated": device.emulated,
         "peak_rss_mb": None, "size_bytes": path.stat().st_size if path.is_file() else rec.get("size_bytes"),
     }
 
@@ -160,10 +179,13 @@ def _measure(manifest: Manifest, name: str, device: _devices.Device, settings: C
                            f"(it runs: {', '.join(device.formats()) or 'nothing'})")
         return record, None
     stem = f"{device.name}.{name}".replace("/", "_")
+    warmup, runs = settings.warmup, settings.runs
+    if device.emulated:  # wall time is emulator time: a few runs only
+        warmup, runs = min(warmup, EMULATED_WARMUP), min(runs, EMULATED_RUNS)
     request = build_request(
-        runtime=runtime, model=str(manifest.artifact_path(name).resolve()), threads=settings.threads,
+        runtime=runtime, model=str(manifest.artifact_path(name).resolve()), threads=record["threads"],
         inputs=str(inputs), outputs=str(work / f"{stem}.logits.npz"), result=str(work / f"{stem}.result.json"),
-        batch_size=settings.batch_size, warmup=settings.warmup, runs=settings.runs)
+        batch_size=settings.batch_size, warmup=warmup, runs=runs)
     result = device.run_worker(request, work / f"{stem}.request.json")
     record["runtime"] = {"name": result.get("runtime", {}).get("name") or runtime,
                          "version": result.get("runtime", {}).get("version")}
@@ -176,12 +198,13 @@ def _measure(manifest: Manifest, name: str, device: _devices.Device, settings: C
         record["error"] = (f"logits have shape {list(logits.shape)}; expected "
                            f"[{len(labels)}, {num_labels}] (n_samples, num_labels)")
         return record, None
+    timing = {**metrics.latency_summary(result["latency"]["samples_ms"]),
+              "runs": result["latency"]["runs"], "warmup": result["latency"]["warmup"],
+              "batch": result["latency"]["batch"], "seq_len": result["latency"]["seq_len"]}
     record.update({
         "status": "ok",
         "accuracy": round(metrics.accuracy(logits, labels), 6),
-        "latency_ms": {**metrics.latency_summary(result["latency"]["samples_ms"]),
-                       "runs": result["latency"]["runs"], "warmup": result["latency"]["warmup"],
-                       "batch": result["latency"]["batch"], "seq_len": result["latency"]["seq_len"]},
+        "latency_ms": None if device.emulated else timing,
         "peak_rss_mb": result.get("peak_rss_mb"),
         "rss_mb": result.get("rss_mb"),
         "load_ms": result.get("load_ms"),
@@ -189,7 +212,19 @@ def _measure(manifest: Manifest, name: str, device: _devices.Device, settings: C
         "platform": result.get("platform"),
         "accuracy_pass": result.get("accuracy_pass"),
     })
+    if device.emulated:
+        record["emulated_wall_ms"] = timing
+    if device.counts_instructions:
+        count_request = {**request, "inputs": str(inputs.with_name("latency-inputs.npz")),
+                         "outputs": str(work / f"{stem}.count.logits.npz"),
+                         "result": str(work / f"{stem}.count.result.json"),
+                         "warmup": COUNT_WARMUP, "runs": COUNT_RUNS}
+        record["instructions"] = device.count_instructions(count_request, work)
     return record, logits
+
+
+def _threads(settings: CheckSettings, device: _devices.Device) -> int:
+    return int(settings.threads) if settings.threads is not None else int(device.default_threads)
 
 
 def _add_agreement(records: list[dict[str, Any]], logits: dict[tuple[str, str], np.ndarray]) -> None:
@@ -208,10 +243,31 @@ def _add_agreement(records: list[dict[str, Any]], logits: dict[tuple[str, str], 
         rec["max_abs_logit_diff_vs_fp32"] = float(f"{metrics.max_abs_diff(mine, ref_logits):.6g}")
 
 
+def _add_drift(records: list[dict[str, Any]], logits: dict[tuple[str, str], np.ndarray],
+               emulated: set[str]) -> None:
+    """Emulated records vs the desktop logits of the same artifact: max |logit diff|, prediction flips."""
+    for rec in records:
+        if rec["device"] not in emulated:
+            continue
+        ref = logits.get((DRIFT_REFERENCE, rec["artifact"]))
+        mine = logits.get((rec["device"], rec["artifact"]))
+        if mine is None:
+            rec["drift_vs_desktop"] = None
+        elif ref is None:
+            rec["drift_vs_desktop"] = {"error": f"{rec['artifact']} failed on {DRIFT_REFERENCE}"}
+        else:
+            flips = int(np.sum(np.argmax(mine, axis=1) != np.argmax(ref, axis=1))) if len(mine) else 0
+            rec["drift_vs_desktop"] = {"max_abs_logit_diff": float(f"{metrics.max_abs_diff(mine, ref):.6g}"),
+                                       "prediction_flips": flips, "n": int(len(mine))}
+
+
 def _manifest_metrics(rec: dict[str, Any], dataset: dict[str, Any], created: str) -> dict[str, Any]:
     keys = ("status", "error", "accuracy", "agreement", "max_abs_logit_diff_vs_fp32", "n_samples",
-            "latency_ms", "threads", "runtime", "emulated", "peak_rss_mb")
-    return {**{k: rec.get(k) for k in keys}, "dataset": dataset["name"], "checked": created}
+            "latency_ms", "threads", "runtime", "emulated", "peak_rss_mb", "drift_vs_desktop")
+    out = {**{k: rec.get(k) for k in keys}, "dataset": dataset["name"], "checked": created}
+    if rec.get("instructions"):
+        out["instructions_per_inference"] = rec["instructions"].get("per_inference")
+    return out
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -223,6 +279,15 @@ def check(directory: str | Path, settings: CheckSettings, progress=None) -> dict
     if not manifest.artifacts:
         raise UsageError(f"no artifacts in {directory}; run `edgebert export` first")
     devices = [_devices.get(name) for name in dict.fromkeys(settings.devices)]
+    emulated = {d.name for d in devices if d.emulated}
+    notes = []
+    if emulated and DRIFT_REFERENCE not in {d.name for d in devices}:
+        devices.insert(0, _devices.get(DRIFT_REFERENCE))
+        notes.append(f"{DRIFT_REFERENCE} added: the reference for drift on emulated devices")
+    if emulated and settings.limit is None:
+        settings = dataclasses.replace(settings, limit=EMULATED_DEFAULT_LIMIT)
+        notes.append(f"limit {EMULATED_DEFAULT_LIMIT}: the default when an emulated device is checked "
+                     f"(--limit to change)")
     label2id = _label2id(manifest)
     num_labels = int(manifest.model.get("num_labels") or len(label2id))
 
@@ -242,6 +307,10 @@ def check(directory: str | Path, settings: CheckSettings, progress=None) -> dict
         inputs = work / "inputs.npz"
         np.savez(inputs, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                  latency_input_ids=lat["input_ids"], latency_attention_mask=lat["attention_mask"])
+        if any(d.counts_instructions for d in devices):  # latency input only, for counting runs
+            empty = np.zeros((0, enc["input_ids"].shape[1]), np.int64)
+            np.savez(work / "latency-inputs.npz", input_ids=empty, attention_mask=empty,
+                     latency_input_ids=lat["input_ids"], latency_attention_mask=lat["attention_mask"])
         jobs = [(device, name) for device in devices for name in _order(manifest)]
         for device, name in maybe_track(progress, jobs, len(jobs), "Measuring artifacts"):
             record, out = _measure(manifest, name, device, settings, labels, inputs, work, num_labels,
@@ -250,10 +319,11 @@ def check(directory: str | Path, settings: CheckSettings, progress=None) -> dict
             if out is not None:
                 logits[(device.name, name)] = out
     _add_agreement(records, logits)
+    _add_drift(records, logits, emulated)
     rank = {name: i for i, name in enumerate(manifest.artifacts)}
     records.sort(key=lambda r: ([d.name for d in devices].index(r["device"]), rank[r["artifact"]]))
 
-    dataset = {"name": data.name, "n": len(data), "limit": settings.limit,
+    dataset = {"name": data.name, "n": len(data), "limit": settings.limit, "notes": notes,
                "path": str(settings.data) if settings.data is not None else None,
                "text_column": settings.text_column, "label_column": settings.label_column}
     model = manifest.model
@@ -267,6 +337,10 @@ def check(directory: str | Path, settings: CheckSettings, progress=None) -> dict
         "latency_input": {"batch": 1, "seq_len": settings.seq_len,
                           "real_tokens": int(lat["attention_mask"].sum()), "definition": LATENCY_DEFINITION},
         "peak_rss_definition": PEAK_RSS_DEFINITION,
+        **({"drift_reference": DRIFT_REFERENCE, "instructions_definition": INSTRUCTIONS_DEFINITION
+            .replace("COUNT_RUNS", str(COUNT_RUNS)).replace("COUNT_WARMUP", str(COUNT_WARMUP)),
+            "emulated_wall_definition": f"emulator wall time of {EMULATED_RUNS} batch-1 runs after "
+                                        f"{EMULATED_WARMUP} warm-up: NOT device latency"} if emulated else {}),
         "host": {"machine": platform.machine(), "python": platform.python_version()},
         "versions": package_versions(),
         "devices": {d.name: d.info() for d in devices},

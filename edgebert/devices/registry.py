@@ -32,6 +32,9 @@ class Device:
     - ``emulated``: True when timings are emulator wall time, not device latency.
     - ``runtimes``: artifact format -> runtime name (a key of ``runtimes.py``'s registry).
     - ``timeout_s``: wall-clock limit for one worker run (one artifact).
+    - ``default_threads``: runtime threads when ``check`` is not given ``--threads``.
+    - ``counts_instructions``: True if :meth:`count_instructions` measures cost (emulated devices,
+      whose wall time is not device latency).
     """
 
     name: ClassVar[str] = ""
@@ -39,6 +42,8 @@ class Device:
     emulated: ClassVar[bool] = False
     runtimes: ClassVar[dict[str, str]] = {}
     timeout_s: ClassVar[float] = 3600.0
+    default_threads: ClassVar[int] = 1
+    counts_instructions: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -66,7 +71,11 @@ class Device:
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "emulated": self.emulated,
-                "runtimes": dict(self.runtimes)}
+                "runtimes": dict(self.runtimes), "default_threads": self.default_threads}
+
+    def count_instructions(self, request: dict[str, Any], work: Path) -> dict[str, Any]:
+        """Guest instructions per inference for ``request`` (see ``arm.py``); never raises."""
+        return {"status": "unavailable", "error": f"device {self.name} does not count instructions"}
 
     # --- running the worker -------------------------------------------------------------------
     def run_worker(self, request: dict[str, Any], request_path: Path) -> dict[str, Any]:
@@ -119,14 +128,26 @@ def _how_it_ended(proc: subprocess.CompletedProcess) -> str:
 
 
 def names() -> tuple[str, ...]:
+    _load_plugins()
     return tuple(_DEVICES)
 
 
 def get(name: str) -> Device:
+    _load_plugins()
     try:
         return _DEVICES[name]()
     except KeyError:
         raise UsageError(f"unknown device {name!r}; available: {', '.join(names())}") from None
+
+
+_PLUGIN_MODULES = ("arm",)  # device modules registered on first use (they may import more than the stdlib)
+
+
+def _load_plugins() -> None:
+    import importlib
+
+    for module in _PLUGIN_MODULES:
+        importlib.import_module(f"{__package__}.{module}")
 
 
 class Desktop(Device):
@@ -134,7 +155,7 @@ class Desktop(Device):
 
     name = "desktop"
     description = f"this machine, native {platform.machine()} (not emulated)"
-    runtimes = {"onnx": "onnxruntime"}
+    runtimes = {"onnx": "onnxruntime", "tflite": "litert"}
 
     def python_command(self) -> list[str]:
         return [sys.executable]

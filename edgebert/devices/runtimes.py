@@ -105,3 +105,10 @@ class OnnxRuntimeCPU(Runtime):
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         out = self.session.run([self._output], {k: feeds[k] for k in self._inputs if k in feeds})
         return np.asarray(out[0], dtype=np.float32)
+
+
+# Runtimes in their own modules register on import (same import rules as this file: worker-safe).
+if __package__:
+    from . import litert as _litert  # noqa: E402,F401
+else:  # run as a file next to worker.py
+    import litert as _litert  # type: ignore[no-redef]  # noqa: E402,F401

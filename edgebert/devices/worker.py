@@ -13,7 +13,7 @@ Request (JSON file, the only argument)::
 
     {"protocol": 1, "runtime": "onnxruntime", "model": "/d/model.onnx", "threads": 1,
      "inputs": "/t/inputs.npz", "outputs": "/t/outputs.npz", "result": "/t/result.json",
-     "batch_size": 32, "warmup": 10, "runs": 50}
+     "batch_size": 32, "warmup": 10, "runs": 50, "mark_syscall": null}
 
 ``inputs.npz`` holds int64 arrays: ``input_ids`` and ``attention_mask`` ``[N, S]`` (the labelled
 examples, right-padded to S) and ``latency_input_ids`` / ``latency_attention_mask`` ``[1, S]`` (one
@@ -41,6 +41,12 @@ each phase (Linux: ``VmHWM`` of /proc/self/status; elsewhere ``ru_maxrss``, see 
 latency phase: the peak of a process that started Python, imported numpy and the runtime, loaded the
 model and ran batch-1 inference at S. Under QEMU user-mode it is the emulator process's RSS.
 If the process dies (signal, timeout) there is no result file; the parent reports that.
+
+Inference markers (optional ``mark_syscall``: an integer that is not a Linux syscall number): the
+worker then calls ``syscall(mark_syscall, 1, i)`` just before and ``syscall(mark_syscall, 2, i)`` just
+after the i-th latency-phase inference (warm-up runs first, i from 0), through libc via ctypes. The
+kernel (or QEMU) answers ENOSYS and nothing happens, unless a QEMU TCG plugin watching that number
+counts the guest instructions in between (``edgebert/devices/qemu/insn_count.c``).
 """
 
 from __future__ import annotations
@@ -62,14 +68,34 @@ else:  # run as a file: runtimes.py sits next to this one (sys.path[0])
 PROTOCOL_VERSION = 1
 REQUIRED = ("runtime", "model", "threads", "inputs", "outputs", "result")
 DEFAULTS = {"batch_size": 32, "warmup": 10, "runs": 50}
+MARK_BEGIN, MARK_END = 1, 2
 
 
 def build_request(*, runtime: str, model: str, threads: int, inputs: str, outputs: str, result: str,
-                  batch_size: int = 32, warmup: int = 10, runs: int = 50) -> dict[str, Any]:
+                  batch_size: int = 32, warmup: int = 10, runs: int = 50,
+                  mark_syscall: int | None = None) -> dict[str, Any]:
     """A request dict (the parent writes it as JSON); paths should be absolute."""
     return {"protocol": PROTOCOL_VERSION, "runtime": runtime, "model": str(model), "threads": int(threads),
             "inputs": str(inputs), "outputs": str(outputs), "result": str(result),
-            "batch_size": int(batch_size), "warmup": int(warmup), "runs": int(runs)}
+            "batch_size": int(batch_size), "warmup": int(warmup), "runs": int(runs),
+            "mark_syscall": None if mark_syscall is None else int(mark_syscall)}
+
+
+def marker(number: int | None):
+    """``mark(phase, index)`` issuing ``syscall(number, phase, index)``; a no-op when number is None."""
+    if number is None:
+        return lambda phase, index: None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    syscall = libc.syscall
+    syscall.restype = ctypes.c_long
+    nr = ctypes.c_long(int(number))
+
+    def mark(phase: int, index: int) -> None:
+        syscall(nr, ctypes.c_long(phase), ctypes.c_long(index))
+
+    return mark
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
@@ -120,17 +146,34 @@ def cpu_name() -> str:
 
 def measure(runtime: "_runtimes.Runtime", input_ids: np.ndarray, attention_mask: np.ndarray,
             latency_ids: np.ndarray, latency_mask: np.ndarray, *, batch_size: int, warmup: int,
-            runs: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """The one measurement loop for every runtime and device: latency first, then the logits."""
+            runs: int, mark_syscall: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The one measurement loop for every runtime and device: latency first, then the logits.
+
+    With ``mark_syscall``, each latency-phase inference is bracketed by marker syscalls (module doc).
+    """
     rss: dict[str, Any] = {}
-    for _ in range(warmup):
+    mark = marker(mark_syscall)
+    if mark_syscall is not None:  # a collection inside a marked inference would change its count
+        import gc
+
+        gc.collect()
+        gc.disable()
+    for i in range(warmup):
+        mark(MARK_BEGIN, i)
         runtime.run(latency_ids, latency_mask)
+        mark(MARK_END, i)
     samples = []
-    for _ in range(runs):
+    for i in range(warmup, warmup + runs):
         start = time.perf_counter_ns()
+        mark(MARK_BEGIN, i)
         runtime.run(latency_ids, latency_mask)
+        mark(MARK_END, i)
         samples.append((time.perf_counter_ns() - start) / 1e6)
     rss["after_latency"] = peak_rss_mb()
+    if mark_syscall is not None:
+        import gc
+
+        gc.enable()
 
     start = time.perf_counter()
     chunks, n = [], len(input_ids)
@@ -169,7 +212,9 @@ def serve(request: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
         missing = [k for k in REQUIRED if k not in request]
         if missing:
             raise ValueError(f"request lacks {', '.join(missing)}")
-        opts = {k: int(request.get(k, v)) for k, v in DEFAULTS.items()}
+        opts: dict[str, Any] = {k: int(request.get(k, v)) for k, v in DEFAULTS.items()}
+        if request.get("mark_syscall") is not None:
+            opts["mark_syscall"] = int(request["mark_syscall"])
         threads = int(request["threads"])
         cls = _runtimes.get(request["runtime"])
         stage = "import"

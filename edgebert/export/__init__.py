@@ -16,10 +16,12 @@ from ..fsutil import publish_dir
 from ..manifest import MANIFEST_NAME, Manifest
 from ..models import LoadedModel, load_classifier
 from .onnx import export_onnx
+from .tflite import export_tflite
 
 # format -> (file name, exporter(model, tokenizer, out_path, seq_len, atol, progress) -> record)
 EXPORTERS: dict[str, tuple[str, Callable[..., dict]]] = {
     "onnx": ("model.onnx", export_onnx),
+    "tflite": ("model.tflite", export_tflite),  # fixed input [1, seq_len], builtin ops only
 }
 TOKENIZER_DIR = "tokenizer"
 DERIVED_FILES = ("report.json", "report.md")

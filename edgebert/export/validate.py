@@ -79,3 +79,30 @@ def validate(
             f"raise it with --atol if this is expected)"
         )
     return {"reference": "pytorch", "atol": atol, "max_abs_diff": worst, "cases": results}
+
+
+def fixed_shape_runner(run_fixed: Callable[[dict[str, np.ndarray]], np.ndarray], seq_len: int,
+                       batch: int = 1) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """Adapt an artifact with a fixed ``[batch, seq_len]`` input (TFLite) to :func:`validate`.
+
+    Each case's rows are right-padded (token 0, mask 0) to ``seq_len`` and run ``batch`` rows at a
+    time (a last partial batch is filled with padding rows whose logits are dropped), so every case,
+    including batch 4 and padded-to-longest ones, is compared against PyTorch on its original shape.
+    """
+
+    def run(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        width = next(iter(inputs.values())).shape[1]
+        if width > seq_len:
+            raise ValidationError(f"validation input of length {width} exceeds the fixed length {seq_len}")
+        padded = {k: np.pad(v, ((0, 0), (0, seq_len - width))) for k, v in inputs.items()}
+        rows = len(next(iter(padded.values())))
+        out = []
+        for lo in range(0, rows, batch):
+            chunk = {k: v[lo:lo + batch] for k, v in padded.items()}
+            n = len(next(iter(chunk.values())))
+            if n < batch:
+                chunk = {k: np.pad(v, ((0, batch - n), (0, 0))) for k, v in chunk.items()}
+            out.append(run_fixed(chunk)[:n])
+        return np.concatenate(out)
+
+    return run

@@ -72,6 +72,9 @@ def builtin_dir(name: str, progress=None) -> Path:
 def _pretrained(arch: registry.Architecture):
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the CLI has its own progress
 
     src = minilm_dir()
     bert = json.loads((src / "config.json").read_text())

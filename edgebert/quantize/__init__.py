@@ -1,6 +1,9 @@
-"""int8 quantization of an artifact directory's fp32 ONNX model (dynamic, or static QDQ).
+"""int8 quantization of an artifact directory's fp32 models (dynamic, or static), per format.
 
-Pipeline: load the fp32 graph -> apply the architecture's named rewrites (checked to be exact) ->
+Recipes are registered per (format, mode) in ``RECIPES``; ``quantize`` runs the requested mode for
+every fp32 format present (or ``settings.formats``). TFLite recipes live in ``tflite.py``.
+
+ONNX pipeline: load the fp32 graph -> apply the architecture's named rewrites (checked to be exact) ->
 ORT pre-processing -> the recipe's quantizer -> op accounting + a quick check against fp32 ->
 atomic write + manifest record. All ORT work happens in a private scratch dir.
 """
@@ -19,7 +22,7 @@ from ..errors import EdgebertError, UsageError
 from ..fsutil import atomic_path
 from ..manifest import Manifest
 from ..progress import Progress, maybe_step
-from . import dynamic, inspect, rewrites, static, validate
+from . import dynamic, inspect, rewrites, static, tflite, validate
 from .calibration import METHODS
 from .preprocess import load_fp32, pre_process, scratch_dir
 
@@ -31,8 +34,9 @@ class QuantizeSettings:
     text_column: str = "text"
     samples: int = 256               # calibration samples (static)
     method: str = "minmax"           # minmax | entropy | percentile
-    per_channel: bool = False
-    seq_len: int = 128               # calibration sequence length
+    per_channel: bool = True          # per-output-channel weight scales: agreement with fp32 0.955 -> 0.979 (DistilBERT dynamic)
+    seq_len: int = 128               # calibration sequence length (ONNX; TFLite uses its fixed length)
+    formats: tuple[str, ...] | None = None  # formats to quantize; None -> every fp32 format present
 
 
 @dataclass(frozen=True)
@@ -45,22 +49,32 @@ class Recipe:
     artifact: str
     run: Callable[..., dict]
     calibrated: bool
+    format: str = "onnx"
 
 
-RECIPES: dict[str, Recipe] = {
-    "dynamic": Recipe("ort-dynamic-int8", "dynamic", "int8-dynamic", "model.int8-dynamic.onnx", dynamic.run, False),
-    "static": Recipe("ort-static-qdq-int8", "static", "int8-static", "model.int8-static.onnx", static.run, True),
+#: (format, mode) -> recipe. ONNX recipes run in ``_quantize_onnx``; TFLite ones in ``tflite.run``.
+RECIPES: dict[tuple[str, str], Recipe] = {
+    ("onnx", "dynamic"): Recipe("ort-dynamic-int8", "dynamic", "int8-dynamic", "model.int8-dynamic.onnx",
+                                dynamic.run, False),
+    ("onnx", "static"): Recipe("ort-static-qdq-int8", "static", "int8-static", "model.int8-static.onnx",
+                               static.run, True),
+    **{("tflite", mode): Recipe(name, mode, f"int8-{mode}", f"model.int8-{mode}.tflite", fn, mode == "static",
+                                "tflite")
+       for mode, (name, fn) in tflite.RECIPES.items()},
 }
+MODES = tuple(dict.fromkeys(mode for _, mode in RECIPES))
 
 
-def recipe_for(settings: QuantizeSettings) -> Recipe:
-    if settings.mode not in RECIPES:
-        raise UsageError(f"unknown quantization mode {settings.mode!r}; use one of {', '.join(RECIPES)}")
+def recipe_for(settings: QuantizeSettings, fmt: str = "onnx") -> Recipe:
+    if settings.mode not in MODES:
+        raise UsageError(f"unknown quantization mode {settings.mode!r}; use one of {', '.join(MODES)}")
     if settings.method not in METHODS:
         raise UsageError(f"unknown calibration method {settings.method!r}; use one of {', '.join(METHODS)}")
     if settings.seq_len < 1:
         raise UsageError(f"sequence length must be positive (got {settings.seq_len})")
-    return RECIPES[settings.mode]
+    if (fmt, settings.mode) not in RECIPES:
+        raise UsageError(f"no {settings.mode} int8 recipe for format {fmt!r}")
+    return RECIPES[(fmt, settings.mode)]
 
 
 def _load_tokenizer(manifest: Manifest):
@@ -74,16 +88,74 @@ def _load_tokenizer(manifest: Manifest):
 
 
 def quantize(directory: Path, settings: QuantizeSettings, progress: Progress | None = None) -> list[str]:
-    """Quantize the fp32 ONNX artifact of an artifact directory; returns names of artifacts added to the manifest."""
+    """Quantize the fp32 artifacts of an artifact directory (every format present, or ``settings.formats``).
+
+    Returns the names of the artifacts added to the manifest.
+    """
     # ORT runs with the scratch dir as cwd: make every user path absolute first.
     directory = Path(directory).resolve()
     if settings.calibration is not None:
         settings = replace(settings, calibration=Path(settings.calibration).resolve())
-    recipe = recipe_for(settings)
+    recipe_for(settings)
     manifest = Manifest.load(directory)
+    present = tuple(dict.fromkeys(rec["format"] for rec in manifest.artifacts.values() if rec["precision"] == "fp32"))
+    wanted = tuple(dict.fromkeys(settings.formats)) if settings.formats else present
+    for fmt in wanted:
+        if not any(f == fmt for f, _ in RECIPES):
+            raise UsageError(f"unknown format {fmt!r}; supported: {', '.join(dict.fromkeys(f for f, _ in RECIPES))}")
+        if fmt not in present:
+            raise UsageError(f"{directory}: no fp32 {fmt} artifact in the manifest; "
+                             f"run `edgebert export MODEL -o {directory} --format {fmt}` first")
+    if not wanted:
+        raise UsageError(f"{directory}: no fp32 artifact in the manifest; run `edgebert export` first")
+    recipes = [recipe_for(settings, fmt) for fmt in wanted]
+    if "tflite" in wanted:
+        tflite.check_settings(settings)
+    added = []
+    for recipe in recipes:
+        run = _quantize_onnx if recipe.format == "onnx" else _quantize_tflite
+        added += run(directory, Manifest.load(directory), settings, recipe, progress)
+    return added
+
+
+def _quantize_tflite(directory: Path, manifest: Manifest, settings: QuantizeSettings, recipe: Recipe,
+                     progress: Progress | None) -> list[str]:
+    parent = manifest.reference_artifact("tflite")
+    fp32_path = manifest.verify_artifact(parent)
+    seq_len = int(manifest.artifacts[parent].get("fixed_shape", {}).get("seq_len") or settings.seq_len)
+    tokenizer = _load_tokenizer(manifest)
+    with scratch_dir() as scratch:
+        out = scratch / "quantized.tflite"
+        with maybe_step(progress, f"quantizing model.tflite ({recipe.name})"):
+            details, summary, validation = tflite.run(recipe.mode, fp32_path, out, settings, tokenizer=tokenizer,
+                                                      seq_len=seq_len, scratch=scratch, progress=progress)
+        with atomic_path(directory / recipe.artifact) as tmp:
+            shutil.copyfile(out, tmp)
+    kept = ("mode", "calibration", "text_column", "samples", "method", "formats") if recipe.calibrated else ("mode",)
+    record = {
+        "path": recipe.artifact,
+        "format": "tflite",
+        "precision": recipe.precision,
+        "parent": parent,
+        "inputs": manifest.artifacts[parent].get("inputs"),
+        "fixed_shape": manifest.artifacts[parent].get("fixed_shape"),
+        "quantization": {
+            "mode": recipe.mode,
+            "settings": {k: (str(v) if isinstance(v, Path) else (list(v) if isinstance(v, tuple) else v))
+                         for k, v in asdict(settings).items() if k in kept},
+            **details,
+            **summary,
+        },
+        "validation": validation,
+    }
+    manifest.add_artifact(recipe.artifact, record)
+    manifest.save()
+    return [recipe.artifact]
+
+
+def _quantize_onnx(directory: Path, manifest: Manifest, settings: QuantizeSettings, recipe: Recipe,
+                   progress: Progress | None) -> list[str]:
     parent = manifest.reference_artifact("onnx")
-    if parent is None:
-        raise UsageError(f"{directory}: no fp32 ONNX artifact in the manifest; run `edgebert export` first")
     fp32_path = manifest.artifact_path(parent)
     model = load_fp32(fp32_path)
     arch = models.get(manifest.architecture)
@@ -126,7 +198,7 @@ def quantize(directory: Path, settings: QuantizeSettings, progress: Progress | N
             "mode": recipe.mode,
             "recipe": recipe.name,
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()
-                         if recipe.calibrated or k in ("mode", "per_channel")},
+                         if (recipe.calibrated or k in ("mode", "per_channel")) and k != "formats"},
             **details,
             "rewrites": applied,
             "notes": dict(arch.quantize_notes),
@@ -139,4 +211,4 @@ def quantize(directory: Path, settings: QuantizeSettings, progress: Progress | N
     return [recipe.artifact]
 
 
-__all__ = ["QuantizeSettings", "Recipe", "RECIPES", "quantize", "recipe_for"]
+__all__ = ["QuantizeSettings", "Recipe", "RECIPES", "MODES", "quantize", "recipe_for"]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .tables import DeviceTable, Row, device_tables
+from .tables import DeviceTable, Row, device_tables, side_by_side
 
 COLUMNS = ("Artifact", "Format", "Precision", "Accuracy", "Δ acc vs fp32 (pts)", "Agreement",
            "Max abs Δlogit", "Latency p50 / p90 ms (threads)", "Speed-up vs fp32", "Size MB",
            "Size ratio", "Peak RSS MB")
 DASH = "—"
+EMULATED_COLUMNS = ("Artifact", "Format", "Precision", "Accuracy", "Δ acc vs fp32 (pts)", "Agreement",
+                    "Max abs Δlogit", "Drift vs desktop: max abs Δlogit", "Flips vs desktop",
+                    "Instructions / inference (M)", "Instr. ratio vs fp32", "Size MB", "Size ratio",
+                    "Emulated wall p50 ms (not latency)")
 
 
 def _cell(text: Any) -> str:
@@ -34,6 +38,47 @@ def _row(row: Row) -> list[str]:
             _num(row.size_mb, ".2f"), _num(row.size_ratio, ".2f", "×"), _num(row.peak_rss_mb, ".0f")]
 
 
+def _side_by_side(table: DeviceTable) -> list[str]:
+    """Formats next to each other per precision (accuracy, p50 latency, size), when there are several."""
+    view = side_by_side(table)
+    if view is None:
+        return []
+    metrics = (("Accuracy", lambda r: _num(None if r.accuracy is None else r.accuracy * 100, ".2f", "%")),
+               ("p50 ms", lambda r: _num(r.p50_ms, ".2f")),
+               ("Speed-up", lambda r: _num(r.speedup, ".2f", "×")),
+               ("Size MB", lambda r: _num(r.size_mb, ".2f")))
+    if table.emulated:  # emulator wall time is not latency: compare accuracy and size only
+        metrics = (metrics[0], metrics[3])
+    header = ["Precision"] + [f"{name} {fmt}" for name, _ in metrics for fmt in view.formats]
+    lines = ["", "Formats side by side:", "", "| " + " | ".join(header) + " |",
+             "|---|" + "|".join("---:" for _ in header[1:]) + "|"]
+    for precision in view.precisions:
+        cells = [precision]
+        for _, fn in metrics:
+            for fmt in view.formats:
+                row = view.cells.get((precision, fmt))
+                cells.append(DASH if row is None else ("failed" if row.status != "ok" else fn(row)))
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return lines
+
+
+def _emulated_row(row: Row) -> list[str]:
+    if row.status != "ok":
+        return [f"`{row.artifact}`", row.format, row.precision, "**failed**", *[DASH] * 7,
+                _num(row.size_mb, ".2f"), _num(row.size_ratio, ".2f", "×"), DASH]
+    flips = DASH if row.drift_flips is None else str(row.drift_flips)
+    insns = _num(None if row.instructions is None else row.instructions / 1e6, ".2f")
+    if row.instructions is None:
+        insns = "unavailable"
+    return [f"`{row.artifact}`", row.format, row.precision,
+            _num(None if row.accuracy is None else row.accuracy * 100, ".2f", "%"),
+            _num(row.delta_accuracy_points, "+.2f"),
+            _num(None if row.agreement is None else row.agreement * 100, ".2f", "%"),
+            _num(row.max_abs_logit_diff, ".3g"), _num(row.drift_max_abs, ".3g"), flips, insns,
+            _num(row.instructions_ratio, ".2f", "×"), _num(row.size_mb, ".2f"),
+            _num(row.size_ratio, ".2f", "×"), _num(row.emulated_wall_p50_ms, ".0f")]
+
+
 def _source(source: Any) -> str:
     if not isinstance(source, dict):
         return str(source) if source else "unknown"
@@ -52,12 +97,20 @@ def _table(table: DeviceTable) -> list[str]:
         facts.append(f"CPU: {table.cpu}")
     if facts:
         lines += [" · ".join(_cell(f) for f in facts), ""]
+    columns, row_cells = COLUMNS, _row
     if table.emulated:
-        lines += ["> Emulated: latency columns are emulator wall time, not device latency; "
-                  "compare artifacts only relative to each other on this device.", ""]
-    lines.append("| " + " | ".join(COLUMNS) + " |")
-    lines.append("|" + "|".join("---" if i < 3 else "---:" for i in range(len(COLUMNS))) + "|")
-    lines += ["| " + " | ".join(_cell(c) for c in _row(row)) + " |" for row in table.rows]
+        lines += ["> Emulated: cost is guest instructions per batch-1 inference (deterministic, relative "
+                  "to the other artifacts on this CPU model), not time. Emulator wall time is shown only "
+                  "as such and is not device latency. Drift compares with the desktop run of the same "
+                  "artifact on the same inputs.", ""]
+        columns, row_cells = EMULATED_COLUMNS, _emulated_row
+    lines.append("| " + " | ".join(columns) + " |")
+    lines.append("|" + "|".join("---" if i < 3 else "---:" for i in range(len(columns))) + "|")
+    lines += ["| " + " | ".join(_cell(c) for c in row_cells(row)) + " |" for row in table.rows]
+    notes = [row for row in table.rows if row.instructions_note]
+    if notes:
+        lines += [""] + [f"- `{row.artifact}`: {_cell(row.instructions_note)}" for row in notes]
+    lines += _side_by_side(table)
     if table.failed:
         lines += ["", "Failed:", ""]
         lines += [f"- `{row.artifact}`: {_cell(row.error or 'no reason given')}" for row in table.failed]
@@ -76,7 +129,8 @@ def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> st
         "",
         f"- Model: {model.get('architecture', 'unknown')} from {_source(model.get('source'))}",
         f"- Dataset: `{dataset.get('name', '?')}`, n = {dataset.get('n', '?')}"
-        + (f" (first {dataset['limit']})" if dataset.get("limit") else ""),
+        + (f" (first {dataset['limit']})" if dataset.get("limit") else "")
+        + "".join(f"; {note}" for note in dataset.get("notes") or ()),
         f"- Settings: seq_len {settings.get('seq_len')}, threads {settings.get('threads')}, "
         f"{settings.get('warmup')} warm-up + {settings.get('runs')} timed runs at batch 1, "
         f"accuracy batches of {settings.get('batch_size')}",
@@ -92,6 +146,10 @@ def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> st
         lines += [f"Latency: {latency}.", ""]
     if report.get("peak_rss_definition"):
         lines += [f"Peak RSS: {report['peak_rss_definition']}.", ""]
+    if report.get("instructions_definition"):
+        lines += [f"Instructions (emulated devices): {report['instructions_definition']}.", ""]
+    if report.get("emulated_wall_definition"):
+        lines += [f"Emulated wall time: {report['emulated_wall_definition']}.", ""]
     for table in device_tables(report):
         lines += _table(table)
     return "\n".join(lines).rstrip() + "\n"

@@ -29,6 +29,13 @@ class Row:
     size_ratio: float | None                 # this size / fp32 size
     peak_rss_mb: float | None
     runtime: str | None
+    # emulated devices (ARM under QEMU): drift vs the desktop run of the same artifact, guest instructions
+    drift_max_abs: float | None = None        # max |logit diff| vs desktop
+    drift_flips: int | None = None            # predictions that differ from desktop's
+    instructions: int | None = None           # guest instructions per batch-1 inference
+    instructions_ratio: float | None = None   # this / fp32 of the same format on the same device
+    instructions_note: str | None = None      # why there is no count (never replaced by wall time)
+    emulated_wall_p50_ms: float | None = None  # emulator wall time: NOT device latency
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,28 @@ class DeviceTable:
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b not in (None, 0) else None
+
+
+def _instructions(rec: dict[str, Any] | None) -> int | None:
+    ins = (rec or {}).get("instructions") or {}
+    return ins.get("per_inference") if ins.get("status") == "ok" else None
+
+
+def _emulated_fields(r: dict[str, Any], ref: dict[str, Any] | None) -> dict[str, Any]:
+    """Row fields of an emulated record: drift vs desktop, instructions (or why none), wall time."""
+    if not r.get("emulated"):
+        return {}
+    ok = r["status"] == "ok"
+    drift = (r.get("drift_vs_desktop") or {}) if ok else {}
+    ins = r.get("instructions") or {}
+    note = None
+    if ok and ins.get("status") != "ok":
+        note = f"instruction count {ins.get('status', 'missing')}: {ins.get('error') or 'not measured'}"
+    wall = r.get("emulated_wall_ms") or {}
+    return {"drift_max_abs": drift.get("max_abs_logit_diff"), "drift_flips": drift.get("prediction_flips"),
+            "instructions": _instructions(r) if ok else None,
+            "instructions_ratio": _ratio(_instructions(r), _instructions(ref)) if ok else None,
+            "instructions_note": note, "emulated_wall_p50_ms": wall.get("p50") if ok else None}
 
 
 def device_tables(report: dict[str, Any]) -> list[DeviceTable]:
@@ -78,6 +107,7 @@ def device_tables(report: dict[str, Any]) -> list[DeviceTable]:
                 peak_rss_mb=r.get("peak_rss_mb") if ok else None,
                 runtime=" ".join(x for x in ((r.get("runtime") or {}).get("name"),
                                              (r.get("runtime") or {}).get("version")) if x) or None,
+                **_emulated_fields(r, ref),
             ))
         info = report.get("devices", {}).get(device, {})
         cpus = [((r.get("platform") or {}).get("cpu")) for r in recs if r.get("platform")]
@@ -87,3 +117,25 @@ def device_tables(report: dict[str, Any]) -> list[DeviceTable]:
             runtimes=tuple(dict.fromkeys(row.runtime for row in rows if row.runtime and row.status == "ok")),
             cpu=cpus[0] if cpus else None, rows=tuple(rows)))
     return tables
+
+
+PRECISION_ORDER = ("fp32", "int8-dynamic", "int8-static")
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """One device's artifacts pivoted to precision x format (e.g. ONNX and TFLite next to each other)."""
+
+    formats: tuple[str, ...]
+    precisions: tuple[str, ...]
+    cells: dict[tuple[str, str], Row]        # (precision, format) -> row
+
+
+def side_by_side(table: DeviceTable) -> SideBySide | None:
+    """The rows of ``table`` by (precision, format); None when the device saw only one format."""
+    formats = tuple(dict.fromkeys(r.format for r in table.rows))
+    if len(formats) < 2:
+        return None
+    seen = {r.precision for r in table.rows}
+    precisions = tuple(p for p in PRECISION_ORDER if p in seen) + tuple(sorted(seen - set(PRECISION_ORDER)))
+    return SideBySide(formats, precisions, {(r.precision, r.format): r for r in table.rows})

@@ -1,0 +1,223 @@
+"""LiteRT (ai-edge-litert) runtime for ``.tflite`` artifacts, and what a ``.tflite`` file contains.
+
+Runs inside the measurement worker (possibly an aarch64 Python under QEMU with only numpy and the
+runtime package installed): numpy and the standard library at module level, the runtime package
+only inside functions, nothing from edgebert. ``runtimes.py`` imports this module to register it.
+
+edgebert's TFLite artifacts have a fixed input shape (``[1, seq_len]`` int32 ``input_ids`` and
+``attention_mask``, one signature, output ``[1, num_labels]`` float32), so the runtime declares
+``fixed_shape``: the worker feeds rows padded to the check's sequence length, and this class pads or
+truncates each row to the model's length and runs the rows one by one when the model's batch is 1.
+
+Only builtin ops are allowed, as on a phone without the Flex (TensorFlow) delegate: a model that
+needs Flex or other custom ops fails at load with a line naming them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+if __package__:
+    from .runtimes import Runtime
+else:  # the worker runs as a file: runtimes.py and this file sit side by side (sys.path[0])
+    from runtimes import Runtime  # type: ignore[no-redef]
+
+#: TFLite ``TensorType`` values (schema.fbs) -> numpy-style names.
+TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16",
+                9: "int8", 10: "float64", 15: "uint32", 16: "uint16", 17: "int4"}
+#: Ops whose weight/activation types say whether a matmul-class op runs as an int8 kernel.
+COMPUTE_OPS = ("FULLY_CONNECTED", "BATCH_MATMUL", "CONV_2D", "DEPTHWISE_CONV_2D", "EMBEDDING_LOOKUP")
+
+
+def _schema():
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:  # pragma: no cover - older/other runtime packages
+        from tflite_runtime import schema_py_generated as schema  # type: ignore[no-redef]
+    return schema
+
+
+def _builtin_names(schema) -> dict[int, str]:
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def inspect_model(data: bytes) -> dict[str, Any]:
+    """Op accounting of a ``.tflite`` flatbuffer (no interpreter needed).
+
+    Returns ``op_counts`` (builtin name or ``CUSTOM:<code>``), ``op_versions`` (max version per op),
+    ``custom_ops`` (Flex and other custom codes), ``quantized_ops`` / ``float_ops`` (compute ops by
+    how they run: ``int8`` = int8 inputs and weights, ``dynamic-range`` = float activations quantized
+    per run with int8 weights, ``int8 table`` = lookup from an int8 table), ``inputs`` (name, shape, dtype).
+    Raises ``ValueError`` when ``data`` is not a TFLite model.
+    """
+    schema = _schema()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ValueError("not a TFLite flatbuffer (no TFL3 identifier)")
+    try:
+        model = schema.Model.GetRootAs(data, 0)
+        names = _builtin_names(schema)
+        codes = []
+        for i in range(model.OperatorCodesLength()):
+            oc = model.OperatorCodes(i)
+            code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+            if code == schema.BuiltinOperator.CUSTOM:
+                custom = (oc.CustomCode() or b"?").decode("utf-8", "replace")
+                codes.append((f"CUSTOM:{custom}", int(oc.Version())))
+            else:
+                codes.append((names.get(code, f"BUILTIN_{code}"), int(oc.Version())))
+        counts: Counter = Counter()
+        versions: dict[str, int] = {}
+        quantized: Counter = Counter()
+        floating: Counter = Counter()
+        inputs = []
+        for s in range(model.SubgraphsLength()):
+            sg = model.Subgraphs(s)
+            ttype = lambda t: TENSOR_TYPES.get(int(sg.Tensors(t).Type()), str(sg.Tensors(t).Type()))  # noqa: E731
+            if s == 0:
+                for k in range(sg.InputsLength()):
+                    t = sg.Tensors(sg.Inputs(k))
+                    inputs.append({"name": (t.Name() or b"").decode(), "shape": [int(x) for x in t.ShapeAsNumpy()],
+                                   "dtype": ttype(sg.Inputs(k))})
+            for j in range(sg.OperatorsLength()):
+                op = sg.Operators(j)
+                name, version = codes[op.OpcodeIndex()]
+                counts[name] += 1
+                versions[name] = max(versions.get(name, 0), version)
+                if name not in COMPUTE_OPS:
+                    continue
+                ins = [op.Inputs(k) for k in range(op.InputsLength())]
+                types = [ttype(i) if i >= 0 else None for i in ins]
+                if name == "EMBEDDING_LOOKUP":  # inputs: ids, table
+                    kind = "int8 table" if len(types) > 1 and types[1] in ("int8", "uint8", "int4") else None
+                elif types and types[0] in ("int8", "uint8", "int16"):
+                    kind = "int8" if types[0] != "int16" else "int16x8"
+                elif len(types) > 1 and types[1] in ("int8", "uint8", "int4"):
+                    kind = "dynamic-range"
+                else:
+                    kind = None
+                if kind:
+                    quantized[f"{name}({kind})"] += 1
+                else:
+                    floating[name] += 1
+    except Exception as exc:  # a truncated or corrupt flatbuffer raises anything from struct/index errors
+        raise ValueError(f"corrupt TFLite flatbuffer ({type(exc).__name__}: {exc})") from None
+    custom = sorted(n.split(":", 1)[1] for n in counts if n.startswith("CUSTOM:"))
+    return {"op_counts": dict(sorted(counts.items())), "op_versions": dict(sorted(versions.items())),
+            "custom_ops": custom, "quantized_ops": dict(sorted(quantized.items())),
+            "float_ops": dict(sorted(floating.items())), "node_count": int(sum(counts.values())),
+            "inputs": inputs}
+
+
+def custom_ops_problem(custom: list[str]) -> str | None:
+    """One line when a model needs ops the builtin-op interpreter does not have; else None."""
+    if not custom:
+        return None
+    flex = [c for c in custom if c.startswith("Flex")]
+    what = (f"Flex (TensorFlow) ops {', '.join(flex)}" if flex else f"custom ops {', '.join(custom)}")
+    return (f"the model needs {what}, which the builtin-op LiteRT interpreter (as on a phone without the "
+            "Flex delegate) cannot run; export it with edgebert's TFLite exporter (builtin ops only)")
+
+
+class LiteRT(Runtime):
+    """ai-edge-litert's Interpreter (default CPU path: XNNPACK), ``threads`` threads, builtin ops only."""
+
+    name = "litert"
+    formats = ("tflite",)
+    module = "ai_edge_litert"
+    fixed_shape = True
+
+    def __init__(self, model_path: str, threads: int):
+        with open(model_path, "rb") as f:
+            data = f.read()
+        self._threads = int(threads)
+        try:
+            info = inspect_model(data)
+        except ImportError:  # no schema module in this runtime package: let the interpreter judge
+            info = None
+        if info is not None:
+            problem = custom_ops_problem(info["custom_ops"])
+            if problem:
+                raise ValueError(problem)
+        self.interpreter = self._interpreter(model_path)
+        runners = self.interpreter.get_signature_list()
+        if not runners:
+            raise ValueError("model has no signature")
+        key = next(iter(runners))
+        self._runner = self.interpreter.get_signature_runner(key)
+        details = self._runner.get_input_details()
+        missing = {"input_ids"} - set(details)
+        if missing:
+            raise ValueError(f"model has no input 'input_ids' (inputs: {', '.join(sorted(details))})")
+        self._inputs = {name: (tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"])) for name, d in details.items()}
+        shape = self._inputs["input_ids"][0]
+        if len(shape) != 2:
+            raise ValueError(f"input_ids has shape {list(shape)}; expected [batch, seq]")
+        self.batch, self.seq_len = shape
+        self._output = next(iter(self._runner.get_output_details()))
+
+    def _interpreter(self, model_path: str):
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter(model_path=model_path, num_threads=self._threads)
+
+    def settings(self) -> dict[str, Any]:
+        return {"num_threads": self._threads, "fixed_shape": [self.batch, self.seq_len],
+                "delegate": "default CPU (XNNPACK)", "inputs": sorted(self._inputs)}
+
+    def _fit(self, a: np.ndarray) -> np.ndarray:
+        """Pad (with 0 = [PAD] / masked) or truncate columns to the model's sequence length."""
+        if a.shape[1] >= self.seq_len:
+            return a[:, : self.seq_len]
+        return np.pad(a, ((0, 0), (0, self.seq_len - a.shape[1])))
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": self._fit(input_ids), "attention_mask": self._fit(attention_mask)}
+        n, out = len(input_ids), []
+        for lo in range(0, n, self.batch):
+            chunk = {k: v[lo:lo + self.batch] for k, v in feeds.items() if k in self._inputs}
+            rows = len(chunk["input_ids"])
+            if rows < self.batch:  # a last partial batch: pad with masked rows, drop their logits
+                chunk = {k: np.pad(v, ((0, self.batch - rows), (0, 0))) for k, v in chunk.items()}
+            chunk = {k: np.ascontiguousarray(v, dtype=self._inputs[k][1]) for k, v in chunk.items()}
+            out.append(np.asarray(self._runner(**chunk)[self._output], dtype=np.float32)[:rows])
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+_OP_VERSION = re.compile(r"builtin opcode '([A-Z0-9_]+)' version '(\d+)'")
+
+
+class TfliteRuntimeLegacy(LiteRT):
+    """The legacy ``tflite-runtime`` package (last release 2.14, numpy<2), for old device images.
+
+    It cannot load models from current converters (e.g. FULLY_CONNECTED version 12, GATHER_ND
+    version 5); such a load fails with one line naming the op and version instead of a crash.
+    Not the desktop default; a device that only has tflite-runtime names it.
+    """
+
+    name = "tflite-runtime"
+    formats = ("tflite",)
+    module = "tflite_runtime"
+
+    def _interpreter(self, model_path: str):
+        from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+
+        try:
+            interpreter = Interpreter(model_path=model_path, num_threads=self._threads)
+            interpreter.allocate_tensors()
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(legacy_load_error(str(exc), self.version())) from None
+        return interpreter
+
+
+def legacy_load_error(message: str, version: str) -> str:
+    """tflite-runtime's multi-line registration error -> 'cannot load: op X version N ...'."""
+    found = _OP_VERSION.findall(message)
+    if found:
+        ops = ", ".join(f"{op} version {v}" for op, v in dict(found).items())
+        return (f"cannot load: op {ops} is newer than tflite-runtime {version} supports; "
+                "use ai-edge-litert (runtime 'litert')")
+    return f"cannot load: {' '.join(message.split())[:250]}"

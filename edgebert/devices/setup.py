@@ -1,0 +1,592 @@
+"""``edgebert devices setup``: build the emulated-ARM environment under the edgebert cache.
+
+Everything lands in ``cache_dir()/arm`` and needs no root (only ``apt-get``/``dpkg``/``pip``/``gcc``
+as an ordinary user, with private apt state):
+
+- ``sysroot/``: Debian bookworm **arm64** packages unpacked with ``dpkg -x``: the dependency closure
+  of ``python3.11`` plus ``libstdc++6`` and ``libgomp1`` (numpy and the runtimes need them).
+- ``site/``: the aarch64 wheels of numpy, onnxruntime and ai-edge-litert, at the host's versions.
+- ``qemu/qemu-aarch64``: QEMU 10 user mode (static, from bookworm-backports ``qemu-user``): runs the
+  worker for accuracy and drift; it emulates ``/proc/cpuinfo`` per ``-cpu`` model.
+- ``qemu-plugin/``: QEMU 7.2 user mode from bookworm (the only Debian build that is dynamic and
+  loads TCG plugins; backports' QEMU 10 user mode is static-only) with the shared libraries it needs
+  that a stock host may lack, and ``libinsn_count.so``, our instruction counter
+  (``qemu/insn_count.c``) compiled against the ``qemu-plugin.h`` of Debian's qemu 7.2 source.
+- ``prefix/MODEL/``: per CPU model, the sysroot plus a ``proc/cpuinfo`` captured from QEMU 10's
+  emulation of that model. QEMU 7.2 passes the host's x86 ``/proc/cpuinfo`` through (onnxruntime's
+  import then crashes); with ``-L prefix/MODEL`` it reads this file instead.
+
+Each step writes into a temporary directory, renames it into place, then writes its stamp
+(``stamps/STEP.json``, holding the step's inputs, e.g. versions): an interrupted run resumes at the
+first step without a matching stamp; a finished one does nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import EdgebertError
+from ..fsutil import cache_dir
+
+DEBIAN = "http://deb.debian.org/debian"
+SUITE = "bookworm"
+BACKPORTS = "bookworm-backports"
+PYTHON = "python3.11"
+SYSROOT_PACKAGES = (PYTHON, "libstdc++6", "libgomp1")
+# QEMU 7.2's dynamic qemu-aarch64 links these; the rest (glib, gnutls, zlib, libc) are on any host.
+PLUGIN_QEMU_LIBS = ("libcapstone4", "liburing2", "libnuma1")
+WHEEL_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_27_aarch64",
+                   "manylinux_2_28_aarch64")
+RUNTIME_WHEELS = ("numpy", "onnxruntime", "ai-edge-litert")
+MARKER_SYSCALL = 0x4542  # "EB": not a Linux syscall; the worker marks inference boundaries with it
+PLUGIN_SOURCE = Path(__file__).with_name("qemu") / "insn_count.c"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class SetupError(EdgebertError):
+    """A setup step failed (one line: what and why)."""
+
+
+@dataclass(frozen=True)
+class ArmEnv:
+    """Paths of the emulated-ARM environment (``root`` defaults to ``cache_dir()/arm``)."""
+
+    root: Path
+
+    @property
+    def sysroot(self) -> Path:
+        return self.root / "sysroot"
+
+    @property
+    def site(self) -> Path:
+        return self.root / "site"
+
+    @property
+    def python(self) -> Path:
+        return self.sysroot / "usr" / "bin" / PYTHON
+
+    @property
+    def qemu(self) -> Path:
+        return self.root / "qemu" / "qemu-aarch64"
+
+    @property
+    def plugin_qemu(self) -> Path:
+        return self.root / "qemu-plugin" / "qemu-aarch64"
+
+    @property
+    def plugin_libs(self) -> Path:
+        return self.root / "qemu-plugin" / "lib"
+
+    @property
+    def plugin(self) -> Path:
+        return self.root / "qemu-plugin" / "libinsn_count.so"
+
+    def prefix(self, cpu: str) -> Path:
+        return self.root / "prefix" / cpu
+
+    @property
+    def stamps(self) -> Path:
+        return self.root / "stamps"
+
+    def stamp(self, step: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.stamps / f"{step}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def info(self) -> dict[str, Any]:
+        """What setup recorded (versions, QEMU builds), for reports; {} if not set up."""
+        out = {}
+        for step in ("wheels", "qemu", "plugin-qemu"):
+            stamp = self.stamp(step) or {}
+            out.update(stamp.get("info", {}))
+        return out
+
+    def missing(self) -> str | None:
+        """None when the accuracy environment (sysroot, wheels, QEMU 10) is ready; else why not."""
+        for step, path in (("sysroot", self.python), ("wheels", self.site), ("qemu", self.qemu)):
+            if self.stamp(step) is None or not path.exists():
+                return f"the emulated-ARM environment is not set up ({step} missing in {self.root}); " \
+                       f"run `edgebert devices setup`"
+        return None
+
+    def counting_missing(self, cpu: str) -> str | None:
+        """None when instructions can be counted on ``cpu``; else why not."""
+        stamp = self.stamp("plugin-qemu")
+        if stamp is None or not self.plugin.exists() or not self.plugin_qemu.exists():
+            return "the plugin-capable QEMU is not set up; run `edgebert devices setup`"
+        cpus = stamp.get("info", {}).get("plugin_qemu_cpus", [])
+        if cpu not in cpus:
+            version = stamp.get("info", {}).get("plugin_qemu_version", "?")
+            return (f"QEMU {version} (the only Debian QEMU user-mode build that loads TCG plugins) "
+                    f"has no {cpu} model")
+        if not (self.prefix(cpu) / "proc" / "cpuinfo").is_file():
+            return f"no captured /proc/cpuinfo for {cpu}; run `edgebert devices setup`"
+        return None
+
+
+def default_env() -> ArmEnv:
+    return ArmEnv(cache_dir() / "arm")
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def _run(cmd: list[str], what: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+         timeout: float = 1800) -> str:
+    """Run a command; on failure raise a one-line SetupError naming ``what`` and the tool's reason."""
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise SetupError(f"{what} failed: {cmd[0]} not found") from None
+    except subprocess.TimeoutExpired:
+        raise SetupError(f"{what} failed: timed out after {timeout:.0f}s") from None
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stderr + "\n" + proc.stdout).splitlines() if ln.strip()]
+        errors = [ln for ln in lines if ln.startswith(("E:", "ERROR", "error", "Err:"))]
+        reason = (errors or lines or [f"exit status {proc.returncode}"])[-1 if not errors else 0]
+        raise SetupError(f"{what} failed: {reason[:300]}")
+    return proc.stdout
+
+
+class _Apt:
+    """apt-get/apt-cache with private state (lists, cache, sources): no root, host apt untouched."""
+
+    def __init__(self, directory: Path, arch: str, sources: list[str]):
+        self.dir = directory
+        self.arch = arch
+        (directory / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+        (directory / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+        (directory / "sources.list").write_text("\n".join(sources) + "\n", encoding="utf-8")
+
+    def options(self) -> list[str]:
+        d = self.dir
+        return [f"-oAPT::Architecture={self.arch}", f"-oAPT::Architectures={self.arch}",
+                f"-oDir::State::Lists={d / 'lists'}", f"-oDir::Cache={d / 'cache'}",
+                "-oDir::State::status=/dev/null", f"-oDir::Etc::SourceList={d / 'sources.list'}",
+                "-oDir::Etc::SourceParts=/nonexistent", "-oDir::Etc::Preferences=/dev/null",
+                "-oDir::Etc::PreferencesParts=/nonexistent", "-oAPT::Sandbox::User=root"
+                if os.geteuid() == 0 else "-oAPT::Sandbox::User=" + _user(),
+                "-oDebug::NoLocking=1", "-qq"]
+
+    def update(self) -> None:
+        _run(["apt-get", *self.options(), "update"], f"apt-get update ({self.arch} package lists)")
+
+    def closure(self, packages: tuple[str, ...]) -> list[str]:
+        out = _run(["apt-cache", *self.options(), "depends", "--recurse", "--no-recommends",
+                    "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances",
+                    *packages], f"resolving the dependencies of {', '.join(packages)}")
+        names = [ln.strip() for ln in out.splitlines() if ln and not ln[0].isspace()]
+        return sorted({n.split(":")[0] for n in names if not n.startswith("<")})
+
+    def download(self, packages: list[str], into: Path) -> list[Path]:
+        into.mkdir(parents=True, exist_ok=True)
+        _run(["apt-get", *self.options(), "download", *packages], f"downloading {_short(packages)}", cwd=into)
+        return sorted(into.glob("*.deb"))
+
+    def download_source(self, package: str, into: Path) -> list[Path]:
+        into.mkdir(parents=True, exist_ok=True)
+        _run(["apt-get", *self.options(), "source", "--download-only", package],
+             f"downloading the {package} source package", cwd=into)
+        return sorted(into.iterdir())
+
+
+def _user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def _short(packages: list[str]) -> str:
+    return ", ".join(packages[:3]) + (f" and {len(packages) - 3} more" if len(packages) > 3 else "")
+
+
+def _fresh(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Atomically-ish replace ``final`` by ``tmp`` (rename; the old one is removed first)."""
+    if final.exists():
+        old = final.with_name(final.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old)
+    else:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(final)
+
+
+def _dpkg_x(deb: Path, into: Path) -> None:
+    _run(["dpkg-deb", "-x", str(deb), str(into)], f"unpacking {deb.name}")
+
+
+def _host_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _pinned_version(dist: str) -> str | None:
+    """``dist==X`` from the project's pyproject.toml (source checkouts), else None."""
+    path = PROJECT_ROOT / "pyproject.toml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    m = re.search(rf'"{re.escape(dist)}==([^"\s;,]+)', text)
+    return m.group(1) if m else None
+
+
+def wheel_versions() -> tuple[dict[str, str], list[str]]:
+    """(dist -> version to install for aarch64, notes on what is skipped)."""
+    versions, notes = {}, []
+    for dist in RUNTIME_WHEELS:
+        v = _host_version(dist) or _pinned_version(dist)
+        if v:
+            versions[dist] = v
+        elif dist == "numpy" or dist == "onnxruntime":
+            raise SetupError(f"{dist} is not installed on the host; install edgebert first")
+        else:
+            notes.append(f"{dist} skipped: not installed on the host nor pinned in pyproject.toml")
+    return versions, notes
+
+
+# --- steps --------------------------------------------------------------------------------------
+@dataclass
+class _Ctx:
+    env: ArmEnv
+    work: Path
+
+    def apt(self, arch: str) -> _Apt:
+        return _Apt(self.env.root / f"apt-{arch}", arch, SOURCES[arch])
+
+
+SOURCES = {
+    "arm64": [f"deb {DEBIAN} {SUITE} main"],
+    "amd64": [f"deb {DEBIAN} {SUITE} main", f"deb {DEBIAN} {BACKPORTS} main", f"deb-src {DEBIAN} {SUITE} main"],
+}
+
+
+def _step_apt(ctx: _Ctx, key: dict) -> dict:
+    for arch in ("arm64", "amd64"):
+        ctx.apt(arch).update()
+    return {}
+
+
+def _step_sysroot(ctx: _Ctx, key: dict) -> dict:
+    apt = ctx.apt("arm64")
+    packages = apt.closure(SYSROOT_PACKAGES)
+    debs = apt.download(packages, ctx.work / "debs")
+    tree = _fresh(ctx.work / "sysroot")
+    for deb in debs:
+        _dpkg_x(deb, tree)
+    if not (tree / "usr" / "bin" / PYTHON).is_file():
+        raise SetupError(f"the arm64 packages do not contain usr/bin/{PYTHON}")
+    for unused in ("doc", "man", "info", "locale", "lintian"):
+        shutil.rmtree(tree / "usr" / "share" / unused, ignore_errors=True)
+    # Byte-compile the stdlib with the host's CPython 3.11 (same bytecode): emulated start-up then
+    # skips compiling it on every run.
+    if sys.version_info[:2] == (3, 11):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(tree / "usr/lib/python3.11")],
+                       capture_output=True, check=False)
+    _publish(tree, ctx.env.sysroot)
+    return {"packages": len(packages)}
+
+
+def _step_wheels(ctx: _Ctx, key: dict) -> dict:
+    tree = _fresh(ctx.work / "site")
+    specs = [f"{d}=={v}" for d, v in key["versions"].items()]
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input",
+           "--target", str(tree), "--python-version", "3.11", "--implementation", "cp", "--only-binary=:all:",
+           *[a for p in WHEEL_PLATFORMS for a in ("--platform", p)], *specs]
+    _run(cmd, f"downloading the aarch64 wheels ({', '.join(specs)})")
+    _publish(tree, ctx.env.site)
+    return {"info": {"wheels": key["versions"], "wheel_notes": key["notes"]}}
+
+
+def _qemu_version(cmd: list[str], env: dict | None = None) -> str:
+    out = _run([*cmd, "--version"], "running qemu-aarch64 --version", env=env)
+    m = re.search(r"version (\S+)", out)
+    return m.group(1) if m else out.splitlines()[0]
+
+
+def _step_qemu(ctx: _Ctx, key: dict) -> dict:
+    apt = ctx.apt("amd64")
+    debs = apt.download([f"qemu-user/{BACKPORTS}"], ctx.work / "debs")
+    tree = _fresh(ctx.work / "qemu")
+    _extract_member(debs[0], "usr/bin/qemu-aarch64", tree / "qemu-aarch64")
+    version = _qemu_version([str(tree / "qemu-aarch64")])
+    _publish(tree, ctx.env.qemu.parent)
+    return {"info": {"qemu_version": version, "qemu_package": debs[0].name}}
+
+
+def _extract_member(deb: Path, member: str, dest: Path) -> None:
+    """One file out of a .deb (via ``dpkg-deb --fsys-tarfile``), executable."""
+    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    found = False
+    try:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+            for info in tar:  # read to the end: dpkg-deb complains when its pipe closes early
+                if not found and info.name.lstrip("./") == member and info.isfile():
+                    dest.write_bytes(tar.extractfile(info).read())
+                    dest.chmod(0o755)
+                    found = True
+    finally:
+        proc.stdout.close()
+        proc.wait()
+    if not found:
+        raise SetupError(f"{deb.name} has no {member}")
+
+
+def _step_plugin_qemu(ctx: _Ctx, key: dict) -> dict:
+    apt = ctx.apt("amd64")
+    debs = apt.download([f"qemu-user/{SUITE}", *PLUGIN_QEMU_LIBS], ctx.work / "debs")
+    unpacked = _fresh(ctx.work / "unpacked")
+    for deb in debs:
+        _dpkg_x(deb, unpacked)
+    tree = _fresh(ctx.work / "qemu-plugin")
+    shutil.copy2(unpacked / "usr/bin/qemu-aarch64", tree / "qemu-aarch64")
+    (tree / "lib").mkdir()
+    for lib in (unpacked / "usr/lib/x86_64-linux-gnu").glob("*.so*"):
+        shutil.copy2(lib, tree / "lib" / lib.name, follow_symlinks=True)
+    env = {**os.environ, "LD_LIBRARY_PATH": str(tree / "lib")}
+    qemu = [str(tree / "qemu-aarch64")]
+    version = _qemu_version(qemu, env)
+    helptext = _run([*qemu, "-h"], "running the plugin QEMU", env=env)
+    if "-plugin" not in helptext:
+        raise SetupError(f"QEMU {version} from {SUITE} was built without TCG plugin support")
+    listing = subprocess.run([*qemu, "-cpu", "help"], env=env, capture_output=True, text=True).stdout
+    cpus = [ln.strip() for ln in listing.splitlines()[1:] if ln.strip()]  # exits 1 after listing
+    if not cpus:
+        raise SetupError(f"QEMU {version} from {SUITE} lists no CPU models")
+    # qemu-plugin.h of the same QEMU: from Debian's qemu source package
+    src = apt.download_source(f"qemu/{SUITE}", ctx.work / "src")
+    orig = next((p for p in src if p.name.endswith(".orig.tar.xz")), None)
+    if orig is None:
+        raise SetupError("the qemu source package has no .orig.tar.xz")
+    with tarfile.open(orig, "r:xz") as tar:
+        for info in tar:
+            if info.name.endswith("include/qemu/qemu-plugin.h"):
+                (tree / "include").mkdir()
+                (tree / "include" / "qemu-plugin.h").write_bytes(tar.extractfile(info).read())
+                break
+        else:
+            raise SetupError(f"{orig.name} has no include/qemu/qemu-plugin.h")
+    shutil.rmtree(ctx.work / "src")
+    _run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-I", str(tree / "include"), str(PLUGIN_SOURCE),
+          "-o", str(tree / "libinsn_count.so")], "compiling the instruction-counting plugin")
+    _publish(tree, ctx.env.plugin_qemu.parent)
+    return {"info": {"plugin_qemu_version": version, "plugin_qemu_cpus": cpus,
+                     "plugin_qemu_package": next(d.name for d in debs if d.name.startswith("qemu-user"))}}
+
+
+def _step_prefixes(ctx: _Ctx, key: dict) -> dict:
+    """Per CPU model: sysroot entries (symlinks) + proc/cpuinfo as QEMU 10 emulates that model."""
+    tree = _fresh(ctx.work / "prefix")
+    env = ctx.env
+    for cpu in key["cpus"]:
+        d = tree / cpu
+        (d / "proc").mkdir(parents=True)
+        for entry in env.sysroot.iterdir():
+            (d / entry.name).symlink_to(entry)
+        cpuinfo = _run([str(env.qemu), "-cpu", cpu, "-L", str(env.sysroot), str(env.python), "-S", "-c",
+                        "import sys; sys.stdout.write(open('/proc/cpuinfo').read())"],
+                       f"reading /proc/cpuinfo of {cpu} under QEMU", env=_guest_env(env))
+        if "CPU part" not in cpuinfo:
+            raise SetupError(f"QEMU's /proc/cpuinfo for {cpu} has no 'CPU part' line")
+        (d / "proc" / "cpuinfo").write_text(cpuinfo, encoding="utf-8")
+    _publish(tree, env.root / "prefix")
+    return {}
+
+
+def _guest_env(env: ArmEnv) -> dict[str, str]:
+    """Environment of an emulated Python: only what it needs (no host PYTHONPATH, venv, ...)."""
+    keep = {k: os.environ[k] for k in ("HOME", "TMPDIR", "LANG", "TERM") if k in os.environ}
+    return {**keep, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(env.site), "PYTHONNOUSERSITE": "1",
+            "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    message: str
+    run: Callable[[_Ctx, dict], dict]
+    key: Callable[[], dict]
+
+
+def _cpus() -> list[str]:
+    from .arm import CPU_MODELS
+
+    return [m.qemu_cpu for m in CPU_MODELS]
+
+
+def steps() -> list[Step]:
+    return [
+        Step("apt", "Fetching Debian package lists (arm64 and amd64, private apt state)", _step_apt,
+             lambda: {"sources": SOURCES}),
+        Step("sysroot", f"Building the arm64 {PYTHON} sysroot (Debian {SUITE})", _step_sysroot,
+             lambda: {"packages": list(SYSROOT_PACKAGES), "suite": SUITE}),
+        Step("wheels", "Installing the aarch64 wheels", _step_wheels,
+             lambda: dict(zip(("versions", "notes"), wheel_versions()))),
+        Step("qemu", f"Fetching QEMU user mode ({BACKPORTS} qemu-user)", _step_qemu,
+             lambda: {"package": f"qemu-user/{BACKPORTS}"}),
+        Step("plugin-qemu", f"Fetching the plugin-capable QEMU ({SUITE}) and compiling the instruction counter",
+             _step_plugin_qemu, lambda: {"package": f"qemu-user/{SUITE}", "libs": list(PLUGIN_QEMU_LIBS),
+                                          "source_sha": _file_digest(PLUGIN_SOURCE)}),
+        Step("prefixes", "Capturing each CPU model's /proc/cpuinfo", _step_prefixes,
+             lambda: {"cpus": _cpus()}),
+    ]
+
+
+def _file_digest(path: Path) -> str:
+    from ..fsutil import sha256_file
+
+    return sha256_file(path)[:16]
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                total += os.path.getsize(p)
+    return total
+
+
+def setup(env: ArmEnv | None = None, progress=None, force: bool = False) -> dict[str, Any]:
+    """Run every step whose stamp is missing or stale; return a summary (steps run, size, seconds)."""
+    from ..progress import maybe_step
+
+    env = env or default_env()
+    env.root.mkdir(parents=True, exist_ok=True)
+    env.stamps.mkdir(exist_ok=True)
+    start, ran = time.perf_counter(), []
+    rerun = force
+    for step in steps():
+        key = step.key()
+        stamp = env.stamp(step.name)
+        if not rerun and stamp is not None and stamp.get("key") == json.loads(json.dumps(key)):
+            continue
+        rerun = True  # later steps depend on earlier ones
+        (env.stamps / f"{step.name}.json").unlink(missing_ok=True)
+        work = _fresh(env.root / "tmp" / step.name)
+        with maybe_step(progress, step.message):
+            result = step.run(_Ctx(env, work), key)
+        shutil.rmtree(work, ignore_errors=True)
+        stamp_path = env.stamps / f"{step.name}.json"
+        tmp = stamp_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key, **result, "done": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1),
+                       encoding="utf-8")
+        os.replace(tmp, stamp_path)
+        ran.append(step.name)
+    shutil.rmtree(env.root / "tmp", ignore_errors=True)
+    return {"root": str(env.root), "ran": ran, "seconds": round(time.perf_counter() - start, 1),
+            "size_mb": round(_tree_size(env.root) / 1e6, 1), **env.info()}
+
+
+# --- verification (`devices setup --check`) ------------------------------------------------------
+CHECK_CODE = (
+    "import platform, numpy, onnxruntime, sys\n"
+    "try:\n import ai_edge_litert; lv = getattr(ai_edge_litert, '__version__', 'installed')\n"
+    "except ImportError: lv = None\n"
+    "info = open('/proc/cpuinfo').read().split('\\n')\n"
+    "part = next((l.split(':')[1].strip() for l in info if l.startswith('CPU part')), '?')\n"
+    "feats = next((l.split(':')[1].split() for l in info if l.startswith('Features')), [])\n"
+    "print(platform.machine(), platform.python_version(), numpy.__version__, onnxruntime.__version__, lv, part,"
+    " ','.join(f for f in ('asimddp', 'i8mm', 'sve', 'sve2', 'bf16') if f in feats))\n"
+)
+
+
+def check_environment(env: ArmEnv | None = None, cpus: list[str] | None = None) -> list[dict[str, Any]]:
+    """Per CPU model: start the emulated Python, import numpy and onnxruntime, report versions.
+
+    Also counts the instructions of a tiny numpy loop twice under the plugin QEMU (they must match).
+    Never raises for one model: each row has ``ok`` and ``error``.
+    """
+    from .arm import CPU_MODELS
+
+    env = env or default_env()
+    rows = []
+    missing = env.missing()
+    for model in CPU_MODELS:
+        if cpus and model.name not in cpus:
+            continue
+        row: dict[str, Any] = {"device": model.name, "ok": False, "error": missing}
+        if not missing:
+            try:
+                out = _run([str(env.qemu), "-cpu", model.qemu_cpu, "-L", str(env.sysroot), str(env.python),
+                            "-c", CHECK_CODE], f"the emulated Python on {model.name}", env=_guest_env(env),
+                           timeout=300).split()
+                row.update(dict(zip(("machine", "python", "numpy", "onnxruntime", "ai_edge_litert", "cpu_part",
+                                     "features"), out + [""] * 7)))
+                row["ok"], row["error"] = out[0] == "aarch64", None if out[0] == "aarch64" else f"machine {out[0]}"
+            except SetupError as exc:
+                row["error"] = str(exc)
+            row["counting"] = env.counting_missing(model.qemu_cpu)
+            if row["counting"] is None:
+                try:
+                    import tempfile
+
+                    with tempfile.TemporaryDirectory(prefix="edgebert-count-") as tmp:
+                        counts = count_selftest(env, model.qemu_cpu, Path(tmp))
+                    row["counting"] = f"ok ({counts[-1]} instructions for a marked 64x64 matmul)"
+                except SetupError as exc:
+                    row["counting"] = f"failed: {exc}"
+        rows.append(row)
+    return rows
+
+
+def count_selftest(env: ArmEnv, cpu: str, work: Path) -> list[int]:
+    """Instructions of the same small numpy computation, marked twice, under the plugin QEMU."""
+    code = ("import ctypes, numpy as np\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            f"a = np.ones((64, 64), np.float32)\n"
+            f"for i in range(3):\n libc.syscall({MARKER_SYSCALL}, 1, i); a @ a; libc.syscall({MARKER_SYSCALL}, 2, i)\n")
+    out = work / "counts.txt"
+    cmd = plugin_command(env, cpu, out) + ["-c", code]
+    _run(cmd, f"the instruction counter on {cpu}", env={**_guest_env(env), **plugin_host_env(env)}, timeout=300)
+    return [c for _, c in read_counts(out)]
+
+
+def plugin_command(env: ArmEnv, cpu: str, counts: Path) -> list[str]:
+    """``qemu-aarch64 -plugin ... -cpu CPU -L prefix/CPU python3.11`` (QEMU 7.2 with the counter).
+
+    Started with address-space randomisation off (``setarch -R``, when present) so that memory
+    layout, and with it allocator paths and alignment-dependent kernel paths, repeat across runs.
+    """
+    norandom = ["setarch", platform.machine(), "-R"] if shutil.which("setarch") else []
+    return [*norandom, str(env.plugin_qemu), "-plugin", f"{env.plugin},out={counts},nr={MARKER_SYSCALL}",
+            "-cpu", cpu, "-L", str(env.prefix(cpu)), str(env.python)]
+
+
+def plugin_host_env(env: ArmEnv) -> dict[str, str]:
+    """Host libraries of the plugin QEMU, and a fixed hash seed (dict/set layouts repeat across runs)."""
+    return {"LD_LIBRARY_PATH": str(env.plugin_libs), "PYTHONHASHSEED": "0"}
+
+
+def read_counts(path: Path) -> list[tuple[int, int]]:
+    """(inference index, instructions) lines the plugin wrote, in order."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit():
+            rows.append((int(parts[0]), int(parts[1])))
+    return rows

@@ -1,0 +1,167 @@
+"""PyTorch -> TFLite with litert-torch (ex ai-edge-torch), builtin ops only, validated against PyTorch.
+
+Why litert-torch: it converts the stock DistilBERT and SqueezeBERT classes directly from PyTorch
+(torch.export -> StableHLO -> TFLite) without TensorFlow, in about a minute, to builtin ops only
+(GELU, BATCH_MATMUL, FULLY_CONNECTED; SqueezeBERT's grouped 1x1 Conv1d -> CONV_2D). The other route,
+onnx2tf, needs TensorFlow, 5-15 GB of RAM and emits Flex ops (FlexErf) that a phone's builtin-op
+interpreter cannot run (FIELD_NOTES §1, §4).
+
+Static shapes: litert-torch cannot export dynamic sequence lengths, so a TFLite artifact has a fixed
+input shape ``[1, seq_len]`` (int32 ``input_ids`` and ``attention_mask``) recorded in the manifest;
+``check`` pads or truncates each row to it. Validation runs the same cases as the ONNX export, each
+row padded to ``seq_len`` and run on its own (``validate.fixed_shape_runner``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..devices.litert import custom_ops_problem, inspect_model
+from ..errors import EdgebertError, UsageError
+from ..fsutil import atomic_path
+from ..progress import maybe_step
+from .validate import fixed_shape_runner, validate, validation_cases
+
+INPUT_NAMES = ("input_ids", "attention_mask")
+BATCH = 1
+
+
+class _Logits(torch.nn.Module):
+    """(input_ids, attention_mask) int32 -> logits: named inputs become the TFLite signature's names."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+@contextlib.contextmanager
+def quiet_native(log: Path):
+    """Send stdout/stderr (Python and native: MLIR/absl logs, progress lines) to ``log``."""
+    loggers = [logging.getLogger(n) for n in ("torch.export", "torch._dynamo", "absl", "litert_torch")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log, "ab") as f, open(log, "a", encoding="utf-8", errors="replace") as text:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                warnings.simplefilter("ignore")
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            for lg, lvl in zip(loggers, levels):
+                lg.setLevel(lvl)
+
+
+def _tail(log: Path, n: int = 3) -> str:
+    try:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])[:400]
+
+
+def litert_runner(path: Path, threads: int = 1):
+    """A ``run(feeds) -> logits`` over a fixed-shape .tflite in the LiteRT interpreter (in-process)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path), num_threads=threads)
+    runner = interp.get_signature_runner()
+    out_name = next(iter(runner.get_output_details()))
+    names = set(runner.get_input_details())
+
+    def run(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        feeds = {k: np.ascontiguousarray(v, dtype=np.int32) for k, v in inputs.items() if k in names}
+        return np.asarray(runner(**feeds)[out_name], dtype=np.float32)
+
+    return run
+
+
+def check_builtin_only(info: dict, what: str) -> None:
+    problem = custom_ops_problem(info["custom_ops"])
+    if problem:
+        raise EdgebertError(f"{what}: {problem}; no file was kept")
+
+
+def litert_torch_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("litert-torch")
+
+
+def convert(model: torch.nn.Module, seq_len: int, out_path: Path, log: Path, sample: dict[str, np.ndarray]) -> None:
+    kwargs = {k: torch.from_numpy(np.ascontiguousarray(sample[k][:BATCH, :seq_len], dtype=np.int32))
+              for k in INPUT_NAMES}
+    try:
+        with quiet_native(log):
+            import litert_torch  # its import prints torchao/absl warnings: keep them in the log
+
+            edge = litert_torch.convert(_Logits(model).eval(), (), kwargs)
+            edge.export(str(out_path))
+    except MemoryError:
+        raise
+    except Exception as exc:
+        tail = _tail(log)
+        raise EdgebertError(f"litert-torch conversion failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                            + (f" ({tail})" if tail else "")) from exc
+
+
+def export_tflite(model: torch.nn.Module, tokenizer, out_path: Path, seq_len: int, atol: float,
+                  progress=None) -> dict:
+    """Export ``model`` to ``out_path`` with input shape ``[1, seq_len]``; returns the manifest record.
+
+    The file appears at ``out_path`` only after it was checked to use builtin ops only and validated
+    against PyTorch within ``atol``.
+    """
+    max_pos = int(getattr(model.config, "max_position_embeddings", 512))
+    if not 2 <= seq_len <= max_pos:
+        raise UsageError(f"TFLite needs a fixed --seq-len between 2 and the model's {max_pos} positions "
+                         f"(got {seq_len})")
+    cases = validation_cases(tokenizer, seq_len)
+    with atomic_path(out_path) as tmp, tempfile.TemporaryDirectory(prefix="edgebert-tflite-") as scratch:
+        log = Path(scratch) / "convert.log"
+        with maybe_step(progress, f"Exporting to TFLite (litert-torch {litert_torch_version()}, "
+                                  f"fixed input [{BATCH}, {seq_len}])"):
+            convert(model, seq_len, tmp, log, cases[1].inputs)
+        info = inspect_model(tmp.read_bytes())
+        check_builtin_only(info, out_path.name)
+        with maybe_step(progress, f"Validating TFLite against PyTorch on {len(cases)} input shapes"), \
+                quiet_native(log):
+            runner = fixed_shape_runner(litert_runner(tmp), seq_len, BATCH)
+            validation = validate(model, runner, cases, atol, out_path.name)
+    validation["fixed_shape"] = "each row right-padded to seq_len, run at batch 1"
+    return {
+        "path": out_path.name,
+        "format": "tflite",
+        "precision": "fp32",
+        "parent": None,
+        "exporter": {"name": "litert_torch.convert", "litert-torch": litert_torch_version(),
+                     "torch": torch.__version__, "builtin_ops_only": True},
+        "inputs": {n: {"dtype": "int32", "shape": [BATCH, seq_len]} for n in INPUT_NAMES},
+        "outputs": {"logits": {"dtype": "float32", "shape": [BATCH, "num_labels"]}},
+        "fixed_shape": {"batch": BATCH, "seq_len": seq_len},
+        "op_counts": info["op_counts"],
+        "node_count": info["node_count"],
+        "validation": validation,
+    }

@@ -1,0 +1,293 @@
+"""TFLite: litert-torch export, AEQ int8 recipes, the LiteRT runtime, and the CLI end to end.
+
+Tiny real models (2 layers, hidden 32) keep this file to about a minute: each TFLite conversion of
+a tiny model takes a few seconds. One real CLI run per architecture covers export (ONNX + TFLite)
+-> quantize dynamic (every format) -> quantize static (TFLite) -> check -> report.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edgebert import devices
+from edgebert.cli import main
+from edgebert.devices import worker
+from edgebert.devices.litert import LiteRT, custom_ops_problem, inspect_model, legacy_load_error
+from edgebert.errors import EdgebertError, UsageError
+from edgebert.export.tflite import check_builtin_only, export_tflite
+from edgebert.manifest import Manifest
+from edgebert.models import get
+from edgebert.report.markdown import render
+from support import VOCAB, load_tokenizer, random_texts, save_tiny_hf_dir, write_tokenizer
+
+SEQ = 32
+FAST_CHECK = ["--limit", "40", "--runs", "3", "--warmup", "1", "--seq-len", str(SEQ)]
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_clean_error(result, code: int, match: str) -> None:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
+    assert len(lines) == 1 and match in lines[0], result.output
+
+
+def no_temp_files(directory: Path) -> bool:
+    return not [p for p in directory.rglob(".*") if p.is_file() or p.is_dir()]
+
+
+def tiny_model(arch_name: str, **overrides):
+    arch = get(arch_name)
+    torch.manual_seed(0)
+    return arch.model_class(arch.tiny_config(vocab_size=len(VOCAB), **overrides)).eval()
+
+
+def flex_copy(src: Path, dst: Path, op: str = "GELU") -> Path:
+    """A copy of a .tflite whose ``op`` is replaced by the Flex custom op ``FlexErf`` (as onnx2tf emits)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(src.read_bytes(), 0)
+    code = getattr(schema.BuiltinOperator, op)
+    for oc in model.operatorCodes:
+        if max(oc.builtinCode, oc.deprecatedBuiltinCode) == code:
+            oc.builtinCode = oc.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+            oc.customCode = "FlexErf"
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    dst.write_bytes(bytes(builder.Output()))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def tok_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("tok")
+    write_tokenizer(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny_tflite(tmp_path_factory, tok_dir) -> tuple[torch.nn.Module, Path]:
+    """A tiny DistilBERT exported to TFLite at [1, SEQ] (shared by the runtime tests)."""
+    model = tiny_model("distilbert")
+    path = tmp_path_factory.mktemp("tfl") / "model.tflite"
+    export_tflite(model, load_tokenizer(tok_dir), path, SEQ, 1e-4)
+    return model, path
+
+
+# --- export ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch,overrides", [("squeezebert", {}),  # tiny_config keeps groups=4
+                                            ("squeezebert", {"q_groups": 1, "k_groups": 1, "v_groups": 1,
+                                                             "post_attention_groups": 1,
+                                                             "intermediate_groups": 1, "output_groups": 1})])
+def test_export_validates_against_pytorch(arch, overrides, tmp_path, tok_dir):
+    model = tiny_model(arch, **overrides)
+    path = tmp_path / "model.tflite"
+    rec = export_tflite(model, load_tokenizer(tok_dir), path, SEQ, 1e-4)
+    val = rec["validation"]
+    assert val["max_abs_diff"] < 1e-4 and val["atol"] == 1e-4
+    assert {c["batch"] for c in val["cases"]} == {1, 4} and any(c["padded"] for c in val["cases"])
+    assert rec["format"] == "tflite" and rec["fixed_shape"] == {"batch": 1, "seq_len": SEQ}
+    assert rec["inputs"]["input_ids"] == {"dtype": "int32", "shape": [1, SEQ]}
+    assert "CONV_2D" in rec["op_counts"] and not any(k.startswith("CUSTOM") for k in rec["op_counts"])
+    info = inspect_model(path.read_bytes())
+    assert info["custom_ops"] == [] and [i["shape"] for i in info["inputs"]] == [[1, SEQ], [1, SEQ]]
+    assert no_temp_files(tmp_path)
+
+
+def test_export_refuses_lengths_beyond_the_model(tmp_path, tok_dir):
+    with pytest.raises(UsageError, match="fixed --seq-len"):
+        export_tflite(tiny_model("distilbert"), load_tokenizer(tok_dir), tmp_path / "m.tflite", 100000, 1e-4)
+    assert not list(tmp_path.iterdir())
+
+
+# --- inspection, Flex, corrupt files, runtime -----------------------------------------------
+def test_flex_and_corrupt_models_are_refused(tiny_tflite, tmp_path):
+    _, path = tiny_tflite
+    flex = flex_copy(path, tmp_path / "flex.tflite")
+    info = inspect_model(flex.read_bytes())
+    assert info["custom_ops"] == ["FlexErf"]
+    assert "Flex" in custom_ops_problem(info["custom_ops"])
+    with pytest.raises(EdgebertError, match="FlexErf"):
+        check_builtin_only(info, "flex.tflite")
+    with pytest.raises(ValueError, match="Flex .*FlexErf"):
+        LiteRT(str(flex), 1)
+    for junk in (b"", b"garbage", path.read_bytes()[: len(path.read_bytes()) // 3]):
+        (tmp_path / "bad.tflite").write_bytes(junk)
+        with pytest.raises(ValueError):
+            inspect_model(junk)
+        with pytest.raises(Exception):
+            LiteRT(str(tmp_path / "bad.tflite"), 1).run(np.zeros((1, SEQ), np.int64), np.ones((1, SEQ), np.int64))
+
+
+def test_runtime_pads_and_truncates_to_the_fixed_shape(tiny_tflite, tok_dir):
+    model, path = tiny_tflite
+    rt = LiteRT(str(path), 1)
+    assert rt.fixed_shape and (rt.batch, rt.seq_len) == (1, SEQ) and rt.settings()["fixed_shape"] == [1, SEQ]
+    tok = load_tokenizer(tok_dir)
+    texts = random_texts(5, seed=3)
+    enc = tok(texts, truncation=True, max_length=SEQ, padding="longest", return_tensors="np")
+    ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+    with torch.no_grad():
+        ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
+    np.testing.assert_allclose(rt.run(ids, mask), ref, atol=1e-4)            # padded up to SEQ
+    wide = (np.pad(ids, ((0, 0), (0, 20))), np.pad(mask, ((0, 0), (0, 20))))
+    np.testing.assert_allclose(rt.run(*wide), ref, atol=1e-4)                # truncated (padding only)
+
+
+def test_worker_runs_tflite_importing_only_numpy_and_the_runtime(tiny_tflite, tmp_path, tok_dir):
+    _, path = tiny_tflite
+    tok = load_tokenizer(tok_dir)
+    enc = tok(random_texts(3), truncation=True, max_length=SEQ, padding="max_length", return_tensors="np")
+    np.savez(tmp_path / "in.npz", input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+             latency_input_ids=enc["input_ids"][:1], latency_attention_mask=enc["attention_mask"][:1])
+    req = worker.build_request(runtime="litert", model=str(path), threads=1, inputs=str(tmp_path / "in.npz"),
+                               outputs=str(tmp_path / "out.npz"), result=str(tmp_path / "res.json"),
+                               warmup=1, runs=2)
+    (tmp_path / "request.json").write_text(json.dumps(req))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import worker; rc = worker.main([sys.argv[2]]);"
+            "print(sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names))); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(devices.WORKER_FILE.parent), str(tmp_path / "request.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "res.json").read_text())
+    assert result["status"] == "ok" and result["runtime"]["name"] == "litert" and result["accuracy_pass"]["n"] == 3
+    third_party = set(eval(proc.stdout.strip().splitlines()[-1]))
+    third_party -= {"__main__", "worker", "runtimes", "litert", "_distutils_hack"}
+    third_party = {m for m in third_party if "editable" not in m}
+    assert {"numpy", "ai_edge_litert"} <= third_party
+    assert not third_party & {"torch", "transformers", "edgebert", "onnxruntime", "click", "litert_torch",
+                              "ai_edge_quantizer", "tensorflow"}
+
+
+def test_legacy_tflite_runtime_errors_are_one_line():
+    msg = ("Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'. An older version of this builtin "
+           "might be supported.\nRegistration failed.")
+    assert legacy_load_error(msg, "2.14.0") == (
+        "cannot load: op FULLY_CONNECTED version 12 is newer than tflite-runtime 2.14.0 supports; "
+        "use ai-edge-litert (runtime 'litert')")
+    assert legacy_load_error("something\nelse", "2.14.0") == "cannot load: something else"
+
+
+# --- report ---------------------------------------------------------------------------------
+def test_report_puts_formats_side_by_side():
+    def rec(artifact, fmt, prec, acc, p50, size, ref):
+        return {"artifact": artifact, "format": fmt, "precision": prec, "device": "desktop", "status": "ok",
+                "error": None, "reference": ref, "accuracy": acc, "agreement": 1.0,
+                "max_abs_logit_diff_vs_fp32": 0.0, "latency_ms": {"p50": p50, "p90": p50 + 1}, "threads": 1,
+                "size_bytes": size, "peak_rss_mb": 50, "runtime": {"name": "x", "version": "1"}}
+
+    report = {"devices": {"desktop": {"description": "d", "emulated": False}}, "records": [
+        rec("model.onnx", "onnx", "fp32", 0.83, 20.0, 4_000_000, "model.onnx"),
+        rec("model.tflite", "tflite", "fp32", 0.82, 26.0, 4_000_000, "model.tflite"),
+        rec("model.int8-static.tflite", "tflite", "int8-static", 0.81, 5.0, 1_000_000, "model.tflite"),
+    ]}
+    md = render(report)
+    assert md.count("\n## ") == 1 and "Formats side by side" in md
+    rows = md.split("Formats side by side:", 1)[1].strip().splitlines()
+    assert rows[0].startswith("| Precision | Accuracy onnx | Accuracy tflite | p50 ms onnx | p50 ms tflite")
+    assert rows[2] == "| fp32 | 83.00% | 82.00% | 20.00 | 26.00 | 1.00× | 1.00× | 4.00 | 4.00 |"
+    assert rows[3].startswith("| int8-static | — | 81.00% | — | 5.00 | — | 5.20× |")
+
+
+# --- the CLI end to end, one real run per architecture ---------------------------------------
+@pytest.fixture(scope="module", params=["distilbert", "squeezebert"])
+def cli_dir(request, tmp_path_factory) -> Path:
+    """export (ONNX + TFLite) -> quantize dynamic (all formats) -> quantize static (TFLite) -> check."""
+    root = tmp_path_factory.mktemp(f"cli-{request.param}")
+    src = save_tiny_hf_dir(root / "src", request.param)  # SqueezeBERT keeps groups=4
+    out = root / "out"
+    result = run("export", src, "-o", out, "--format", "onnx", "--format", "tflite", "--seq-len", SEQ)
+    assert result.exit_code == 0, result.output
+    assert "model.tflite" in result.output
+    result = run("quantize", out, "--mode", "dynamic")
+    assert result.exit_code == 0, result.output
+    result = run("quantize", out, "--mode", "static", "--format", "tflite", "--samples", "16")
+    assert result.exit_code == 0, result.output
+    result = run("check", out, *FAST_CHECK)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_cli_end_to_end(cli_dir):
+    out = cli_dir
+    manifest = Manifest.load(out)
+    arts = manifest.artifacts
+    assert set(arts) == {"model.onnx", "model.tflite", "model.int8-dynamic.onnx", "model.int8-dynamic.tflite",
+                         "model.int8-static.tflite"}
+    assert arts["model.tflite"]["validation"]["max_abs_diff"] < 1e-4
+    assert arts["model.tflite"]["fixed_shape"] == {"batch": 1, "seq_len": SEQ}
+    big = "CONV_2D" if manifest.architecture == "squeezebert" else "FULLY_CONNECTED"
+    dyn = arts["model.int8-dynamic.tflite"]["quantization"]
+    st = arts["model.int8-static.tflite"]["quantization"]
+    assert dyn["recipe"] == "aeq-dynamic-wi8-afp32" and dyn["quantized_ops"].get(f"{big}(dynamic-range)")
+    assert st["recipe"] == "aeq-static-wi8-ai8-fc" and st["quantized_ops"].get(f"{big}(int8)")
+    assert st["quantized_ops"].get("EMBEDDING_LOOKUP(int8 table)") == 1 and big not in st["float_ops"]
+    assert st["calibration"]["samples"] == 16 and st["calibration"]["seq_len"] == SEQ
+    for name in ("model.int8-dynamic.tflite", "model.int8-static.tflite"):
+        assert arts[name]["parent"] == "model.tflite" and arts[name]["validation"]["prediction_agreement"] >= 0.5
+    report = json.loads((out / "report.json").read_text())
+    for rec in report["records"]:
+        assert rec["status"] == "ok", rec
+        want = "litert" if rec["format"] == "tflite" else "onnxruntime"
+        assert rec["runtime"]["name"] == want and rec["n_samples"] == 40
+        if rec["format"] == "tflite":
+            assert rec["reference"] == "model.tflite" and rec["agreement"] is not None
+    result = run("report", out)
+    assert result.exit_code == 0, result.output
+    md = (out / "report.md").read_text()
+    assert "Formats side by side" in md and "litert 2." in md
+    assert no_temp_files(out)
+
+
+@pytest.mark.parametrize("cli_dir", ["distilbert"], indirect=True)
+def test_cli_bad_tflite_inputs(cli_dir, tmp_path):
+    # a .tflite that needs Flex ops: check reports a clear failed record (exit 1)
+    d = tmp_path / "flex"
+    shutil.copytree(cli_dir, d)
+    man = Manifest.load(d)
+    flex_copy(d / "model.tflite", d / "model.tflite")
+    man.add_artifact("model.tflite", {**man.artifacts["model.tflite"]})  # re-hash: a file edgebert did not make
+    man.save()
+    result = run("check", d, *FAST_CHECK)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    recs = {r["artifact"]: r for r in json.loads((d / "report.json").read_text())["records"]}
+    assert recs["model.tflite"]["status"] == "failed" and "FlexErf" in recs["model.tflite"]["error"]
+    assert recs["model.onnx"]["status"] == "ok"
+
+    # a corrupt fp32 .tflite: quantize refuses it (exit 2) and adds nothing; check fails that record
+    d = tmp_path / "corrupt"
+    shutil.copytree(cli_dir, d)
+    (d / "model.tflite").write_bytes(b"this is not a tflite file")
+    before = json.dumps(Manifest.load(d).artifacts, sort_keys=True)
+    assert_clean_error(run("quantize", d, "--mode", "dynamic", "--format", "tflite"), 2, "model.tflite")
+    assert json.dumps(Manifest.load(d).artifacts, sort_keys=True) == before
+    result = run("check", d, *FAST_CHECK)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert no_temp_files(d)
+
+    # options that cannot work
+    assert_clean_error(run("quantize", cli_dir, "--mode", "static", "--format", "tflite", "--method", "percentile"),
+                       2, "minmax")
+    assert_clean_error(run("quantize", cli_dir, "--mode", "dynamic", "--format", "coreml"), 2, "unknown format")
+    src = tmp_path / "src"
+    save_tiny_hf_dir(src, "distilbert")
+    assert_clean_error(run("export", src, "-o", tmp_path / "o", "--format", "tflite", "--seq-len", "100000"),
+                       2, "exceeds")
+    assert_clean_error(run("export", src, "-o", tmp_path / "o2", "--format", "tflite", "--seq-len", "dynamic"),
+                       2, "dynamic")
+    only_onnx = tmp_path / "only-onnx"
+    assert run("export", src, "-o", only_onnx, "--seq-len", SEQ).exit_code == 0
+    assert_clean_error(run("quantize", only_onnx, "--mode", "dynamic", "--format", "tflite"), 2, "--format tflite")
