@@ -49,6 +49,8 @@ def main() -> None:
     artifact's accuracy and latency per device.
 
     \b
+    edgebert build                 # the whole matrix, checked, gated and reported
+    edgebert build edgebert.toml   # a config of your own
     edgebert export distilbert -o out/db
     edgebert quantize out/db --mode dynamic
     edgebert quantize out/db --mode static
@@ -136,9 +138,12 @@ def quantize(directory: Path, mode: str, calibration: Path | None, text_column: 
               help="Runtime threads (stated in every result) [default: each device's default, 1].")
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed latency runs.")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed warm-up runs.")
+@click.option("--profile", is_flag=True,
+              help="Also record the slowest operators of each artifact (ONNX Runtime's profiler, in a separate "
+                   "session after the timed runs; native devices only).")
 @handle_errors
 def check(directory: Path, devices: tuple[str, ...], data: Path | None, text_column: str, label_column: str,
-          limit: int | None, seq_len: int, threads: int | None, runs: int, warmup: int) -> None:
+          limit: int | None, seq_len: int, threads: int | None, runs: int, warmup: int, profile: bool) -> None:
     """Measure accuracy, agreement with fp32, latency, memory and size of every artifact in DIRECTORY.
 
     On emulated ARM devices (`edgebert devices list`; run `edgebert devices setup` once) the same
@@ -152,13 +157,60 @@ def check(directory: Path, devices: tuple[str, ...], data: Path | None, text_col
     Manifest.load(directory)
     settings = CheckSettings(devices=tuple(devices), data=data, text_column=text_column,
                              label_column=label_column, limit=limit, seq_len=seq_len, threads=threads,
-                             runs=runs, warmup=warmup)
+                             runs=runs, warmup=warmup, profile=profile)
     report = run_check(directory, settings, progress=_progress())
     click.echo(render_markdown(directory))
     failed = [r for r in report["records"] if r.get("status") != "ok"]
     if failed:
         _fail(f"{len(failed)} of {len(report['records'])} checks failed: "
               + "; ".join(f"{r['artifact']} on {r['device']}: {r.get('error')}" for r in failed), 1)
+
+
+@main.command()
+@click.argument("config", type=click.Path(path_type=Path), required=False)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output directory [default: the config's build.output, else edgebert-build].")
+@click.option("--force", is_flag=True, help="Rebuild and re-check everything, even what is up to date.")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout (progress stays on stderr).")
+@click.option("--no-setup", is_flag=True,
+              help="Do not set up the emulated-ARM environment when a device needs it: fail and say how.")
+@handle_errors
+def build(config: Path | None, output: Path | None, force: bool, as_json: bool, no_setup: bool) -> None:
+    """Build, check and gate the whole matrix of CONFIG (TOML; default: the built-in config).
+
+    \b
+    One artifact directory per model under the output dir, then summary.json, report.md and
+    report.html there. Up-to-date artifacts and checks are reused (--force rebuilds). Exit code 0 when
+    every gate holds, 1 when a gate fails or an artifact does not run, 2 for usage errors.
+    """
+    import dataclasses
+    import json
+
+    from .build import build as run_build, default_config, exit_code, load_config
+
+    cfg = load_config(config) if config is not None else default_config()
+    if no_setup:
+        cfg = dataclasses.replace(cfg, devices=dataclasses.replace(cfg.devices, setup=False))
+    summary = run_build(cfg, output, force=force, progress=_progress())
+    out = Path(summary["output"])
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        for m in summary["models"]:
+            if m["status"] != "ok":
+                click.echo(f"{m['name']}: FAILED to build: {m.get('error')}")
+                continue
+            built = [s["step"] for s in m["steps"] if not s["reused"]]
+            click.echo(f"{m['name']}: {len(m['artifacts'])} artifacts in {m['directory']} "
+                       f"({'built/checked: ' + ', '.join(built) if built else 'all reused'})")
+        for failure in summary["gates"]["failures"]:
+            click.echo(f"gate failed: {failure['message']}")
+        click.echo(f"{summary['status'].upper()}: {summary['gates']['checked']} gate checks, "
+                   f"{summary['gates']['failed']} failed; reports: {out / 'report.md'}, {out / 'report.html'}, "
+                   f"{out / 'summary.json'} ({summary['seconds']:.0f}s)")
+    code = exit_code(summary)
+    if code:
+        sys.exit(code)
 
 
 @main.command()

@@ -236,6 +236,7 @@ def test_cli_end_to_end(cli_dir):
     assert st["recipe"] == "aeq-static-wi8-ai8-fc" and st["quantized_ops"].get(f"{big}(int8)")
     assert st["quantized_ops"].get("EMBEDDING_LOOKUP(int8 table)") == 1 and big not in st["float_ops"]
     assert st["calibration"]["samples"] == 16 and st["calibration"]["seq_len"] == SEQ
+    assert st["dynamic_range_layers"]["count"] == 2 == st["quantized_ops"][f"{big}(dynamic-range)"]  # GELU-fed
     for name in ("model.int8-dynamic.tflite", "model.int8-static.tflite"):
         assert arts[name]["parent"] == "model.tflite" and arts[name]["validation"]["prediction_agreement"] >= 0.5
     report = json.loads((out / "report.json").read_text())

@@ -41,6 +41,9 @@ DRIFT_REFERENCE = "desktop"
 EMULATED_DEFAULT_LIMIT = 200      # examples, when an emulated device is checked and no limit is given
 EMULATED_WARMUP, EMULATED_RUNS = 1, 3   # wall-time runs under emulation (not device latency)
 COUNT_WARMUP, COUNT_RUNS = 1, 3   # instruction-counting runs (batch 1, latency input)
+PROFILE_RUNS = 10                 # per-op profile (``profile``): batch-1 runs in a separate profiling session
+PROFILE_EMULATED = ("not profiled: emulated wall time ranks kernels wrongly (the instruction count is the cost "
+                    "signal here)")
 INSTRUCTIONS_DEFINITION = (
     "guest instructions executed by one batch-1 inference at seq_len (the latency input), counted by a "
     "QEMU TCG plugin between markers the worker issues around runtime.run; median of COUNT_RUNS runs after "
@@ -77,6 +80,7 @@ class CheckSettings:
     warmup: int = 10
     runs: int = 50
     batch_size: int = 32              # accuracy batches
+    profile: bool = False             # per-op profile (top operators by time) on native devices
 
     def validate(self) -> None:
         for name, low in (("seq_len", 2), ("threads", 1), ("warmup", 0), ("runs", 1), ("batch_size", 1)):
@@ -185,7 +189,8 @@ def _measure(manifest: Manifest, name: str, device: _devices.Device, settings: C
     request = build_request(
         runtime=runtime, model=str(manifest.artifact_path(name).resolve()), threads=record["threads"],
         inputs=str(inputs), outputs=str(work / f"{stem}.logits.npz"), result=str(work / f"{stem}.result.json"),
-        batch_size=settings.batch_size, warmup=warmup, runs=runs)
+        batch_size=settings.batch_size, warmup=warmup, runs=runs,
+        profile_runs=PROFILE_RUNS if settings.profile and not device.emulated else 0)
     result = device.run_worker(request, work / f"{stem}.request.json")
     record["runtime"] = {"name": result.get("runtime", {}).get("name") or runtime,
                          "version": result.get("runtime", {}).get("version")}
@@ -212,6 +217,9 @@ def _measure(manifest: Manifest, name: str, device: _devices.Device, settings: C
         "platform": result.get("platform"),
         "accuracy_pass": result.get("accuracy_pass"),
     })
+    if settings.profile:
+        record["profile"] = ({"status": "skipped", "reason": PROFILE_EMULATED} if device.emulated
+                             else result.get("profile") or {"status": "failed", "reason": "no profile returned"})
     if device.emulated:
         record["emulated_wall_ms"] = timing
     if device.counts_instructions:

@@ -57,6 +57,42 @@ class Runtime:
         """Logits ``[batch, num_labels]`` (float32) for int64 ``[batch, seq]`` inputs."""
         raise NotImplementedError
 
+    def profile(self, input_ids: np.ndarray, attention_mask: np.ndarray, runs: int) -> dict[str, Any]:
+        """Per-operator time over ``runs`` batch-1 inferences (``summarize_ops`` format), or why not."""
+        return {"status": "unavailable",
+                "reason": PROFILING_UNAVAILABLE.get(self.name, f"{self.name}: no per-op profiler wired in")}
+
+
+#: Why a runtime has no per-op profile (checked for ai-edge-litert 2.3.0: its Python ``Interpreter``
+#: has no call that returns op timings; LiteRT's op profiler is in the C++ benchmark_model tool).
+PROFILING_UNAVAILABLE = {
+    "litert": "ai-edge-litert's Python Interpreter exposes no per-op profiler (LiteRT op profiling is only in "
+              "the C++ benchmark_model tool)",
+}
+
+
+def summarize_ops(kernel_events: list[tuple[str, str, float]], runs: int, top: int = 10) -> dict[str, Any]:
+    """Top operators by time from ``(node name, op type, microseconds)`` kernel events of ``runs`` runs."""
+    by_op: dict[str, list[float]] = {}
+    by_node: dict[str, list] = {}
+    for node, op, us in kernel_events:
+        entry = by_op.setdefault(op, [0.0, 0])
+        entry[0] += us
+        by_node.setdefault(node, [op, 0.0])[1] += us
+    for op, entry in by_op.items():
+        entry[1] = sum(1 for v in by_node.values() if v[0] == op)
+    total = sum(v[0] for v in by_op.values()) or 1.0
+    runs = max(int(runs), 1)
+    ops = sorted(by_op.items(), key=lambda kv: -kv[1][0])
+    nodes = sorted(by_node.items(), key=lambda kv: -kv[1][1])
+    return {
+        "status": "ok", "runs": runs, "kernel_ms_per_inference": round(total / runs / 1e3, 4),
+        "top_ops": [{"op": op, "ms": round(us / runs / 1e3, 4), "share": round(us / total, 4), "nodes": n}
+                    for op, (us, n) in ops[:top]],
+        "top_nodes": [{"node": node, "op": op, "ms": round(us / runs / 1e3, 4), "share": round(us / total, 4)}
+                      for node, (op, us) in nodes[:top]],
+    }
+
 
 def get(name: str) -> type[Runtime]:
     try:
@@ -85,6 +121,7 @@ class OnnxRuntimeCPU(Runtime):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3  # errors only: warnings would drown the worker's stderr
         self._threads = int(threads)
+        self._model_path = model_path
         self.session = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self.session.get_inputs()]
         missing = {"input_ids"} - set(self._inputs)
@@ -105,6 +142,40 @@ class OnnxRuntimeCPU(Runtime):
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         out = self.session.run([self._output], {k: feeds[k] for k in self._inputs if k in feeds})
         return np.asarray(out[0], dtype=np.float32)
+
+    def profile(self, input_ids: np.ndarray, attention_mask: np.ndarray, runs: int) -> dict[str, Any]:
+        """ORT's own profiler (``SessionOptions.enable_profiling``) in a second session, so the timed
+        session is never slowed by it: kernel events of ``runs`` runs after one warm-up, summed per op."""
+        import json
+        import os
+        import tempfile
+
+        ort = self.import_module()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self._threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        feeds = {k: feeds[k] for k in self._inputs if k in feeds}
+        with tempfile.TemporaryDirectory(prefix="edgebert-profile-") as tmp:
+            so.enable_profiling = True
+            so.profile_file_prefix = os.path.join(tmp, "ort")
+            session = ort.InferenceSession(self._model_path, so, providers=["CPUExecutionProvider"])
+            for _ in range(runs + 1):
+                session.run([self._output], feeds)
+            with open(session.end_profiling(), encoding="utf-8") as f:
+                events = json.load(f)
+        model_runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
+                            if e.get("cat") == "Session" and e.get("name") == "model_run")
+        skip_before = model_runs[0][1] if len(model_runs) > runs else -1  # drop the warm-up run's kernels
+        kernel = [(e["name"][: -len("_kernel_time")], (e.get("args") or {}).get("op_name", "?"), float(e["dur"]))
+                  for e in events if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")
+                  and e.get("ts", 0) > skip_before]
+        out = summarize_ops(kernel, runs)
+        out["tool"] = "onnxruntime SessionOptions.enable_profiling (CPU execution provider kernel events)"
+        return out
 
 
 # Runtimes in their own modules register on import (same import rules as this file: worker-safe).

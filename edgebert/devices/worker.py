@@ -13,7 +13,7 @@ Request (JSON file, the only argument)::
 
     {"protocol": 1, "runtime": "onnxruntime", "model": "/d/model.onnx", "threads": 1,
      "inputs": "/t/inputs.npz", "outputs": "/t/outputs.npz", "result": "/t/result.json",
-     "batch_size": 32, "warmup": 10, "runs": 50, "mark_syscall": null}
+     "batch_size": 32, "warmup": 10, "runs": 50, "mark_syscall": null, "profile_runs": 0}
 
 ``inputs.npz`` holds int64 arrays: ``input_ids`` and ``attention_mask`` ``[N, S]`` (the labelled
 examples, right-padded to S) and ``latency_input_ids`` / ``latency_attention_mask`` ``[1, S]`` (one
@@ -31,7 +31,8 @@ The worker writes, then exits 0 (ok) or 1 (failed):
      "latency": {"samples_ms": [...], "warmup": 10, "runs": 50, "batch": 1, "seq_len": S},
      "accuracy_pass": {"n": N, "batches": B, "batch_size": 32, "trimmed": true, "seconds": 0.4},
      "rss_mb": {"after_import": .., "after_load": .., "after_latency": .., "after_accuracy": ..},
-     "peak_rss_mb": ..}
+     "peak_rss_mb": ..,
+     "profile": {"status": "ok" | "unavailable" | "failed", "top_ops": [...], ...}}   (profile_runs > 0)
 
 Order inside the worker: import the runtime, load the model, latency (``warmup`` untimed runs, then
 ``runs`` timed runs of batch 1 with ``time.perf_counter_ns`` around the runtime call alone), then the
@@ -73,12 +74,13 @@ MARK_BEGIN, MARK_END = 1, 2
 
 def build_request(*, runtime: str, model: str, threads: int, inputs: str, outputs: str, result: str,
                   batch_size: int = 32, warmup: int = 10, runs: int = 50,
-                  mark_syscall: int | None = None) -> dict[str, Any]:
+                  mark_syscall: int | None = None, profile_runs: int = 0) -> dict[str, Any]:
     """A request dict (the parent writes it as JSON); paths should be absolute."""
     return {"protocol": PROTOCOL_VERSION, "runtime": runtime, "model": str(model), "threads": int(threads),
             "inputs": str(inputs), "outputs": str(outputs), "result": str(result),
             "batch_size": int(batch_size), "warmup": int(warmup), "runs": int(runs),
-            "mark_syscall": None if mark_syscall is None else int(mark_syscall)}
+            "mark_syscall": None if mark_syscall is None else int(mark_syscall),
+            "profile_runs": int(profile_runs)}
 
 
 def marker(number: int | None):
@@ -236,6 +238,12 @@ def serve(request: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
         metrics["rss_mb"] = {**rss, **metrics["rss_mb"]}
         result.update(metrics)
         result["peak_rss_mb"] = metrics["rss_mb"]["after_latency"]
+        if int(request.get("profile_runs") or 0) > 0:  # after the timed phases: never slows them
+            try:
+                result["profile"] = runtime.profile(arrays["latency_input_ids"], arrays["latency_attention_mask"],
+                                                    int(request["profile_runs"]))
+            except Exception as exc:
+                result["profile"] = {"status": "failed", "reason": one_line(exc)}
         result["status"] = "ok"
         return result, logits
     except Exception as exc:  # every failure becomes one line in the result

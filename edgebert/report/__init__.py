@@ -1,7 +1,7 @@
 """Reports from report.json (the source of truth written by ``edgebert check``).
 
-``tables.py`` derives the per-device rows; ``markdown.py`` formats them. An HTML renderer is one more
-module next to ``markdown.py`` using the same tables.
+``tables.py`` derives the per-device rows; ``markdown.py`` and ``html.py`` (self-contained, inline SVG
+plots) format them.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from typing import Any
 from ..errors import UsageError
 from ..fsutil import write_text_atomic
 from ..manifest import MANIFEST_NAME
-from . import markdown
+from . import html, markdown
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
 
 
 def load_report(directory: str | Path) -> dict[str, Any]:
@@ -48,10 +49,13 @@ def render_markdown(directory: str | Path) -> str:
     return markdown.render(load_report(directory), _manifest_data(directory))
 
 
-def write_report(directory: str | Path) -> list[Path]:
-    """Write report.md (atomically) from report.json; returns the paths written."""
+def write_report(directory: str | Path, html_too: bool = False) -> list[Path]:
+    """Write report.md (and with ``html_too`` report.html), atomically, from report.json; returns the paths."""
     directory = Path(directory)
-    text = render_markdown(directory)
+    report, manifest = load_report(directory), _manifest_data(directory)
     path = directory / REPORT_MD
-    write_text_atomic(path, text)
-    return [path]
+    write_text_atomic(path, markdown.render(report, manifest))
+    if not html_too:
+        return [path]
+    write_text_atomic(directory / REPORT_HTML, html.render(report, manifest))
+    return [path, directory / REPORT_HTML]

@@ -79,6 +79,21 @@ def _emulated_row(row: Row) -> list[str]:
             _num(row.size_ratio, ".2f", "×"), _num(row.emulated_wall_p50_ms, ".0f")]
 
 
+def _profile(table: DeviceTable, top: int = 3) -> list[str]:
+    """The slowest operator types of each profiled artifact (``check --profile``)."""
+    rows = [r for r in table.rows if r.top_ops or r.profile_note]
+    if not rows or table.emulated:
+        return []
+    lines = ["", f"Slowest operators (per-op profile, batch 1, top {top} by kernel time):", ""]
+    for row in rows:
+        if row.top_ops:
+            ops = ", ".join(f"{op} {ms:.2f} ms ({share * 100:.0f}%)" for op, ms, share in row.top_ops[:top])
+            lines.append(f"- `{row.artifact}`: {_cell(ops)}")
+        else:
+            lines.append(f"- `{row.artifact}`: {_cell(row.profile_note)}")
+    return lines
+
+
 def _source(source: Any) -> str:
     if not isinstance(source, dict):
         return str(source) if source else "unknown"
@@ -111,6 +126,7 @@ def _table(table: DeviceTable) -> list[str]:
     if notes:
         lines += [""] + [f"- `{row.artifact}`: {_cell(row.instructions_note)}" for row in notes]
     lines += _side_by_side(table)
+    lines += _profile(table)
     if table.failed:
         lines += ["", "Failed:", ""]
         lines += [f"- `{row.artifact}`: {_cell(row.error or 'no reason given')}" for row in table.failed]
@@ -152,4 +168,58 @@ def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> st
         lines += [f"Emulated wall time: {report['emulated_wall_definition']}.", ""]
     for table in device_tables(report):
         lines += _table(table)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --- build-level report (``edgebert build``) ---------------------------------------------------
+def _gate_table(results: list[dict[str, Any]]) -> list[str]:
+    from ..build.gates import fmt_value
+
+    lines = ["| Status | Model | Artifact | Device | Gate | Measured | Limit |", "|---|---|---|---|---|---:|---:|"]
+    for g in results:
+        op = "≤" if g["gate"].startswith("max") else ("≥" if g["gate"] != "runs" else "")
+        measured = fmt_value(g["value"], g["unit"]) if g["value"] is not None else _cell(g.get("detail") or DASH)
+        limit = f"{op} {fmt_value(g['limit'], g['unit'])}" if g["limit"] is not None else DASH
+        lines.append(f"| {'✅ pass' if g['passed'] else '❌ **FAIL**'} | {g['model']} | `{g['artifact']}` | "
+                     f"{g['device']} | {g['gate']} | {measured} | {limit} |")
+    return lines
+
+
+def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]]) -> str:
+    """Markdown for a build: verdict, gate failures, artifacts (reused or built), then each model's report."""
+    gates = summary["gates"]
+    verdict = "✅ passed" if summary["status"] == "passed" else "❌ FAILED"
+    cfg = summary["config"]
+    lines = [f"# edgebert build: {verdict}", "",
+             f"- Config: {cfg.get('source')}; output `{summary['output']}`",
+             f"- Matrix: {', '.join(m['name'] for m in summary['models'])} × {', '.join(cfg['formats'])} × "
+             f"{', '.join(cfg['precisions'])}; devices {', '.join(cfg['devices']['names'])}",
+             f"- Gates: {gates['checked']} checked, {gates['failed']} failed; "
+             f"{summary['seconds']:.0f} s ({'everything reused' if summary.get('reused') else 'built ' + summary['finished']})",
+             ""]
+    failed_models = [m for m in summary["models"] if m["status"] != "ok"]
+    if failed_models:
+        lines += ["## Models that failed to build", ""]
+        lines += [f"- **{m['name']}** (`{m['source']}`): {_cell(m.get('error'))}" for m in failed_models] + [""]
+    all_gates = [g for m in summary["models"] for g in m["gates"]]
+    if gates["failed"]:
+        lines += ["## Failed gates", ""] + _gate_table([g for g in all_gates if not g["passed"]]) + [""]
+    lines += ["## Artifacts", "", "| Model | Artifact | Format | Precision | Size MB | Gates | Built |",
+              "|---|---|---|---|---:|---|---|"]
+    for m in summary["models"]:
+        for a in m.get("artifacts", []):
+            mine = [g for g in m["gates"] if g["artifact"] == a["name"]]
+            bad = sum(not g["passed"] for g in mine)
+            status = DASH if not mine else ("❌ " + f"{bad} failed" if bad else f"✅ {len(mine)} passed")
+            lines.append(f"| {m['name']} | `{a['name']}` | {a['format']} | {a['precision']} | "
+                         f"{a['size_bytes'] / 1e6:.2f} | {status} | {'reused' if a['reused'] else 'built'} |")
+    lines.append("")
+    for m in summary["models"]:
+        if m["name"] in reports:
+            body = render(reports[m["name"]])
+            lines += [f"## Model `{m['name']}`", ""]
+            lines += [("#" + ln if ln.startswith("#") else ln) for ln in body.splitlines()[1:]]
+            lines.append("")
+    if all_gates:
+        lines += ["<details><summary>Every gate</summary>", "", *_gate_table(all_gates), "", "</details>", ""]
     return "\n".join(lines).rstrip() + "\n"

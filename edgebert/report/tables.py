@@ -36,6 +36,9 @@ class Row:
     instructions_ratio: float | None = None   # this / fp32 of the same format on the same device
     instructions_note: str | None = None      # why there is no count (never replaced by wall time)
     emulated_wall_p50_ms: float | None = None  # emulator wall time: NOT device latency
+    # per-op profile (``check --profile``): slowest operator types, or why there is none
+    top_ops: tuple[tuple[str, float, float], ...] = ()  # (op type, ms per inference, share of kernel time)
+    profile_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,15 @@ def _emulated_fields(r: dict[str, Any], ref: dict[str, Any] | None) -> dict[str,
             "instructions_note": note, "emulated_wall_p50_ms": wall.get("p50") if ok else None}
 
 
+def _profile_fields(r: dict[str, Any]) -> dict[str, Any]:
+    prof = r.get("profile")
+    if not prof or r["status"] != "ok":
+        return {}
+    if prof.get("status") != "ok":
+        return {"profile_note": f"profile {prof.get('status', 'missing')}: {prof.get('reason') or 'no reason given'}"}
+    return {"top_ops": tuple((o["op"], float(o["ms"]), float(o["share"])) for o in prof.get("top_ops") or ())}
+
+
 def device_tables(report: dict[str, Any]) -> list[DeviceTable]:
     records = report.get("records", [])
     order = list(report.get("devices", {}))
@@ -108,6 +120,7 @@ def device_tables(report: dict[str, Any]) -> list[DeviceTable]:
                 runtime=" ".join(x for x in ((r.get("runtime") or {}).get("name"),
                                              (r.get("runtime") or {}).get("version")) if x) or None,
                 **_emulated_fields(r, ref),
+                **_profile_fields(r),
             ))
         info = report.get("devices", {}).get(device, {})
         cpus = [((r.get("platform") or {}).get("cpu")) for r in recs if r.get("platform")]

@@ -1,0 +1,299 @@
+"""HTML rendering of reports: one self-contained file (inline CSS, inline SVG plots drawn here).
+
+Nothing is fetched at view time: no script, no font, no image file. Per device: a table of artifacts
+(accuracy, drop, agreement, latency or guest instructions, size, gate status, slowest ops) and two
+scatter plots (accuracy vs size; accuracy vs latency p50, or vs instructions on emulated devices),
+each point coloured by its gate status. Rows come from ``tables.py``, as for Markdown.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from typing import Any
+
+from .tables import DeviceTable, Row, device_tables
+
+PASS, FAIL, NONE = "#1a7f37", "#cf222e", "#6e7781"
+SHAPES = ("circle", "square", "triangle", "diamond")
+PRECISION_SHORT = {"fp32": "fp32", "int8-dynamic": "int8-dyn", "int8-static": "int8-st"}
+
+CSS = """
+body{font:14px/1.45 -apple-system,BlinkMacSystemFont,"Segoe UI",Helvetica,Arial,sans-serif;color:#1f2328;
+margin:0;background:#f6f8fa}
+main{max-width:1320px;margin:0 auto;padding:24px}
+h1{font-size:24px;margin:0 0 8px}h2{font-size:19px;margin:32px 0 8px;border-bottom:1px solid #d0d7de;
+padding-bottom:4px}h3{font-size:15px;margin:18px 0 6px}
+.banner{padding:12px 16px;border-radius:6px;color:#fff;font-weight:600;font-size:16px;margin:12px 0}
+.banner.pass{background:#1a7f37}.banner.fail{background:#cf222e}
+.facts{color:#57606a;margin:4px 0 0;padding-left:18px}
+.card{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:12px 16px;margin:12px 0}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{border-bottom:1px solid #d8dee4;padding:5px 8px;text-align:right;white-space:nowrap}
+th{background:#f6f8fa;font-weight:600;position:sticky;top:0}
+td.l,th.l{text-align:left}td.ops{white-space:normal;text-align:left;color:#57606a;font-size:12px;min-width:220px}
+tr.fail td{background:#ffebe9}tr.failed td{background:#fff8c5}
+.tag{display:inline-block;padding:1px 7px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}
+.tag.pass{background:#1a7f37}.tag.fail{background:#cf222e}.tag.none{background:#6e7781}
+.why{color:#cf222e;font-size:12px;white-space:normal;text-align:left}
+.plots{display:flex;flex-wrap:wrap;gap:16px}.plots svg{background:#fff;border:1px solid #d0d7de;border-radius:6px}
+.note{color:#57606a;font-size:12.5px;margin:6px 0}
+code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:#eff1f3;padding:1px 4px;border-radius:4px}
+"""
+
+
+# --- SVG ---------------------------------------------------------------------------------------
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if hi <= lo:
+        hi = lo + (abs(lo) or 1.0) * 0.1
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    start = math.floor(lo / step) * step
+    out, v = [], start
+    while v <= hi + step * 1e-9:
+        out.append(round(v, 10))
+        v += step
+    return out
+
+
+def _fmt_tick(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.4g}"
+
+
+def _marker(shape: str, x: float, y: float, color: str, r: float = 6.0) -> str:
+    common = f'fill="{color}" fill-opacity="0.85" stroke="#fff" stroke-width="1.2"'
+    if shape == "square":
+        return f'<rect x="{x - r:.1f}" y="{y - r:.1f}" width="{2 * r:.1f}" height="{2 * r:.1f}" {common}/>'
+    if shape == "triangle":
+        return (f'<polygon points="{x:.1f},{y - r * 1.15:.1f} {x - r:.1f},{y + r * 0.85:.1f} '
+                f'{x + r:.1f},{y + r * 0.85:.1f}" {common}/>')
+    if shape == "diamond":
+        return (f'<polygon points="{x:.1f},{y - r * 1.2:.1f} {x + r * 1.2:.1f},{y:.1f} {x:.1f},{y + r * 1.2:.1f} '
+                f'{x - r * 1.2:.1f},{y:.1f}" {common}/>')
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" {common}/>'
+
+
+def scatter(points: list[dict[str, Any]], *, title: str, xlabel: str, ylabel: str, width: int = 620,
+            height: int = 380) -> str:
+    """An inline SVG scatter plot. ``points``: dicts with x, y, label, color, shape, tooltip."""
+    left, right, top, bottom = 64, 20, 36, 52
+    pw, ph = width - left - right, height - top - bottom
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
+             f'<text x="{left}" y="22" font-size="14" font-weight="600" fill="#1f2328">{escape(title)}</text>']
+    pts = [p for p in points if p.get("x") is not None and p.get("y") is not None]
+    if not pts:
+        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#6e7781" '
+                     f'font-size="13">no measured points</text></svg>')
+        return "".join(parts)
+    xs, ys = [p["x"] for p in pts], [p["y"] for p in pts]
+    xpad = (max(xs) - min(xs)) * 0.08 or max(abs(max(xs)) * 0.1, 1e-6)
+    ypad = (max(ys) - min(ys)) * 0.12 or max(abs(max(ys)) * 0.02, 0.005)
+    xt = _ticks(max(0.0, min(xs) - xpad), max(xs) + xpad)
+    yt = _ticks(min(ys) - ypad, max(ys) + ypad)
+    x0, x1, y0, y1 = xt[0], xt[-1], yt[0], yt[-1]
+
+    def sx(v: float) -> float:
+        return left + (v - x0) / ((x1 - x0) or 1) * pw
+
+    def sy(v: float) -> float:
+        return top + ph - (v - y0) / ((y1 - y0) or 1) * ph
+
+    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fbfcfd" stroke="#d0d7de"/>')
+    for v in xt:
+        parts.append(f'<line x1="{sx(v):.1f}" y1="{top}" x2="{sx(v):.1f}" y2="{top + ph}" stroke="#eaeef2"/>'
+                     f'<text x="{sx(v):.1f}" y="{top + ph + 16}" text-anchor="middle" font-size="11" '
+                     f'fill="#57606a">{_fmt_tick(v)}</text>')
+    for v in yt:
+        parts.append(f'<line x1="{left}" y1="{sy(v):.1f}" x2="{left + pw}" y2="{sy(v):.1f}" stroke="#eaeef2"/>'
+                     f'<text x="{left - 6}" y="{sy(v) + 4:.1f}" text-anchor="end" font-size="11" '
+                     f'fill="#57606a">{_fmt_tick(v)}</text>')
+    parts.append(f'<text x="{left + pw / 2}" y="{height - 12}" text-anchor="middle" font-size="12" '
+                 f'fill="#1f2328">{escape(xlabel)}</text>')
+    parts.append(f'<text transform="translate(16,{top + ph / 2}) rotate(-90)" text-anchor="middle" '
+                 f'font-size="12" fill="#1f2328">{escape(ylabel)}</text>')
+    placed: list[tuple[float, float]] = []
+    for p in sorted(pts, key=lambda p: (p["x"], p["y"])):
+        x, y = sx(p["x"]), sy(p["y"])
+        parts.append(f'<g><title>{escape(p.get("tooltip") or p["label"])}</title>'
+                     f'{_marker(p.get("shape", "circle"), x, y, p["color"])}</g>')
+        # label: right of the point, nudged down while it would overlap an earlier label
+        lx, ly = x + 9, y + 4
+        while any(abs(lx - px) < 80 and abs(ly - py) < 12 for px, py in placed):
+            ly += 12
+        anchor = "start"
+        if lx + 90 > left + pw:
+            lx, anchor = x - 9, "end"
+        placed.append((lx, ly))
+        parts.append(f'<text x="{lx:.1f}" y="{ly:.1f}" font-size="10.5" fill="#57606a" '
+                     f'text-anchor="{anchor}">{escape(p["label"])}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# --- tables ------------------------------------------------------------------------------------
+def _n(v: float | None, fmt: str, suffix: str = "") -> str:
+    return "—" if v is None else f"{v:{fmt}}{suffix}"
+
+
+def _gate_cell(results: list[dict[str, Any]]) -> tuple[str, str]:
+    """(status class, html) for one record's gate results."""
+    if not results:
+        return "none", '<span class="tag none">no gate</span>'
+    bad = [g for g in results if not g["passed"]]
+    if not bad:
+        return "pass", f'<span class="tag pass">pass ({len(results)})</span>'
+    from ..build.gates import fmt_value
+
+    why = "; ".join(
+        (f"{g['gate']}: {fmt_value(g['value'], g['unit'])} vs "
+         f"{'≤' if g['gate'].startswith('max') else '≥'} {fmt_value(g['limit'], g['unit'])}")
+        if g["value"] is not None and g["limit"] is not None else f"{g['gate']}: {g.get('detail')}"
+        for g in bad)
+    return "fail", f'<span class="tag fail">FAIL</span><div class="why">{escape(why)}</div>'
+
+
+def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate_results: dict,
+                    models: list[str]) -> str:
+    table = items[0][1]
+    emulated = table.emulated
+    shape_of = {m: SHAPES[i % len(SHAPES)] for i, m in enumerate(models)}
+    multi = len(models) > 1
+    head = ["Model"] if multi else []
+    head += ["Artifact", "Format", "Precision", "Accuracy", "Δ acc (pts)", "Agreement"]
+    head += (["Drift max |Δlogit|", "Flips", "Instructions (M)", "vs fp32"] if emulated
+             else ["p50 ms", "p90 ms", "Speed-up"])
+    head += ["Size MB", "Size ratio", "Gates"] + ([] if emulated else ["Slowest ops"])
+    rows_html, size_pts, cost_pts = [], [], []
+    for model, _, row in items:
+        results = gate_results.get((model, row.artifact, device), [])
+        status, gate_html = _gate_cell(results)
+        color = {"pass": PASS, "fail": FAIL}.get(status, NONE)
+        cls = "failed" if row.status != "ok" else ("fail" if status == "fail" else "")
+        cells = [f'<td class="l">{escape(model)}</td>'] if multi else []
+        cells += [f'<td class="l"><code>{escape(row.artifact)}</code></td>', f'<td class="l">{row.format}</td>',
+                  f'<td class="l">{row.precision}</td>']
+        if row.status != "ok":
+            span = len(head) - len(cells) - 1
+            cells.append(f'<td class="l why" colspan="{span}">failed: {escape(row.error or "no reason given")}</td>')
+            cells.append(f"<td>{gate_html}</td>")
+            rows_html.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
+            continue
+        cells += [f"<td>{_n(None if row.accuracy is None else row.accuracy * 100, '.2f', '%')}</td>",
+                  f"<td>{_n(row.delta_accuracy_points, '+.2f')}</td>",
+                  f"<td>{_n(None if row.agreement is None else row.agreement * 100, '.2f', '%')}</td>"]
+        if emulated:
+            insns = (_n(None if row.instructions is None else row.instructions / 1e6, ",.1f")
+                     if row.instructions is not None else f'<span title="{escape(row.instructions_note or "")}">'
+                                                            f'unavailable</span>')
+            cells += [f"<td>{_n(row.drift_max_abs, '.3g')}</td>",
+                      f"<td>{'—' if row.drift_flips is None else row.drift_flips}</td>",
+                      f"<td>{insns}</td>", f"<td>{_n(row.instructions_ratio, '.2f', '×')}</td>"]
+        else:
+            cells += [f"<td>{_n(row.p50_ms, '.2f')}</td>", f"<td>{_n(row.p90_ms, '.2f')}</td>",
+                      f"<td>{_n(row.speedup, '.2f', '×')}</td>"]
+        cells += [f"<td>{_n(row.size_mb, '.2f')}</td>", f"<td>{_n(row.size_ratio, '.2f', '×')}</td>",
+                  f"<td>{gate_html}</td>"]
+        if not emulated:
+            ops = ", ".join(f"{op} {ms:.1f} ms ({share * 100:.0f}%)" for op, ms, share in row.top_ops[:3])
+            cells.append(f'<td class="ops">{escape(ops or row.profile_note or "—")}</td>')
+        rows_html.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
+        label = (f"{model[:4]} " if multi else "") + f"{row.format} {PRECISION_SHORT.get(row.precision, row.precision)}"
+        acc = None if row.accuracy is None else row.accuracy * 100
+        tip = f"{model}/{row.artifact} on {device}: {status}"
+        point = {"y": acc, "label": label, "color": color, "shape": shape_of[model], "tooltip": tip}
+        size_pts.append({**point, "x": row.size_mb})
+        cost = (None if row.instructions is None else row.instructions / 1e6) if emulated else row.p50_ms
+        cost_pts.append({**point, "x": cost})
+    th = "".join(f'<th class="{"l" if i < (4 if multi else 3) else ""}">{escape(h)}</th>' for i, h in enumerate(head))
+    cost_label = "guest instructions per inference (millions)" if emulated else "latency p50, ms (batch 1)"
+    title = f"{device}" + (f" — {table.description}" if table.description else "")
+    note = ("Emulated under QEMU: cost is guest instructions per batch-1 inference (deterministic, relative), "
+            "not time; drift and flips compare with the desktop run of the same artifact on the same examples."
+            if emulated else "Latency: batch 1; Δ accuracy, agreement, speed-up and size ratio against the fp32 "
+                             "artifact of the same format on this device.")
+    legend = " ".join(f'<span class="tag {c}">{t}</span>' for c, t in (("pass", "gates pass"), ("fail", "a gate fails"),
+                                                                       ("none", "no gate")))
+    if multi:
+        legend += " · markers: " + ", ".join(f"{escape(m)} = {shape_of[m]}" for m in models)
+    return (f'<h2 id="{escape(device)}">{escape(title)}</h2><p class="note">{escape(note)}</p>'
+            f'<div class="card" style="overflow-x:auto"><table><thead><tr>{th}</tr></thead><tbody>'
+            f'{"".join(rows_html)}</tbody></table></div>'
+            f'<p class="note">{legend}</p><div class="plots">'
+            + scatter(size_pts, title=f"Accuracy vs size — {device}", xlabel="size (MB)", ylabel="accuracy (%)")
+            + scatter(cost_pts, title=f"Accuracy vs {'instructions' if emulated else 'latency'} — {device}",
+                      xlabel=cost_label, ylabel="accuracy (%)")
+            + "</div>")
+
+
+def _by_device(reports: dict[str, dict[str, Any]]) -> dict[str, list[tuple[str, DeviceTable, Row]]]:
+    out: dict[str, list[tuple[str, DeviceTable, Row]]] = {}
+    for model, report in reports.items():
+        for table in device_tables(report):
+            for row in table.rows:
+                out.setdefault(table.device, []).append((model, table, row))
+    return out
+
+
+def _page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
+            f"<body><main>{body}</main></body></html>\n")
+
+
+def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]]) -> str:
+    """The build report: verdict, failed gates, then per device a table and two plots (all models)."""
+    from ..build.gates import describe
+
+    gate_results: dict[tuple[str, str, str], list] = {}
+    for m in summary["models"]:
+        for g in m["gates"]:
+            gate_results.setdefault((g["model"], g["artifact"], g["device"]), []).append(g)
+    cfg = summary["config"]
+    passed = summary["status"] == "passed"
+    gates = summary["gates"]
+    body = [f"<h1>edgebert build</h1>",
+            f'<div class="banner {"pass" if passed else "fail"}">'
+            f'{"All gates pass" if passed else "Build FAILED"}: {gates["checked"]} gate checks, '
+            f'{gates["failed"]} failed</div>',
+            '<ul class="facts">',
+            f"<li>Config: {escape(str(cfg.get('source')))}; output <code>{escape(summary['output'])}</code></li>",
+            f"<li>Models: {escape(', '.join(m['name'] for m in summary['models']))}; formats "
+            f"{escape(', '.join(cfg['formats']))}; precisions {escape(', '.join(cfg['precisions']))}</li>",
+            f"<li>Devices: {escape(', '.join(cfg['devices']['names']))}; threads {cfg['devices']['threads']}; "
+            f"finished {escape(summary['finished'])} in {summary['seconds']:.0f} s"
+            f"{' (everything reused)' if summary.get('reused') else ''}</li>"]
+    for model, report in reports.items():
+        ds = report.get("dataset", {})
+        notes = "; ".join(ds.get("notes") or ())
+        body.append(f"<li>{escape(model)}: data <code>{escape(str(ds.get('name')))}</code>, n = {ds.get('n')}"
+                    f"{escape('; ' + notes) if notes else ''}</li>")
+    body.append("</ul>")
+    for m in summary["models"]:
+        if m["status"] != "ok":
+            body.append(f'<div class="card why">{escape(m["name"])} failed to build: {escape(m.get("error") or "")}</div>')
+    if gates["failures"]:
+        body.append('<h2>Failed gates</h2><div class="card"><ul>' + "".join(
+            f"<li>{escape(f['message'])}</li>" for f in gates["failures"]) + "</ul></div>")
+    models = list(reports)
+    for device, items in _by_device(reports).items():
+        body.append(_device_section(device, items, gate_results, models))
+    return _page("edgebert build report", "".join(body))
+
+
+def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> str:
+    """One artifact directory's report.json as HTML (same per-device sections, no gates)."""
+    model = (report.get("model") or {}).get("architecture") or "model"
+    ds = report.get("dataset", {})
+    body = [f"<h1>edgebert report: {escape(model)}</h1>",
+            f'<ul class="facts"><li>Data <code>{escape(str(ds.get("name")))}</code>, n = {ds.get("n")}'
+            f'{escape("; " + "; ".join(ds.get("notes") or ())) if ds.get("notes") else ""}</li>'
+            f'<li>Created {escape(str(report.get("created")))}</li></ul>']
+    for device, items in _by_device({model: report}).items():
+        body.append(_device_section(device, items, {}, [model]))
+    return _page(f"edgebert report: {model}", "".join(body))

@@ -1,0 +1,249 @@
+"""`edgebert build` end to end on a tiny local model (desktop, ONNX): gates, incremental reuse, resume
+after an interruption (an exception from a hook, and a real SIGKILL of the CLI), reports. No mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgebert.build import build, load_config
+from edgebert.build.gates import describe, evaluate
+from edgebert.build.config import GatesConfig
+from edgebert.cli import main
+from edgebert.fsutil import sha256_file
+from edgebert.manifest import Manifest
+from support import save_tiny_hf_dir
+
+CONFIG = """\
+[build]
+models = [{{name = "tiny", source = "{src}"}}]
+formats = ["onnx"]
+seq_len = 32
+
+[calibration]
+samples = {samples}
+
+[evaluation]
+limit = 40
+runs = 3
+warmup = 1
+
+[devices]
+names = ["desktop"]
+
+[gates]
+max_accuracy_drop = 50
+min_accuracy = 0.1
+max_size_mb = {max_size}
+max_latency_p90_ms = 500
+"""
+ARTIFACTS = ("model.onnx", "model.int8-dynamic.onnx", "model.int8-static.onnx")
+
+
+@pytest.fixture(scope="module")
+def src(tmp_path_factory) -> Path:
+    return save_tiny_hf_dir(tmp_path_factory.mktemp("build-src") / "tiny", "distilbert")
+
+
+def config_file(tmp_path: Path, src: Path, samples: int = 16, max_size: float = 10.0) -> Path:
+    path = tmp_path / "edgebert.toml"
+    path.write_text(CONFIG.format(src=src, samples=samples, max_size=max_size), encoding="utf-8")
+    return path
+
+
+def run_cli(*args, env=None):
+    return CliRunner(env=env).invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def files_state(directory: Path) -> dict[str, tuple[int, str]]:
+    return {n: ((directory / n).stat().st_mtime_ns, sha256_file(directory / n)) for n in ARTIFACTS}
+
+
+def assert_consistent(directory: Path) -> None:
+    """The manifest lists only complete files whose hash matches (the invariant an interruption must keep)."""
+    if not (directory / "manifest.json").exists():
+        return
+    manifest = Manifest.load(directory)
+    for name, rec in manifest.artifacts.items():
+        path = directory / rec["path"]
+        assert path.is_file(), f"manifest lists missing {name}"
+        assert sha256_file(path) == rec["sha256"], f"{name} does not match its recorded hash"
+
+
+def test_build_end_to_end_then_reuse_then_partial_rebuild(tmp_path, src):
+    out = tmp_path / "out"
+    summary_file = tmp_path / "step-summary.md"
+    cfg = config_file(tmp_path, src)
+    start = time.perf_counter()
+    result = run_cli("build", cfg, "-o", out, env={"GITHUB_STEP_SUMMARY": str(summary_file)})
+    assert result.exit_code == 0, result.output
+    assert time.perf_counter() - start < 60
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "passed" and summary["reused"] is False
+    model = summary["models"][0]
+    assert {a["name"] for a in model["artifacts"]} == set(ARTIFACTS)
+    assert not any(a["reused"] for a in model["artifacts"])
+    assert summary["gates"]["checked"] > 0 and summary["gates"]["failed"] == 0
+    directory = out / "tiny"
+    manifest = Manifest.load(directory)
+    for name in ARTIFACTS:  # an input fingerprint per artifact, and the check's
+        assert manifest.artifacts[name]["build"]["fingerprint"]
+    assert manifest.data["build"]["check"]["fingerprint"]
+    report = json.loads((directory / "report.json").read_text())
+    assert {r["device"] for r in report["records"]} == {"desktop"}
+    prof = {r["artifact"]: r["profile"] for r in report["records"]}
+    assert prof["model.int8-dynamic.onnx"]["status"] == "ok" and prof["model.int8-dynamic.onnx"]["top_ops"]
+    md = (out / "report.md").read_text()
+    assert md.startswith("# edgebert build: ✅ passed") and "Slowest operators" in md
+    assert summary_file.read_text() == md + "\n"  # appended for GitHub's job summary
+    html = (out / "report.html").read_text()
+    assert html.count("<svg") == 2 and "<script" not in html and "http://" not in html.replace(
+        'xmlns="http://www.w3.org/2000/svg"', "")
+    assert (directory / "report.html").is_file() and (directory / "report.md").is_file()
+
+    # second build: nothing changed -> nothing re-exported, re-quantized or re-checked
+    before = files_state(directory)
+    report_sha = sha256_file(directory / "report.json")
+    result = run_cli("build", cfg, "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    again = json.loads(result.output[result.output.index("{"):])
+    assert again["reused"] is True
+    assert all(s["reused"] for s in again["models"][0]["steps"])
+    assert all(a["reused"] for a in again["models"][0]["artifacts"])
+    assert files_state(directory) == before and sha256_file(directory / "report.json") == report_sha
+
+    # calibration changed: only the static artifact (and the check) are redone
+    cfg = config_file(tmp_path, src, samples=8)
+    summary = build(load_config(cfg), out)
+    steps = {s["step"]: s["reused"] for s in summary["models"][0]["steps"]}
+    assert steps == {"export": True, "quantize:dynamic": True, "quantize:static": False, "check": False}
+    after = files_state(directory)
+    assert after["model.onnx"] == before["model.onnx"]
+    assert after["model.int8-dynamic.onnx"] == before["model.int8-dynamic.onnx"]
+    assert after["model.int8-static.onnx"][0] != before["model.int8-static.onnx"][0]
+
+    # --force rebuilds everything
+    result = run_cli("build", cfg, "-o", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert all(files_state(directory)[n][0] != after[n][0] for n in ARTIFACTS)
+
+
+def test_failed_gate_exits_1_and_names_artifact_gate_value_and_limit(tmp_path, src):
+    out = tmp_path / "out"
+    result = run_cli("build", config_file(tmp_path, src, max_size=0.001), "-o", out)
+    assert result.exit_code == 1, result.output
+    assert "gate failed: tiny/model.onnx on desktop: max_size_mb FAILED: measured" in result.output
+    assert "limit ≤ 0.001 MB" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["gates"]["failed"] == 3
+    failure = summary["gates"]["failures"][0]
+    assert failure["gate"] == "max_size_mb" and failure["limit"] == 0.001 and failure["value"] > 0.001
+    assert "## Failed gates" in (out / "report.md").read_text()
+    assert "Build FAILED" in (out / "report.html").read_text()
+
+
+def test_interrupted_build_resumes(tmp_path, src):
+    """KeyboardInterrupt just before the static quantization: the directory stays consistent and the
+    rerun reuses the export and the dynamic artifact."""
+    out = tmp_path / "out"
+    cfg = load_config(config_file(tmp_path, src))
+
+    def hook(model: str, step: str) -> None:
+        if step == "quantize:static":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build(cfg, out, hook=hook)
+    directory = out / "tiny"
+    assert_consistent(directory)
+    assert set(Manifest.load(directory).artifacts) == {"model.onnx", "model.int8-dynamic.onnx"}
+    assert not (out / "summary.json").exists()
+    summary = build(cfg, out)
+    steps = {s["step"]: s["reused"] for s in summary["models"][0]["steps"]}
+    assert steps == {"export": True, "quantize:dynamic": True, "quantize:static": False, "check": False}
+    assert summary["status"] == "passed"
+    assert_consistent(directory)
+
+
+def test_killed_build_never_leaves_a_corrupt_directory(tmp_path, src):
+    """SIGKILL the real CLI as soon as its first artifact is recorded, then rerun to completion."""
+    out = tmp_path / "out"
+    cfg = config_file(tmp_path, src)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "edgebert.cli", "build", str(cfg), "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    manifest = out / "tiny" / "manifest.json"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if "model.int8-dynamic.onnx" in json.loads(manifest.read_text()).get("artifacts", {}):
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert_consistent(out / "tiny")
+    summary = build(load_config(cfg), out)
+    assert summary["status"] == "passed"
+    assert_consistent(out / "tiny")
+    assert not [p for p in (out / "tiny").iterdir() if p.name.endswith(".tmp")]
+    assert {a["name"] for a in summary["models"][0]["artifacts"]} == set(ARTIFACTS)
+
+
+def _report(records):
+    return {"devices": {"desktop": {"emulated": False}, "cortex-a53": {"emulated": True}}, "records": records}
+
+
+def _rec(artifact, precision, device="desktop", **kw):
+    base = {"artifact": artifact, "format": "onnx", "precision": precision, "device": device, "status": "ok",
+            "reference": "model.onnx", "accuracy": 0.9, "size_bytes": 20_000_000, "emulated": device != "desktop",
+            "latency_ms": {"p50": 10.0, "p90": 12.0}}
+    return {**base, **kw}
+
+
+def test_gate_evaluation():
+    report = _report([
+        _rec("model.onnx", "fp32", size_bytes=90_000_000),
+        _rec("model.int8-static.onnx", "int8-static", accuracy=0.87, latency_ms={"p50": 5.0, "p90": 30.0}),
+        _rec("model.int8-dynamic.onnx", "int8-dynamic", status="failed", error="load failed: boom"),
+        _rec("model.onnx", "fp32", "cortex-a53", latency_ms=None, accuracy=0.5,
+             drift_vs_desktop={"max_abs_logit_diff": 0.01, "prediction_flips": 0},
+             instructions={"status": "ok", "per_inference": 3_000_000_000}),
+        _rec("model.int8-static.onnx", "int8-static", "cortex-a53", latency_ms=None,
+             drift_vs_desktop={"max_abs_logit_diff": 0.4, "prediction_flips": 2},
+             instructions={"status": "ok", "per_inference": 1_000_000_000}),
+    ])
+    gates = GatesConfig(max_accuracy_drop=2.0, min_accuracy=0.8, max_size_mb=50, max_latency_p90_ms=20,
+                        max_drift_vs_desktop=0.1, max_flips_vs_desktop=1, max_instructions=(("cortex-a53", 2e9),))
+    results = evaluate("m", report, gates)
+    failed = {(r["artifact"], r["device"], r["gate"]) for r in results if not r["passed"]}
+    assert failed == {
+        ("model.onnx", "desktop", "max_size_mb"),
+        ("model.int8-static.onnx", "desktop", "max_accuracy_drop"),      # 3 points > 2
+        ("model.int8-static.onnx", "desktop", "max_latency_p90_ms"),     # 30 > 20
+        ("model.int8-dynamic.onnx", "desktop", "runs"),
+        ("model.onnx", "cortex-a53", "max_instructions"),
+        ("model.int8-static.onnx", "cortex-a53", "max_drift_vs_desktop"),
+        ("model.int8-static.onnx", "cortex-a53", "max_flips_vs_desktop"),
+    }
+    # accuracy gates apply on native devices only (emulated ones check few examples)
+    assert not any(r["device"] == "cortex-a53" and r["gate"] in ("min_accuracy", "max_accuracy_drop") for r in results)
+    drop = next(r for r in results if r["gate"] == "max_accuracy_drop")
+    assert drop["value"] == pytest.approx(3.0) and drop["limit"] == 2.0
+    assert describe(drop) == ("m/model.int8-static.onnx on desktop: max_accuracy_drop FAILED: measured 3 points, "
+                              "limit ≤ 2 points")
+    ins = next(r for r in results if r["gate"] == "max_instructions" and not r["passed"])
+    assert "3,000.0 M instructions" in describe(ins)
+    assert "did not run (load failed: boom)" in describe(next(r for r in results if r["gate"] == "runs"))
+    assert evaluate("m", report, GatesConfig()) == [r for r in results if r["gate"] == "runs"]  # no gates: only runs

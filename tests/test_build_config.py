@@ -1,0 +1,157 @@
+"""`edgebert build` config: good files parse into frozen dataclasses; bad ones name the key and line."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgebert.build import default_config, load_config, parse_config
+from edgebert.build.config import BuildConfig
+from edgebert.cli import main
+from edgebert.errors import UsageError
+
+GOOD = """\
+# a CI config
+[build]
+models = ["distilbert", {name = "mine", source = "./my-model"}]
+formats = ["onnx"]
+precisions = ["fp32", "int8-static"]
+seq_len = 64
+output = "out"
+
+[calibration]
+data = "calib.jsonl"
+samples = 64
+method = "minmax"
+per_channel = false
+
+[evaluation]
+data = "test.csv"
+limit = 500
+emulated_limit = 10
+runs = 20
+warmup = 2
+profile = false
+
+[devices]
+names = ["desktop", "cortex-a53"]
+threads = 2
+setup = false
+
+[gates]
+max_accuracy_drop = 1.5
+min_accuracy = 0.8
+max_size_mb = 30
+max_latency_p90_ms = 40.5
+max_drift_vs_desktop = 0.25
+max_flips_vs_desktop = 1
+
+[gates.max_instructions]
+cortex-a53 = 2.5e9
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "edgebert.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_good_config_parses_into_frozen_typed_settings(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    assert isinstance(cfg, BuildConfig)
+    assert [m.name for m in cfg.models] == ["distilbert", "mine"]
+    assert cfg.models[1].source == str((tmp_path / "my-model").resolve())  # relative to the config file
+    assert cfg.formats == ("onnx",) and cfg.precisions == ("fp32", "int8-static") and cfg.seq_len == 64
+    assert cfg.output == tmp_path / "out"
+    assert cfg.calibration.data == tmp_path / "calib.jsonl" and cfg.calibration.per_channel is False
+    assert cfg.evaluation.limit == 500 and cfg.evaluation.emulated_limit == 10 and cfg.evaluation.profile is False
+    assert cfg.devices.names == ("desktop", "cortex-a53") and cfg.devices.threads == 2
+    assert cfg.gates.max_size_mb == 30.0 and isinstance(cfg.gates.max_size_mb, float)
+    assert cfg.gates.instructions_limit("cortex-a53") == 2.5e9 and cfg.gates.instructions_limit("desktop") is None
+    assert cfg.emulated_devices == ("cortex-a53",)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seq_len = 3  # type: ignore[misc]
+    assert cfg.to_json()["gates"]["max_instructions"] == {"cortex-a53": 2.5e9}
+
+
+def test_empty_config_gets_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, ""))
+    assert [m.name for m in cfg.models] == ["distilbert", "squeezebert"]
+    assert cfg.precisions == ("fp32", "int8-dynamic", "int8-static") and cfg.devices.names == ("desktop",)
+    assert cfg.gates.max_accuracy_drop is None
+
+
+def test_builtin_default_is_the_full_matrix():
+    from edgebert.export import EXPORTERS
+
+    cfg = default_config()
+    assert [m.source for m in cfg.models] == ["distilbert", "squeezebert"]
+    assert cfg.formats == tuple(f for f in ("onnx", "tflite") if f in EXPORTERS)
+    assert len(cfg.precisions) == 3 and cfg.devices.names == ("desktop", "cortex-a53", "cortex-a76")
+    assert cfg.evaluation.emulated_limit < 20
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+@pytest.mark.parametrize("edit, key, needle, message", [
+    (("max_latency_p90_ms = 40.5", "max_latency_ms = 40.5"), "gates.max_latency_ms", "max_latency_ms =",
+     "unknown key"),
+    (("seq_len = 64", 'seq_len = "64"'), "build.seq_len", "seq_len =", "must be an integer"),
+    (("per_channel = false", "per_channel = 1"), "calibration.per_channel", "per_channel =", "true or false"),
+    (("limit = 500", "limit = 5.5"), "evaluation.limit", "limit = 5.5", "must be an integer"),
+    (("threads = 2", "threads = true"), "devices.threads", "threads =", "must be an integer"),
+    (("min_accuracy = 0.8", "min_accuracy = 80"), "gates.min_accuracy", "min_accuracy =", "fraction"),
+    (("max_size_mb = 30", "max_size_mb = -1"), "gates.max_size_mb", "max_size_mb =", "at least 0"),
+    (('method = "minmax"', 'method = "kl"'), "calibration.method", "method =", "choose from"),
+    (('formats = ["onnx"]', 'formats = ["onnx", "coreml"]'), "build.formats", "formats =", "'coreml'"),
+    (('names = ["desktop", "cortex-a53"]', 'names = ["desktop", "pixel9"]'), "devices.names", "names =", "'pixel9'"),
+    (("cortex-a53 = 2.5e9", "cortex-a53 = 2.5e9\ndesktop = 1e9"), "gates.max_instructions.desktop", "desktop = 1e9",
+     ""),
+    (("cortex-a53 = 2.5e9", 'cortex-a53 = "lots"'), "gates.max_instructions.cortex-a53", 'cortex-a53 = "lots"',
+     "must be a number"),
+    (('precisions = ["fp32", "int8-static"]', 'precisions = ["int8-static"]'), "build.precisions", "precisions =",
+     "fp32"),
+    (("[devices]", "[device]"), "device", "[device]", "unknown table"),
+])
+def test_bad_key_or_type_names_key_and_line(tmp_path, edit, key, needle, message):
+    text = GOOD.replace(*edit)
+    path = write(tmp_path, text)
+    with pytest.raises(UsageError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert f"{path}:{line_of(text, needle)}: {key}" in msg, msg
+    assert message in msg
+
+
+def test_same_key_in_two_tables_gets_the_right_line(tmp_path):
+    text = "[evaluation]\ntext_column = 'text'\n\n[calibration]\nsamples = 8\ntext_column = 3\n"
+    with pytest.raises(UsageError, match=r"edgebert.toml:6: calibration.text_column: must be a string"):
+        load_config(write(tmp_path, text))
+
+
+def test_toml_syntax_error_and_missing_file(tmp_path):
+    with pytest.raises(UsageError, match="not valid TOML.*line 2"):
+        load_config(write(tmp_path, "[build]\nseq_len = = 3\n"))
+    with pytest.raises(UsageError, match="no such config file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_duplicate_model_names_are_refused():
+    with pytest.raises(UsageError, match=r"config:2: build.models: two models named 'distilbert'"):
+        parse_config('[build]\nmodels = ["distilbert", "distilbert"]\n')
+
+
+def test_cli_bad_config_is_a_usage_error_with_the_line(tmp_path):
+    path = write(tmp_path, "[gates]\nmin_accuracy = 0.5\nmax_sise_mb = 3\n")
+    result = CliRunner().invoke(main, ["build", str(path)], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert f"Error: {path}:3: gates.max_sise_mb: unknown key" in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["build", str(tmp_path / "missing.toml")], catch_exceptions=False)
+    assert result.exit_code == 2 and "no such config file" in result.output

@@ -1,0 +1,86 @@
+"""report.html: self-contained (no network at view time) and renders in headless Chromium when present."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edgebert.build.gates import evaluate
+from edgebert.build.config import GatesConfig
+from edgebert.report import html
+from test_build import _rec, _report
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "render_check.sh"
+
+
+def _summary_and_reports():
+    records = [
+        _rec("model.onnx", "fp32", size_bytes=91_000_000, accuracy=0.83,
+             profile={"status": "ok", "top_ops": [{"op": "MatMul", "ms": 40.1, "share": 0.64}]}),
+        _rec("model.int8-dynamic.onnx", "int8-dynamic", size_bytes=23_000_000, accuracy=0.825,
+             latency_ms={"p50": 26.0, "p90": 28.0},
+             profile={"status": "ok", "top_ops": [{"op": "DynamicQuantizeMatMul", "ms": 6.2, "share": 0.22}]}),
+        _rec("model.int8-static.onnx", "int8-static", size_bytes=23_000_000, accuracy=0.79,
+             latency_ms={"p50": 25.0, "p90": 27.0}),
+        _rec("model.tflite", "fp32", size_bytes=90_500_000, accuracy=0.83, reference="model.tflite",
+             profile={"status": "unavailable", "reason": "no per-op profiler"}),
+        _rec("model.onnx", "fp32", "cortex-a53", latency_ms=None, size_bytes=91_000_000,
+             drift_vs_desktop={"max_abs_logit_diff": 1e-6, "prediction_flips": 0},
+             instructions={"status": "ok", "per_inference": 9_000_000_000}),
+        _rec("model.int8-dynamic.onnx", "int8-dynamic", "cortex-a53", latency_ms=None, size_bytes=23_000_000,
+             drift_vs_desktop={"max_abs_logit_diff": 0.02, "prediction_flips": 0},
+             instructions={"status": "ok", "per_inference": 4_000_000_000}),
+    ]
+    for r in records:
+        r["format"] = "tflite" if r["artifact"].endswith(".tflite") else "onnx"
+    report = {**_report(records), "dataset": {"name": "builtin:test", "n": 1000}}
+    gates = evaluate("distilbert", report, GatesConfig(max_accuracy_drop=2.0, max_size_mb=50,
+                                                        max_instructions=(("cortex-a53", 5e9),)))
+    failures = [g for g in gates if not g["passed"]]
+    summary = {"status": "failed", "output": "/tmp/out", "finished": "2025-01-01T00:00:00+00:00", "seconds": 12.0,
+               "reused": False,
+               "config": {"source": "edgebert.toml", "formats": ["onnx", "tflite"],
+                          "precisions": ["fp32", "int8-dynamic", "int8-static"],
+                          "devices": {"names": ["desktop", "cortex-a53"], "threads": 1}},
+               "models": [{"name": "distilbert", "status": "ok", "gates": gates}],
+               "gates": {"checked": len(gates), "failed": len(failures),
+                         "failures": [{**g, "message": f"{g['artifact']} {g['gate']}"} for g in failures]}}
+    return summary, {"distilbert": report}
+
+
+def test_html_is_self_contained_with_two_plots_per_device():
+    page = html.render_build(*_summary_and_reports())
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert page.count("<svg") == 4  # 2 devices x (accuracy vs size, accuracy vs latency/instructions)
+    assert "<script" not in page and "<link" not in page and "<img" not in page
+    urls = set(re.findall(r"https?://[^\"' )]+", page))
+    assert urls == {"http://www.w3.org/2000/svg"}  # the SVG namespace only: nothing is fetched
+    assert html.FAIL in page and html.PASS in page  # gate status coloured
+    assert "max_size_mb" in page and "Build FAILED" in page
+    assert "MatMul 40.1 ms (64%)" in page and "no per-op profiler" in page
+    assert "Accuracy vs instructions — cortex-a53" in page
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
+                    reason="chromium not installed (apt-get install -y chromium)")
+def test_html_renders_in_headless_chromium(tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text(html.render_build(*_summary_and_reports()), encoding="utf-8")
+    png = tmp_path / "report.png"
+    proc = subprocess.run(["bash", str(SCRIPT), str(page), str(png), "1400x1800"], capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert _png_size(png) == (1400, 1800)
+    assert png.stat().st_size > 50_000  # a rendered page with tables and plots, not a blank one
