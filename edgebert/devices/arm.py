@@ -16,9 +16,6 @@ Adding a CPU model is one :class:`CpuModel` entry in ``CPU_MODELS``.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar

@@ -13,7 +13,7 @@ from typing import Callable
 
 from ..errors import UsageError
 from ..fsutil import publish_dir
-from ..manifest import MANIFEST_NAME, Manifest
+from ..manifest import Manifest
 from ..models import LoadedModel, load_classifier
 from .onnx import export_onnx
 from .tflite import export_tflite

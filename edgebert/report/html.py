@@ -51,10 +51,11 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
     start = math.floor(lo / step) * step
     out, v = [], start
-    while v <= hi + step * 1e-9:
+    while True:  # through the first tick at or above hi: every point inside the plot
         out.append(round(v, 10))
+        if v >= hi - step * 1e-9:
+            return out
         v += step
-    return out
 
 
 def _fmt_tick(v: float) -> str:

@@ -218,7 +218,7 @@ def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]]) ->
         if m["name"] in reports:
             body = render(reports[m["name"]])
             lines += [f"## Model `{m['name']}`", ""]
-            lines += [("#" + ln if ln.startswith("#") else ln) for ln in body.splitlines()[1:]]
+            lines += [("#" + ln if ln.startswith("#") else ln) for ln in body.splitlines()[1:]][1:]
             lines.append("")
     if all_gates:
         lines += ["<details><summary>Every gate</summary>", "", *_gate_table(all_gates), "", "</details>", ""]
