@@ -5,8 +5,8 @@ For each architecture: ``export`` (ONNX + TFLite), ``quantize --mode dynamic`` a
 settings as the CLI. Prints accuracy, Δ accuracy vs the same format's fp32, latency p50 (batch 1,
 seq 128, 1 thread), size and size ratio, plus how long export/quantize took per step.
 
-    python benchmarks/bench_tflite.py                      # both built-in models, ~10 min on 2 cores
-    python benchmarks/bench_tflite.py --arch distilbert --limit 500 --runs 20
+    python benchmarks/bench_formats.py                      # both built-in models, ~10 min on 2 cores
+    python benchmarks/bench_formats.py --arch distilbert --limit 500 --runs 20
 """
 
 from __future__ import annotations
