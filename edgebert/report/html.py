@@ -31,7 +31,7 @@ padding-bottom:4px}h3{font-size:15px;margin:18px 0 6px}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{border-bottom:1px solid #d8dee4;padding:5px 8px;text-align:right;white-space:nowrap}
 th{background:#f6f8fa;font-weight:600;position:sticky;top:0}
-td.l,th.l{text-align:left}td.ops{white-space:normal;text-align:left;color:#57606a;font-size:12px;min-width:220px}
+td.l,th.l{text-align:left}td.ops{white-space:normal;text-align:left;color:#57606a;font-size:12px;min-width:200px;max-width:300px}
 tr.fail td{background:#ffebe9}tr.failed td{background:#fff8c5}
 .tag{display:inline-block;padding:1px 7px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}
 .tag.pass{background:#1a7f37}.tag.fail{background:#cf222e}.tag.none{background:#6e7781}
@@ -96,7 +96,10 @@ def scatter(points: list[dict[str, Any]], *, title: str, xlabel: str, ylabel: st
     xpad = (max(xs) - min(xs)) * 0.08 or max(abs(max(xs)) * 0.1, 1e-6)
     ypad = (max(ys) - min(ys)) * 0.12 or max(abs(max(ys)) * 0.02, 0.005)
     xt = _ticks(max(0.0, min(xs) - xpad), max(xs) + xpad)
-    yt = _ticks(min(ys) - ypad, max(ys) + ypad)
+    ytop = max(ys) + ypad
+    if max(ys) <= 100 < ytop and "%" in ylabel:  # accuracy: no axis above 100 %
+        ytop = 100.0
+    yt = _ticks(min(ys) - ypad, ytop)
     x0, x1, y0, y1 = xt[0], xt[-1], yt[0], yt[-1]
 
     def sx(v: float) -> float:
@@ -171,6 +174,7 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
              else ["p50 ms", "p90 ms", "Speed-up"])
     head += ["Size MB", "Size ratio", "Gates"] + ([] if emulated else ["Slowest ops"])
     rows_html, size_pts, cost_pts = [], [], []
+    notes: dict[str, list[str]] = {}
     for model, _, row in items:
         results = gate_results.get((model, row.artifact, device), [])
         status, gate_html = _gate_cell(results)
@@ -202,7 +206,13 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
                   f"<td>{gate_html}</td>"]
         if not emulated:
             ops = ", ".join(f"{op} {ms:.1f} ms ({share * 100:.0f}%)" for op, ms, share in row.top_ops[:3])
-            cells.append(f'<td class="ops">{escape(ops or row.profile_note or "—")}</td>')
+            if ops:
+                cells.append(f'<td class="ops">{escape(ops)}</td>')
+            else:  # the reason once below the table, not in every row
+                note = row.profile_note or "—"
+                short = note.split(":", 1)[0] if row.profile_note else note
+                notes.setdefault(note, []).append(row.artifact)
+                cells.append(f'<td class="ops" title="{escape(note)}">{escape(short)}</td>')
         rows_html.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
         label = (f"{model[:4]} " if multi else "") + f"{row.format} {PRECISION_SHORT.get(row.precision, row.precision)}"
         acc = None if row.accuracy is None else row.accuracy * 100
@@ -225,7 +235,9 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
     return (f'<h2 id="{escape(device)}">{escape(title)}</h2><p class="note">{escape(note)}</p>'
             f'<div class="card" style="overflow-x:auto"><table><thead><tr>{th}</tr></thead><tbody>'
             f'{"".join(rows_html)}</tbody></table></div>'
-            f'<p class="note">{legend}</p><div class="plots">'
+            + "".join(f'<p class="note">{escape(n)} ({escape(", ".join(sorted(set(a))))})</p>'
+                      for n, a in notes.items() if n != "—")
+            + f'<p class="note">{legend}</p><div class="plots">'
             + scatter(size_pts, title=f"Accuracy vs size — {device}", xlabel="size (MB)", ylabel="accuracy (%)")
             + scatter(cost_pts, title=f"Accuracy vs {'instructions' if emulated else 'latency'} — {device}",
                       xlabel=cost_label, ylabel="accuracy (%)")

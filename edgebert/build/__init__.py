@@ -1,0 +1,10 @@
+"""``edgebert build``: one config -> every artifact of the matrix, checked per device, gated, reported.
+
+``config.py`` (the TOML config as frozen dataclasses), ``fingerprint.py`` (input fingerprints for
+incremental builds), ``gates.py`` (limits per record), ``runner.py`` (the build itself).
+"""
+
+from .config import BuildConfig, default_config, load as load_config, parse as parse_config
+from .runner import build, exit_code
+
+__all__ = ["BuildConfig", "build", "default_config", "exit_code", "load_config", "parse_config"]

@@ -1,0 +1,394 @@
+"""The build configuration (``edgebert.toml``): typed, frozen dataclasses parsed from TOML.
+
+One config describes the whole CI matrix: models x formats x precisions, calibration, evaluation,
+devices and gates. Every key is checked: an unknown key or a wrong type is a :class:`UsageError`
+naming the key and its line (``tomllib`` gives no line numbers for keys, so the line is found by
+scanning the source text for the key inside its table). Relative paths are relative to the file.
+
+Example (every key, with its default)::
+
+    [build]
+    models = ["distilbert", "squeezebert"]        # built-in name, local HF dir, hub id, or {name, source}
+    formats = ["onnx", "tflite"]
+    precisions = ["fp32", "int8-dynamic", "int8-static"]
+    seq_len = 128
+    output = "edgebert-build"
+
+    [calibration]      # int8-static
+    data = ""          # CSV/TSV/JSONL with a text column; "" = built-in calibration split
+    text_column = "text"
+    samples = 256
+    method = "minmax"
+    per_channel = true
+
+    [evaluation]
+    data = ""          # labelled CSV/TSV/JSONL; "" = built-in test split
+    text_column = "text"
+    label_column = "label"
+    limit = 0          # 0 = all examples (desktop)
+    emulated_limit = 20
+    runs = 50
+    warmup = 10
+    profile = true     # per-op profile on the desktop
+
+    [devices]
+    names = ["desktop", "cortex-a53", "cortex-a76"]
+    threads = 1
+    setup = true       # set up the emulated-ARM environment when it is missing
+    emulated_jobs = 2  # models checked at once on emulated devices (each QEMU uses one core)
+
+    [gates]
+    max_accuracy_drop = 2.0    # points vs the fp32 artifact of the same format, same device
+    min_accuracy = 0.75
+    max_size_mb = 100
+    max_latency_p90_ms = 200   # desktop
+    max_drift_vs_desktop = 1.0 # emulated devices: max |logit diff| vs the desktop run
+    max_flips_vs_desktop = 2   # emulated devices: predictions that differ from the desktop's
+
+    [gates.max_instructions]   # guest instructions per inference, per emulated device
+    cortex-a53 = 2.0e9
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..manifest import PRECISIONS
+
+DEFAULT_OUTPUT = "edgebert-build"
+DEFAULT_MODELS = ("distilbert", "squeezebert")
+DEFAULT_DEVICES = ("desktop", "cortex-a53", "cortex-a76")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str      # artifact directory name under the output dir
+    source: str    # what ``edgebert export`` takes: built-in name, local dir, hub id
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    data: Path | None = None
+    text_column: str = "text"
+    samples: int = 256
+    method: str = "minmax"
+    per_channel: bool = True
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    data: Path | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    limit: int | None = None         # desktop (native) devices; None = all
+    emulated_limit: int = 20         # emulated ARM devices (~100x slower)
+    runs: int = 50
+    warmup: int = 10
+    profile: bool = True             # per-op profile on native devices
+
+
+@dataclass(frozen=True)
+class DevicesConfig:
+    names: tuple[str, ...] = DEFAULT_DEVICES
+    threads: int = 1
+    setup: bool = True               # run the emulated-ARM setup when a device needs it
+    emulated_jobs: int = 2           # models checked at once on emulated devices (QEMU is single-threaded)
+
+
+@dataclass(frozen=True)
+class GatesConfig:
+    max_accuracy_drop: float | None = None     # points vs fp32 (same format, same device)
+    min_accuracy: float | None = None          # fraction 0..1
+    max_size_mb: float | None = None           # 10^6 bytes
+    max_latency_p90_ms: float | None = None    # native devices
+    max_drift_vs_desktop: float | None = None  # emulated devices: max |logit diff| vs desktop
+    max_flips_vs_desktop: int | None = None    # emulated devices: prediction flips vs desktop
+    max_instructions: tuple[tuple[str, float], ...] = ()  # (emulated device, instructions per inference)
+
+    def instructions_limit(self, device: str) -> float | None:
+        return dict(self.max_instructions).get(device)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    models: tuple[ModelSpec, ...] = tuple(ModelSpec(m, m) for m in DEFAULT_MODELS)
+    formats: tuple[str, ...] = ("onnx",)
+    precisions: tuple[str, ...] = PRECISIONS
+    seq_len: int = 128
+    output: Path = Path(DEFAULT_OUTPUT)
+    calibration: CalibrationConfig = CalibrationConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    devices: DevicesConfig = DevicesConfig()
+    gates: GatesConfig = GatesConfig()
+    source: str = "built-in default"          # where the config came from (for reports)
+
+    @property
+    def emulated_devices(self) -> tuple[str, ...]:
+        from .. import devices as registry
+
+        return tuple(d for d in self.devices.names if registry.get(d).emulated)
+
+    def to_json(self) -> dict[str, Any]:
+        def conv(v):
+            if isinstance(v, Path):
+                return str(v)
+            if isinstance(v, tuple):
+                return [conv(x) for x in v]
+            if hasattr(v, "__dataclass_fields__"):
+                return {f.name: conv(getattr(v, f.name)) for f in fields(v)}
+            return v
+
+        out = conv(self)
+        out["gates"]["max_instructions"] = dict(self.gates.max_instructions)
+        return out
+
+
+def default_config() -> BuildConfig:
+    """The built-in default: both architectures, every registered format, three precisions, desktop +
+    two emulated ARM cores, gates loose enough for the built-in models (under 15 minutes on 2 cores)."""
+    from ..export import EXPORTERS
+
+    formats = tuple(f for f in ("onnx", "tflite") if f in EXPORTERS)
+    return BuildConfig(
+        formats=formats,
+        evaluation=EvaluationConfig(limit=1000, emulated_limit=4, runs=30, warmup=5),
+        gates=GatesConfig(max_accuracy_drop=3.0, min_accuracy=0.75, max_size_mb=100.0,
+                          max_latency_p90_ms=250.0, max_drift_vs_desktop=0.5, max_flips_vs_desktop=2),
+    )
+
+
+# --- parsing ----------------------------------------------------------------------------------
+class _Source:
+    """The TOML text, to find the line of a key (tomllib reports none)."""
+
+    _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+
+    def __init__(self, path: Path | None, text: str):
+        self.path, self.lines = path, text.splitlines()
+
+    def line_of(self, table: str, key: str) -> int | None:
+        """1-based line where ``key`` is set inside ``[table]`` (or as ``table.key`` / inline)."""
+        current, first_anywhere = "", None
+        key_re = re.compile(r'^\s*(?:[\w.-]+\.)?("?)' + re.escape(key) + r'\1\s*=')
+        dotted_re = re.compile(r'^\s*' + re.escape(f"{table}.{key}") + r'\s*=') if table else None
+        for i, line in enumerate(self.lines, 1):
+            m = self._HEADER.match(line)
+            if m:
+                current = m.group(1).replace('"', "").replace(" ", "")
+                continue
+            if key_re.match(line) or (dotted_re and dotted_re.match(line)):
+                if current == table or (dotted_re and dotted_re.match(line)):
+                    return i
+                first_anywhere = first_anywhere or i
+            elif first_anywhere is None and re.search(r'[{,]\s*"?' + re.escape(key) + r'"?\s*=', line):
+                first_anywhere = i  # inside an inline table
+        if first_anywhere is None and key:
+            for i, line in enumerate(self.lines, 1):  # a table header named after the key
+                m = self._HEADER.match(line)
+                if m and m.group(1).replace('"', "").split(".")[-1] == key:
+                    return i
+        return first_anywhere
+
+    def error(self, table: str, key: str, message: str) -> UsageError:
+        where = str(self.path) if self.path else "config"
+        line = self.line_of(table, key)
+        dotted = f"{table}.{key}" if table else key
+        return UsageError(f"{where}:{line if line else '?'}: {dotted}: {message}")
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
+            dict: "a table"}.get(type(value), type(value).__name__)
+
+
+class _Table:
+    """One TOML table being read: typed getters that name the key and line on error."""
+
+    def __init__(self, src: _Source, name: str, data: Any):
+        self.src, self.name = src, name
+        if not isinstance(data, dict):
+            raise src.error("", name, f"must be a table, got {_type_name(data)}")
+        self.data = data
+        self.used: set[str] = set()
+
+    def err(self, key: str, message: str) -> UsageError:
+        return self.src.error(self.name, key, message)
+
+    def get(self, key: str, kind: str, default: Any, *, low: float | None = None, choices=None,
+            allow_none: bool = False) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            return default
+        v = self.data[key]
+        if kind == "int":
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise self.err(key, f"must be an integer, got {_type_name(v)} {v!r}")
+        elif kind == "float":
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise self.err(key, f"must be a number, got {_type_name(v)} {v!r}")
+            v = float(v)
+        elif kind == "bool":
+            if not isinstance(v, bool):
+                raise self.err(key, f"must be true or false, got {_type_name(v)} {v!r}")
+        elif kind == "str":
+            if not isinstance(v, str):
+                raise self.err(key, f"must be a string, got {_type_name(v)} {v!r}")
+        elif kind == "strlist":
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise self.err(key, f"must be an array of strings, got {v!r}")
+            if not v:
+                raise self.err(key, "must not be empty")
+            v = tuple(dict.fromkeys(v))
+            bad = [x for x in v if choices is not None and x not in choices]
+            if bad:
+                raise self.err(key, f"unknown value {bad[0]!r}; choose from {', '.join(choices)}")
+            return v
+        if low is not None and v < low:
+            raise self.err(key, f"must be at least {low:g}, got {v!r}")
+        if choices is not None and v not in choices:
+            raise self.err(key, f"unknown value {v!r}; choose from {', '.join(choices)}")
+        return v
+
+    def path(self, key: str, base: Path) -> Path | None:
+        value = self.get(key, "str", "")
+        if not value:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (base / p)
+
+    def finish(self, known: tuple[str, ...] = ()) -> None:
+        for key in self.data:
+            if key not in self.used and key not in known:
+                allowed = ", ".join(sorted(self.used | set(known)))
+                raise self.err(key, f"unknown key (allowed in [{self.name}]: {allowed})")
+
+
+TABLES = ("build", "calibration", "evaluation", "devices", "gates")
+
+
+def _models(t: _Table, base: Path) -> tuple[ModelSpec, ...]:
+    t.used.add("models")
+    raw = t.data.get("models", list(DEFAULT_MODELS))
+    if not isinstance(raw, list) or not raw:
+        raise t.err("models", f"must be a non-empty array of model names/paths or {{name, source}} tables, got {raw!r}")
+    out: list[ModelSpec] = []
+    for item in raw:
+        if isinstance(item, str):
+            source, name = item, None
+        elif isinstance(item, dict):
+            extra = set(item) - {"name", "source"}
+            if extra:
+                raise t.err(sorted(extra)[0], "unknown key in a models entry (allowed: name, source)")
+            source, name = item.get("source"), item.get("name")
+            if not isinstance(source, str) or (name is not None and not isinstance(name, str)):
+                raise t.err("models", f"entry {item!r}: source (and name) must be strings")
+        else:
+            raise t.err("models", f"entry {item!r} must be a string or a {{name, source}} table")
+        local = Path(source).expanduser()
+        is_path = source.startswith((".", "/", "~")) or (base / local).exists()
+        if is_path and not local.is_absolute():
+            source = str((base / local).resolve())
+        name = name or Path(source.rstrip("/")).name or source
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+        if any(m.name == name for m in out):
+            raise t.err("models", f"two models named {name!r}; give each a distinct name ({{name=..., source=...}})")
+        out.append(ModelSpec(name=name, source=source))
+    return tuple(out)
+
+
+def parse(text: str, path: Path | None = None) -> BuildConfig:
+    """A :class:`BuildConfig` from TOML text (``path``: for messages and relative paths)."""
+    from .. import devices as registry
+    from ..export import EXPORTERS
+
+    src = _Source(path, text)
+    where = str(path) if path else "config"
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{where}: not valid TOML ({exc})") from None
+    for key in doc:
+        if key not in TABLES:
+            raise src.error("", key, f"unknown table or key (allowed tables: {', '.join(TABLES)})")
+    base = (path.parent if path else Path.cwd()).resolve()
+    tables = {name: _Table(src, name, doc.get(name, {})) for name in TABLES}
+
+    b = tables["build"]
+    models = _models(b, base)
+    formats = b.get("formats", "strlist", ("onnx",), choices=tuple(EXPORTERS))
+    precisions = b.get("precisions", "strlist", PRECISIONS, choices=PRECISIONS)
+    if "fp32" not in precisions:
+        raise b.err("precisions", "must include fp32 (the reference for accuracy drop and int8 quantization)")
+    seq_len = b.get("seq_len", "int", 128, low=2)
+    output = b.path("output", base) or Path(DEFAULT_OUTPUT)
+
+    c = tables["calibration"]
+    calibration = CalibrationConfig(
+        data=c.path("data", base), text_column=c.get("text_column", "str", "text"),
+        samples=c.get("samples", "int", 256, low=1),
+        method=c.get("method", "str", "minmax", choices=CALIBRATION_METHODS),
+        per_channel=c.get("per_channel", "bool", True))
+
+    e = tables["evaluation"]
+    limit = e.get("limit", "int", 0, low=0)
+    evaluation = EvaluationConfig(
+        data=e.path("data", base), text_column=e.get("text_column", "str", "text"),
+        label_column=e.get("label_column", "str", "label"), limit=limit or None,
+        emulated_limit=e.get("emulated_limit", "int", 20, low=1), runs=e.get("runs", "int", 50, low=1),
+        warmup=e.get("warmup", "int", 10, low=0), profile=e.get("profile", "bool", True))
+
+    d = tables["devices"]
+    names = d.get("names", "strlist", ("desktop",), choices=registry.names())
+    devices = DevicesConfig(names=names, threads=d.get("threads", "int", 1, low=1),
+                            setup=d.get("setup", "bool", True),
+                            emulated_jobs=d.get("emulated_jobs", "int", 2, low=1))
+
+    g = tables["gates"]
+    g.used.add("max_instructions")
+    raw_ins = g.data.get("max_instructions", {})
+    if not isinstance(raw_ins, dict):
+        raise g.err("max_instructions", f"must be a table of device = instructions, got {_type_name(raw_ins)}")
+    sub = _Table(src, "gates.max_instructions", raw_ins)
+    instructions = []
+    for dev in raw_ins:
+        if dev not in names:
+            raise sub.err(dev, f"device {dev!r} is not in devices.names ({', '.join(names)})")
+        if not registry.get(dev).emulated:
+            raise sub.err(dev, f"device {dev!r} is not emulated: instruction counts exist only on emulated ARM devices")
+        instructions.append((dev, sub.get(dev, "float", None, low=1)))
+    gates = GatesConfig(
+        max_accuracy_drop=g.get("max_accuracy_drop", "float", None, low=0),
+        min_accuracy=g.get("min_accuracy", "float", None, low=0),
+        max_size_mb=g.get("max_size_mb", "float", None, low=0),
+        max_latency_p90_ms=g.get("max_latency_p90_ms", "float", None, low=0),
+        max_drift_vs_desktop=g.get("max_drift_vs_desktop", "float", None, low=0),
+        max_flips_vs_desktop=g.get("max_flips_vs_desktop", "int", None, low=0),
+        max_instructions=tuple(instructions))
+    if gates.min_accuracy is not None and gates.min_accuracy > 1:
+        raise g.err("min_accuracy", f"is a fraction between 0 and 1, got {gates.min_accuracy:g}")
+    for t in tables.values():
+        t.finish()
+    return BuildConfig(models=models, formats=formats, precisions=precisions, seq_len=seq_len, output=output,
+                       calibration=calibration, evaluation=evaluation, devices=devices, gates=gates,
+                       source=str(path) if path else "text")
+
+
+def load(path: str | Path) -> BuildConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such config file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read ({exc})") from None
+    return parse(text, path)
+
+
+__all__ = ["BuildConfig", "CalibrationConfig", "DevicesConfig", "EvaluationConfig", "GatesConfig", "ModelSpec",
+           "default_config", "load", "parse"]

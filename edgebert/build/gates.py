@@ -1,0 +1,121 @@
+"""Gates: the limits a build enforces on every (model, artifact, device) record of its reports.
+
+Each gate is one registered :class:`Gate`: which records it applies to, the measured value and the
+limit. A record that failed to run fails the ``runs`` gate (always on). Results are plain dicts so
+they go straight into summary.json and the reports::
+
+    {"model": "distilbert", "artifact": "model.int8-static.onnx", "device": "desktop",
+     "gate": "max_accuracy_drop", "value": 1.2, "limit": 2.0, "unit": "points", "passed": true}
+
+Accuracy gates apply on native devices (the full evaluation set); emulated ARM devices check fewer
+examples, so they are gated on agreement with the desktop run of the same artifact (drift, flips)
+and on instructions per inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..report.tables import Row, device_tables
+from .config import GatesConfig
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    description: str
+    unit: str
+    applies: Callable[[Row, bool], bool]            # (row, emulated) -> applies
+    value: Callable[[Row], float | None]
+    limit: Callable[[GatesConfig, str], float | None]  # (gates, device) -> limit or None (off)
+    upper: bool = True                              # value must be <= limit (False: >=)
+
+
+def _native(row: Row, emulated: bool) -> bool:
+    return not emulated
+
+
+def _emulated(row: Row, emulated: bool) -> bool:
+    return emulated
+
+
+GATES: tuple[Gate, ...] = (
+    Gate("max_accuracy_drop", "accuracy drop vs fp32 of the same format on the same device", "points",
+         lambda r, e: not e and r.precision != "fp32",
+         lambda r: None if r.delta_accuracy_points is None else max(0.0, -r.delta_accuracy_points),
+         lambda g, d: g.max_accuracy_drop),
+    Gate("min_accuracy", "accuracy on the evaluation data", "fraction", _native,
+         lambda r: r.accuracy, lambda g, d: g.min_accuracy, upper=False),
+    Gate("max_size_mb", "artifact size", "MB", lambda r, e: True, lambda r: r.size_mb,
+         lambda g, d: g.max_size_mb),
+    Gate("max_latency_p90_ms", "batch-1 latency p90", "ms", _native, lambda r: r.p90_ms,
+         lambda g, d: g.max_latency_p90_ms),
+    Gate("max_drift_vs_desktop", "max |logit diff| vs the desktop run of the same artifact", "logit",
+         _emulated, lambda r: r.drift_max_abs, lambda g, d: g.max_drift_vs_desktop),
+    Gate("max_flips_vs_desktop", "predictions that differ from the desktop run", "examples", _emulated,
+         lambda r: None if r.drift_flips is None else float(r.drift_flips), lambda g, d: g.max_flips_vs_desktop),
+    Gate("max_instructions", "guest instructions per inference", "instructions", _emulated,
+         lambda r: None if r.instructions is None else float(r.instructions),
+         lambda g, d: g.instructions_limit(d)),
+)
+
+
+def evaluate(model: str, report: dict[str, Any], gates: GatesConfig) -> list[dict[str, Any]]:
+    """Every gate result for one model's report.json (failed records fail the ``runs`` gate)."""
+    results = []
+    for table in device_tables(report):
+        for row in table.rows:
+            base = {"model": model, "artifact": row.artifact, "format": row.format, "precision": row.precision,
+                    "device": table.device}
+            if row.status != "ok":
+                results.append({**base, "gate": "runs", "value": None, "limit": None, "unit": "",
+                                "passed": False, "detail": row.error or "failed without a reason"})
+                continue
+            for gate in GATES:
+                limit = gate.limit(gates, table.device)
+                if limit is None or not gate.applies(row, table.emulated):
+                    continue
+                value = gate.value(row)
+                if value is None:
+                    passed, detail = False, f"{gate.description}: not measured"
+                else:
+                    passed = value <= limit if gate.upper else value >= limit
+                    detail = None
+                results.append({**base, "gate": gate.name, "value": value, "limit": limit, "unit": gate.unit,
+                                "passed": passed, "detail": detail})
+    return results
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One line for a gate result: which artifact, which gate, measured value and limit."""
+    where = f"{result['model']}/{result['artifact']} on {result['device']}"
+    if result["gate"] == "runs":
+        return f"{where}: did not run ({result.get('detail')})"
+    if result["value"] is None:
+        return f"{where}: {result['gate']}: {result.get('detail')}"
+    op = "≤" if result["gate"].startswith("max") else "≥"
+    verdict = "ok" if result["passed"] else "FAILED"
+    return (f"{where}: {result['gate']} {verdict}: measured {fmt_value(result['value'], result['unit'])}, "
+            f"limit {op} {fmt_value(result['limit'], result['unit'])}")
+
+
+def fmt_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "instructions":
+        return f"{value / 1e6:,.1f} M instructions"
+    if unit == "fraction":
+        return f"{value * 100:.2f}%"
+    if unit == "examples":
+        return f"{value:.0f} examples"
+    return f"{value:.3g} {unit}"
+
+
+def status_by_record(results: list[dict[str, Any]]) -> dict[tuple[str, str, str], str]:
+    """(model, artifact, device) -> "pass" | "fail" (records without any gate are absent)."""
+    out: dict[tuple[str, str, str], str] = {}
+    for r in results:
+        key = (r["model"], r["artifact"], r["device"])
+        out[key] = "fail" if (not r["passed"] or out.get(key) == "fail") else "pass"
+    return out

@@ -1,0 +1,417 @@
+"""``edgebert build``: the whole matrix from one config, incrementally, with gates and reports.
+
+For each model: export (every configured format) -> quantize (each int8 mode) -> check (native devices
+on the full evaluation set, emulated ARM devices on ``emulated_limit`` examples with the desktop run
+of the same examples as drift reference) -> gates. Every step calls the library function the CLI
+command calls (``export``, ``quantize``, ``check``); this module only decides what to run.
+
+Incremental: each step's input fingerprint (``fingerprint.py``) is recorded in the manifest, on every
+artifact it made (``artifacts[name]["build"]``) and for the check (``manifest["build"]["check"]``).
+A step whose fingerprint is unchanged and whose outputs still match their recorded sha256 is reused.
+Export, quantize and check write their files atomically and add an artifact to the manifest only
+once it is complete, and the fingerprint is stamped only after the step finished: an interrupted
+build (Ctrl-C, SIGKILL) resumes at the first step that had not finished, and never leaves a manifest
+pointing at a missing file. Stale temp files of a killed run are removed under the build lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .. import devices as registry
+from ..errors import EdgebertError, UsageError
+from ..fsutil import sha256_file, write_json_atomic, write_text_atomic
+from ..manifest import MANIFEST_NAME, Manifest, now_iso
+from ..progress import Progress
+from . import fingerprint as fp
+from . import gates as gates_mod
+from .config import BuildConfig
+
+SUMMARY_NAME = "summary.json"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+LOCK_NAME = ".edgebert-build.lock"
+SUMMARY_SCHEMA_VERSION = 1
+
+#: ``hook(model, step)`` is called just before a step runs (not when it is reused): tests use it to
+#: simulate an interruption at a precise point.
+Hook = Callable[[str, str], None]
+
+
+def _mode(precision: str) -> str | None:
+    return None if precision == "fp32" else precision.split("-", 1)[1]
+
+
+@contextlib.contextmanager
+def _lock(out: Path) -> Iterator[None]:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK_NAME, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UsageError(f"{out}: another `edgebert build` is running on this output directory") from None
+        yield
+
+
+def _clean_stale(directory: Path) -> list[str]:
+    """Temp files/dirs left by a killed run (atomic writes name them ``.<name>.*.tmp``, ``.tokenizer.*``)."""
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for p in directory.iterdir():
+        if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.startswith(".tokenizer.")
+                                       or ".tmp" in p.name):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            removed.append(p.name)
+    return removed
+
+
+def _load_manifest(directory: Path) -> Manifest | None:
+    try:
+        return Manifest.load(directory)
+    except UsageError:
+        return None
+
+
+def _reusable(manifest: Manifest | None, names: list[str], sha: str) -> bool:
+    """Every expected artifact is recorded with this fingerprint and its file still matches its hash."""
+    if manifest is None:
+        return False
+    for name in names:
+        rec = manifest.artifacts.get(name)
+        if not rec or (rec.get("build") or {}).get("fingerprint") != sha:
+            return False
+        path = manifest.directory / rec["path"]
+        if not path.is_file() or path.stat().st_size != rec.get("size_bytes") or sha256_file(path) != rec.get("sha256"):
+            return False
+    return True
+
+
+def _stamp(directory: Path, names: list[str], step: str, print_: dict[str, Any]) -> None:
+    manifest = Manifest.load(directory)
+    for name in names:
+        manifest.artifacts[name]["build"] = {"step": step, "fingerprint": print_["sha256"], "stamped": now_iso()}
+    manifest.data.setdefault("build", {}).setdefault("fingerprints", {})[
+        step if step == "export" else f"{step}:{names[0]}"] = print_
+    manifest.save()
+
+
+def _drop_unwanted(directory: Path, wanted: set[str]) -> list[str]:
+    """Remove artifacts the config no longer asks for: manifest entry first, then the file."""
+    manifest = _load_manifest(directory)
+    if manifest is None:
+        return []
+    extra = [n for n in manifest.artifacts if n not in wanted]
+    if not extra:
+        return []
+    paths = [manifest.directory / manifest.artifacts[n]["path"] for n in extra]
+    for n in extra:
+        del manifest.artifacts[n]
+    manifest.save()
+    for p in paths:
+        if p.is_file():
+            p.unlink()
+    return extra
+
+
+# --- steps -------------------------------------------------------------------------------------
+def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]:
+    """Emulated devices need the ARM environment: set it up (config ``devices.setup``) or say how."""
+    missing = [(d, registry.get(d).unavailable_reason()) for d in config.devices.names]
+    missing = [(d, why) for d, why in missing if why]
+    if not missing:
+        return []
+    if not config.devices.setup:
+        d, why = missing[0]
+        raise UsageError(f"device {d} is not ready ({why}); run `edgebert devices setup` or set "
+                         f"[devices] setup = true")
+    from ..devices import setup as arm_setup
+
+    summary = arm_setup.setup(arm_setup.default_env(), progress=progress)
+    still = [d for d in config.devices.names if registry.get(d).unavailable_reason()]
+    if still:
+        raise EdgebertError(f"device {still[0]} is still unavailable after `edgebert devices setup`: "
+                            f"{registry.get(still[0]).unavailable_reason()}")
+    return list(summary.get("ran") or [])
+
+
+def _check_settings(config: BuildConfig):
+    from ..check import CheckSettings
+
+    ev = config.evaluation
+    return CheckSettings(devices=("desktop",), data=ev.data, text_column=ev.text_column,
+                         label_column=ev.label_column, limit=ev.limit, seq_len=config.seq_len,
+                         threads=config.devices.threads, warmup=ev.warmup, runs=ev.runs, profile=ev.profile)
+
+
+def _device_fingerprint(names: tuple[str, ...]) -> dict[str, Any]:
+    out = {}
+    for name in names:
+        device = registry.get(name)
+        info = device.info()
+        if device.emulated:
+            from ..devices import setup as arm_setup
+
+            info["env"] = arm_setup.default_env().info()
+        out[name] = info
+    return out
+
+
+EMULATED_RUNS, EMULATED_WARMUP = 1, 0  # emulator wall time is not latency: one run is enough
+
+
+def _check_emulated(directory: Path, config: BuildConfig, progress: Progress | None) -> dict[str, Any]:
+    """check() on the emulated devices: ``emulated_limit`` examples, desktop added as drift reference."""
+    from ..check import check
+
+    emulated = tuple(d for d in config.devices.names if registry.get(d).emulated)
+    settings = dataclasses.replace(_check_settings(config), devices=emulated, profile=False,
+                                   limit=config.evaluation.emulated_limit, runs=EMULATED_RUNS,
+                                   warmup=EMULATED_WARMUP)
+    return check(directory, settings, progress=progress)
+
+
+def _check_native(directory: Path, config: BuildConfig, report_e: dict[str, Any] | None,
+                  progress: Progress | None) -> dict[str, Any]:
+    """check() on native devices (all examples), merged with the emulated report into one report.json.
+
+    Runs after the emulated check, so the desktop metrics left in the manifest are the full-data ones.
+    """
+    from ..check import check
+    from ..check.runner import REPORT_NAME
+
+    native = tuple(d for d in config.devices.names if not registry.get(d).emulated)
+    if not native:
+        return report_e  # type: ignore[return-value]
+    report_n = check(directory, dataclasses.replace(_check_settings(config), devices=native), progress=progress)
+    if report_e is None:
+        return report_n
+    emulated = [d for d in config.devices.names if registry.get(d).emulated]
+    merged = dict(report_n)
+    merged["records"] = report_n["records"] + [r for r in report_e["records"] if r["device"] in emulated]
+    merged["devices"] = {**report_n["devices"], **{d: report_e["devices"][d] for d in emulated}}
+    for key in ("drift_reference", "instructions_definition", "emulated_wall_definition"):
+        if key in report_e:
+            merged[key] = report_e[key]
+    n_e = report_e["dataset"]["n"]
+    merged["dataset"] = {**report_n["dataset"], "notes": list(report_n["dataset"].get("notes") or []) + [
+        f"emulated devices ({', '.join(emulated)}): first {n_e} examples, drift against a desktop run of the "
+        f"same {n_e} examples"]}
+    merged["settings_emulated"] = report_e["settings"]
+    write_json_atomic(directory / REPORT_NAME, merged)
+    return merged
+
+
+def _prepare_model(spec, config: BuildConfig, out: Path, force: bool, progress: Progress | None,
+                 hook: Hook | None) -> dict[str, Any]:
+    from ..check.runner import REPORT_NAME
+    from ..export import EXPORTERS, ExportSettings, export
+    from ..quantize import RECIPES, QuantizeSettings, quantize
+
+    directory = out / spec.name
+    stale = _clean_stale(directory)
+    steps: list[dict[str, Any]] = []
+    info = (lambda m: progress.info(m)) if progress else (lambda m: None)
+
+    def run_step(step: str, names: list[str], print_: dict[str, Any], action: Callable[[], None]) -> None:
+        start = time.perf_counter()
+        reused = not force and _reusable(_load_manifest(directory), names, print_["sha256"])
+        if reused:
+            info(f"{spec.name}: {step}: reused ({', '.join(names)}; inputs unchanged)")
+        else:
+            info(f"{spec.name}: {step}: running")
+            if hook:
+                hook(spec.name, step)
+            action()
+            _stamp(directory, names, step.split(":")[0], print_)
+        steps.append({"step": step, "reused": reused, "artifacts": names, "fingerprint": print_["sha256"],
+                      "seconds": round(time.perf_counter() - start, 2)})
+
+    # export
+    model_inputs = fp.model_inputs(spec.source, progress=progress)
+    export_settings = ExportSettings(formats=config.formats, seq_len=config.seq_len)
+    fp_export = fp.fingerprint("export", model=model_inputs, settings=asdict(export_settings))
+    fp32_names = [EXPORTERS[f][0] for f in config.formats]
+    def do_export() -> None:
+        export(spec.source, directory, export_settings, progress=progress)
+        stale_html = directory / "report.html"  # derived from the previous export's check
+        if stale_html.is_file():
+            stale_html.unlink()
+
+    run_step("export", fp32_names, fp_export, do_export)
+
+    # quantize, one step per mode (each covers every format)
+    cal = config.calibration
+    wanted = set(fp32_names)
+    for precision in config.precisions:
+        mode = _mode(precision)
+        if mode is None:
+            continue
+        settings = QuantizeSettings(mode=mode, calibration=cal.data, text_column=cal.text_column,
+                                    samples=cal.samples, method=cal.method, per_channel=cal.per_channel,
+                                    seq_len=config.seq_len, formats=config.formats)
+        names = [RECIPES[(f, mode)].artifact for f in config.formats]
+        wanted.update(names)
+        print_ = fp.fingerprint("quantize", export=fp_export["sha256"],
+                                settings={k: v for k, v in asdict(settings).items()
+                                          if mode == "static" or k not in ("calibration", "samples", "method")},
+                                calibration_data=fp.file_digest(cal.data) if mode == "static" else None)
+        run_step(f"quantize:{mode}", names, print_,
+                 lambda s=settings: quantize(directory, s, progress=progress))
+    dropped = _drop_unwanted(directory, wanted)
+
+    # check (the fingerprint covers every artifact's hash, the settings, the data and the devices)
+    manifest = Manifest.load(directory)
+    check_settings = _check_settings(config)
+    fp_check = fp.fingerprint(
+        "check", artifacts={n: r["sha256"] for n, r in manifest.artifacts.items()},
+        settings={**check_settings.to_json(), "devices": list(config.devices.names),
+                  "emulated_limit": config.evaluation.emulated_limit},
+        data=fp.file_digest(config.evaluation.data), devices=_device_fingerprint(config.devices.names))
+    recorded = (manifest.data.get("build") or {}).get("check") or {}
+    report_path = directory / REPORT_NAME
+    check_reused = (not force and recorded.get("fingerprint") == fp_check["sha256"] and report_path.is_file()
+                    and sha256_file(report_path) == recorded.get("report_sha256"))
+    return {"name": spec.name, "source": spec.source, "status": "ok", "directory": str(directory),
+            "steps": steps, "stale_removed": stale, "dropped": dropped,
+            "_check": {"print": fp_check, "reused": check_reused}}
+
+
+def _stamp_check(directory: Path, print_: dict[str, Any]) -> None:
+    from ..check.runner import REPORT_NAME
+
+    manifest = Manifest.load(directory)
+    manifest.data.setdefault("build", {})["check"] = {
+        "fingerprint": print_["sha256"], "inputs": print_["inputs"],
+        "report_sha256": sha256_file(directory / REPORT_NAME), "stamped": now_iso()}
+    manifest.save()
+
+
+def _finish_model(model: dict[str, Any], config: BuildConfig, report: dict[str, Any]) -> dict[str, Any]:
+    from ..report import write_report
+
+    directory = Path(model["directory"])
+    write_report(directory, html_too=True)  # the model's own report.md and report.html
+    manifest = Manifest.load(directory)
+    step_of = {n: s for s in model["steps"] for n in s.get("artifacts", ())}
+    model["architecture"] = manifest.architecture
+    model["artifacts"] = [
+        {"name": n, "format": r["format"], "precision": r["precision"], "path": str(directory / r["path"]),
+         "size_bytes": r["size_bytes"], "sha256": r["sha256"], "fingerprint": (r.get("build") or {}).get("fingerprint"),
+         "reused": bool(step_of.get(n, {}).get("reused"))}
+        for n, r in manifest.artifacts.items()]
+    model["gates"] = gates_mod.evaluate(model["name"], report, config.gates)
+    return model
+
+
+def _run_checks(models: list[dict[str, Any]], config: BuildConfig, progress: Progress | None,
+                hook: Hook | None) -> None:
+    """Checks of every model: emulated devices first (models in parallel: QEMU is single-threaded), then
+    native devices one model at a time (so latency is never measured next to an emulator)."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..check.runner import REPORT_NAME
+
+    todo = [m for m in models if m["status"] == "ok" and not m["_check"]["reused"]]
+    for m in models:
+        if m["status"] == "ok" and m["_check"]["reused"]:
+            if progress:
+                progress.info(f"{m['name']}: check: reused (artifacts, data, settings and devices unchanged)")
+            m["_report"] = json.loads((Path(m["directory"]) / REPORT_NAME).read_text(encoding="utf-8"))
+    for m in todo:
+        m["_check"]["start"] = time.perf_counter()
+        if progress:
+            progress.info(f"{m['name']}: check: running on {', '.join(config.devices.names)}")
+        if hook:
+            hook(m["name"], "check")
+    emulated = {}
+    if todo and config.emulated_devices:
+        jobs = max(1, min(config.devices.emulated_jobs, len(todo)))
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {m["name"]: pool.submit(_check_emulated, Path(m["directory"]), config, progress) for m in todo}
+            emulated = {name: f.result() for name, f in futures.items()}
+    for m in todo:
+        directory = Path(m["directory"])
+        m["_report"] = _check_native(directory, config, emulated.get(m["name"]), progress)
+        _stamp_check(directory, m["_check"]["print"])
+    for m in models:
+        if m["status"] == "ok":
+            c = m["_check"]
+            m["steps"].append({"step": "check", "reused": c["reused"], "fingerprint": c["print"]["sha256"],
+                               "seconds": round(time.perf_counter() - c["start"], 2) if "start" in c else 0.0})
+
+
+def build(config: BuildConfig, output: str | Path | None = None, *, force: bool = False,
+          progress: Progress | None = None, hook: Hook | None = None) -> dict[str, Any]:
+    """Run the build; write summary.json, report.md and report.html under the output dir; return the summary."""
+    out = Path(output or config.output).resolve()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a directory")
+    start = time.perf_counter()
+    started = now_iso()
+    with _lock(out):
+        setup_ran = _ensure_devices(config, progress)
+        models = []
+        for spec in config.models:
+            try:
+                models.append(_prepare_model(spec, config, out, force, progress, hook))
+            except UsageError:
+                raise
+            except EdgebertError as exc:  # this model failed; the others still build
+                models.append({"name": spec.name, "source": spec.source, "status": "failed", "error": str(exc),
+                               "directory": str(out / spec.name), "steps": [], "artifacts": [], "gates": []})
+        _run_checks(models, config, progress, hook)
+        for m in models:
+            if m["status"] == "ok":
+                _finish_model(m, config, m.pop("_report"))
+                m.pop("_check", None)
+        results = [g for m in models for g in m["gates"]]
+        failures = [g for g in results if not g["passed"]]
+        failed_models = [m for m in models if m["status"] != "ok"]
+        summary = {
+            "schema_version": SUMMARY_SCHEMA_VERSION,
+            "status": "passed" if not failures and not failed_models else "failed",
+            "started": started, "finished": now_iso(),
+            "seconds": round(time.perf_counter() - start, 1),
+            "output": str(out), "config": config.to_json(), "setup_ran": setup_ran,
+            "models": models,
+            "gates": {"checked": len(results), "failed": len(failures),
+                      "failures": [{**g, "message": gates_mod.describe(g)} for g in failures]},
+            "reused": all(s["reused"] for m in models for s in m["steps"]) and bool(models),
+        }
+        write_json_atomic(out / SUMMARY_NAME, summary)
+        reports = _reports(summary)
+        from ..report import html, markdown
+
+        md = markdown.render_build(summary, reports)
+        write_text_atomic(out / REPORT_MD, md)
+        write_text_atomic(out / REPORT_HTML, html.render_build(summary, reports))
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if step_summary:
+            with open(step_summary, "a", encoding="utf-8") as f:
+                f.write(md + "\n")
+    return summary
+
+
+def _reports(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each built model's report.json (by model name)."""
+    from ..report import load_report
+
+    out = {}
+    for m in summary["models"]:
+        if m["status"] == "ok":
+            out[m["name"]] = load_report(m["directory"])
+    return out
+
+
+def exit_code(summary: dict[str, Any]) -> int:
+    return 0 if summary["status"] == "passed" else 1
