@@ -24,7 +24,7 @@ EXPORTERS: dict[str, tuple[str, Callable[..., dict]]] = {
     "tflite": ("model.tflite", export_tflite),  # fixed input [1, seq_len], builtin ops only
 }
 TOKENIZER_DIR = "tokenizer"
-DERIVED_FILES = ("report.json", "report.md")
+DERIVED_FILES = ("report.json", "report.md", "report.html")
 
 
 @dataclass(frozen=True)
