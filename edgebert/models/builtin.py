@@ -103,7 +103,7 @@ def build(arch: registry.Architecture, out: Path, progress=None, recipe: Builtin
     order = sorted(range(len(train)), key=lambda i: len(train.texts[i]))  # length-sorted: little padding
     chunks = [order[i:i + recipe.batch_size] for i in range(0, len(order), recipe.batch_size)]
 
-    layers = arch.layers(model)
+    layers = arch.layers(model)  # ModuleList: its contents are swapped in place, restored afterwards
     all_layers = list(layers)
     k = len(all_layers) - recipe.trainable_layers
     base = model.base_model
@@ -111,9 +111,8 @@ def build(arch: registry.Architecture, out: Path, progress=None, recipe: Builtin
 
     cached = []
     model.eval()
-    layers_holder = layers  # ModuleList: swap its contents in place, restore afterwards
     try:
-        del layers_holder[k:]
+        del layers[k:]
         with torch.no_grad():  # not inference_mode: the cached tensors feed autograd later
             for idx in maybe_track(progress, chunks, len(chunks), "Encoding with frozen lower layers"):
                 enc = tokenizer([train.texts[i] for i in idx], padding=True, truncation=True,
@@ -121,11 +120,11 @@ def build(arch: registry.Architecture, out: Path, progress=None, recipe: Builtin
                 hidden = base(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
                 labels = torch.tensor([train.labels[i] for i in idx])
                 cached.append((hidden, enc["attention_mask"], labels))
-        _set_layers(layers_holder, all_layers[k:])
+        _set_layers(layers, all_layers[k:])
         base.embeddings = _Passthrough()
         for p in model.parameters():
             p.requires_grad_(False)
-        trainable = list(layers_holder.parameters()) + [
+        trainable = list(layers.parameters()) + [
             p for n, p in model.named_parameters() if not n.startswith(f"{model.base_model_prefix}.")
         ]
         for p in trainable:
@@ -145,7 +144,7 @@ def build(arch: registry.Architecture, out: Path, progress=None, recipe: Builtin
             last_loss = loss.item()
     finally:
         base.embeddings = embeddings
-        _set_layers(layers_holder, all_layers)
+        _set_layers(layers, all_layers)
         for p in model.parameters():
             p.requires_grad_(True)
     model.eval()

@@ -104,17 +104,25 @@ def _quantizer(fp32_path: Path):
                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); re-run `edgebert export`") from None
 
 
+def _quantize_to(q, out_path: Path, log: Path, mode: str, calibration_rows=None) -> None:
+    """Calibrate (static) and quantize with AEQ, its native logs captured; one clear error on failure."""
+    try:
+        with quiet_native(log):
+            qsv = None
+            if calibration_rows is not None:
+                qsv = q.calibrate({"serving_default": calibration_rows}, num_threads=CALIBRATION_THREADS)
+            result = q.quantize(qsv, enable_progress_report=False)
+    except Exception as exc:
+        raise EdgebertError(f"ai-edge-quantizer {mode} quantization failed: {exc}") from exc
+    out_path.write_bytes(result.quantized_model)
+
+
 def dynamic(fp32_path: Path, out_path: Path, settings, *, log: Path, **_) -> dict:
     from ai_edge_quantizer import recipe
 
     q = _quantizer(fp32_path)
     q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
-    try:
-        with quiet_native(log):
-            result = q.quantize(None, enable_progress_report=False)
-    except Exception as exc:
-        raise EdgebertError(f"ai-edge-quantizer dynamic quantization failed: {exc}") from exc
-    out_path.write_bytes(result.quantized_model)
+    _quantize_to(q, out_path, log, "dynamic")
     return {"quantizer": {"name": "ai-edge-quantizer", "version": _version(), "recipe": "dynamic_wi8_afp32"},
             "weight_type": "int8, symmetric, per-channel", "activation_type": "float32 (quantized per run by the kernel)",
             "op_types": ["* (all AEQ-supported)"]}
@@ -139,13 +147,7 @@ def static(fp32_path: Path, out_path: Path, settings, *, log: Path, tokenizer, s
     for batch in batches(tokenizer, texts.texts, seq_len, 64, pad_to_max=True):
         for i in range(len(batch["input_ids"])):
             rows.append({k: batch[k][i:i + 1].astype(np.int32) for k in ("input_ids", "attention_mask")})
-    try:
-        with quiet_native(log):
-            qsv = q.calibrate({"serving_default": rows}, num_threads=CALIBRATION_THREADS)
-            result = q.quantize(qsv, enable_progress_report=False)
-    except Exception as exc:
-        raise EdgebertError(f"ai-edge-quantizer static quantization failed: {exc}") from exc
-    out_path.write_bytes(result.quantized_model)
+    _quantize_to(q, out_path, log, "static", calibration_rows=rows)
     return {"quantizer": {"name": "ai-edge-quantizer", "version": _version(), "recipe": "static_wi8_ai8 (restricted)"},
             "weight_type": "int8, symmetric, per-channel", "activation_type": "int8, asymmetric, per-tensor (calibrated)",
             "op_types": list(STATIC_OPS), "int8_tables": list(WEIGHT_ONLY_TABLES),
