@@ -3,6 +3,10 @@
 An artifact directory is the unit commands compose through: ``export`` creates it, ``quantize`` adds
 artifacts, ``check`` adds metrics and ``report.json``. An artifact enters the manifest only after its
 file is complete and validated, so the manifest never points at a missing or half-written file.
+
+A manifest is untrusted input (directories travel between CI jobs): ``load`` checks it against the
+schema (``manifest_schema``) and every path it names against the directory (``safepath``) before any
+command reads, writes or removes a file, and ``remove_artifact_file`` removes only provably own files.
 """
 
 from __future__ import annotations
@@ -10,18 +14,20 @@ from __future__ import annotations
 import datetime as _dt
 import importlib.metadata
 import json
+import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from . import safepath
 from .errors import UsageError
 from .fsutil import sha256_file, write_json_atomic
+from .manifest_schema import FORMATS, PRECISIONS, SCHEMA_VERSION, SchemaError, inside_path, validate  # noqa: F401
 
 MANIFEST_NAME = "manifest.json"
-SCHEMA_VERSION = 1
-PRECISIONS = ("fp32", "int8-dynamic", "int8-static")
+MAX_MANIFEST_BYTES = 64 << 20  # metrics of every artifact and device fit in far less
 TRACKED_PACKAGES = (
     "torch", "transformers", "tokenizers", "onnx", "onnxscript", "onnxruntime", "numpy",
     "litert-torch", "ai-edge-litert", "ai-edge-quantizer",
@@ -66,24 +72,31 @@ class Manifest:
 
     @classmethod
     def load(cls, directory: str | Path) -> "Manifest":
-        """Read an artifact directory's manifest; a clear usage error when it is not one."""
+        """Read and validate an artifact directory's manifest; a clear usage error when it is not one."""
         directory = Path(directory)
         if not directory.exists():
             raise UsageError(f"{directory}: no such directory")
         if not directory.is_dir():
             raise UsageError(f"{directory}: not a directory (expected an edgebert artifact directory)")
         path = directory / MANIFEST_NAME
-        if not path.exists():
+        if not os.path.lexists(path):
             raise UsageError(
                 f"{directory}: no {MANIFEST_NAME}; create the directory with `edgebert export MODEL -o {directory}`"
             )
+        data = _read_json(directory, path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-            raise UsageError(f"{path}: unsupported manifest (schema_version {data.get('schema_version')!r})")
+            validate(data, directory)
+        except SchemaError as exc:
+            raise UsageError(f"{path}: {exc}") from None
         return cls(directory, data)
+
+    @classmethod
+    def load_existing(cls, directory: str | Path) -> "Manifest | None":
+        """The validated manifest, or None when there is none yet (a new or plain directory)."""
+        directory = Path(directory)
+        if not directory.is_dir() or not os.path.lexists(directory / MANIFEST_NAME):
+            return None
+        return cls.load(directory)
 
     def save(self) -> None:
         self.data["updated"] = now_iso()
@@ -103,10 +116,18 @@ class Manifest:
         return self.data["artifacts"]
 
     def tokenizer_dir(self) -> Path:
-        return self.directory / self.data["tokenizer"]["path"]
+        return self._inside("tokenizer.path", self.data["tokenizer"]["path"])
 
     def artifact_path(self, name: str) -> Path:
-        return self.directory / self.artifacts[name]["path"]
+        return self._inside(f"artifacts[{json.dumps(name)}].path", self.artifacts[name]["path"])
+
+    def _inside(self, key: str, value: Any) -> Path:
+        """Checked again on every use: a symlink planted after ``load`` still cannot lead outside."""
+        try:
+            inside_path(value, key, self.directory)
+        except SchemaError as exc:
+            raise UsageError(f"{self.directory / MANIFEST_NAME}: {exc}") from None
+        return self.directory / value
 
     def reference_artifact(self, fmt: str) -> str | None:
         """Name of the fp32 artifact of a format (the reference for agreement and speed-up)."""
@@ -117,11 +138,13 @@ class Manifest:
 
     def add_artifact(self, name: str, record: dict[str, Any]) -> dict[str, Any]:
         """Record a complete, validated artifact file (hash and size are computed here)."""
-        path = self.directory / record["path"]
+        path = safepath.resolve_inside(self.directory, record["path"])
         if not path.is_file():
             raise FileNotFoundError(path)
         if record.get("precision") not in PRECISIONS:
             raise ValueError(f"unknown precision {record.get('precision')!r}")
+        if record.get("format") not in FORMATS:
+            raise ValueError(f"unknown format {record.get('format')!r}")
         full = {
             **record,
             "sha256": sha256_file(path),
@@ -138,3 +161,27 @@ class Manifest:
         if not path.is_file():
             raise UsageError(f"{path}: listed in {MANIFEST_NAME} but missing; re-run the command that made it")
         return path
+
+    def remove_artifact_file(self, name: str) -> safepath.Removal:
+        """Remove the file of artifact ``name`` only if edgebert provably made it (see ``safepath``)."""
+        rec = self.artifacts[name]
+        return safepath.remove_made_file(self.directory, rec.get("path"), rec.get("sha256"))
+
+
+def _read_json(directory: Path, path: Path) -> Any:
+    """manifest.json's data: a regular file inside ``directory`` (not a symlink out, a FIFO or a huge file)."""
+    try:
+        safepath.resolve_inside(directory, MANIFEST_NAME)
+    except safepath.UnsafePath as exc:
+        raise UsageError(f"{path}: {exc}; refusing to read it") from None
+    if not path.is_file():
+        raise UsageError(f"{path}: not a regular file")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise UsageError(f"{path}: larger than {MAX_MANIFEST_BYTES >> 20} MB; not an edgebert manifest")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, too-long ints, nesting
+        reason = " ".join(str(exc).split())[:200] if not isinstance(exc, RecursionError) else "nested too deeply"
+        raise UsageError(f"{path}: not valid JSON ({reason})") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it ({exc.strerror})") from None
