@@ -36,11 +36,17 @@ def current_umask() -> int:
 
 
 def publish_dir(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
-    """Move a completed temp directory into place (replacing ``final``), with normal permissions."""
+    """Move a completed temp directory into place (replacing ``final``), with normal permissions.
+
+    Only a real directory is replaced: a symlink or a file at ``final`` is refused (FileExistsError),
+    so the tree removed is never one reached through a link. Callers check that ``final`` is theirs.
+    """
     import shutil
 
     tmp, final = Path(tmp), Path(final)
     os.chmod(tmp, 0o777 & ~current_umask())
+    if final.is_symlink() or (final.exists() and not final.is_dir()):
+        raise FileExistsError(f"{final}: not a directory; refusing to replace it")
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)

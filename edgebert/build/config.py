@@ -296,6 +296,8 @@ def _models(t: _Table, base: Path) -> tuple[ModelSpec, ...]:
             source = str((base / local).resolve())
         name = name or Path(source.rstrip("/")).name or source
         name = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+        if not name.strip("."):  # "." or "..": the model's directory would be the output dir or its parent
+            raise t.err("models", f"entry {item!r}: name {name!r} is not a directory name; give it a name=...")
         if any(m.name == name for m in out):
             raise t.err("models", f"two models named {name!r}; give each a distinct name ({{name=..., source=...}})")
         out.append(ModelSpec(name=name, source=source))

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .. import devices as registry
+from .. import safepath
 from ..errors import EdgebertError, UsageError
 from ..fsutil import sha256_file, write_json_atomic, write_text_atomic
 from ..manifest import MANIFEST_NAME, Manifest, now_iso
@@ -69,16 +70,14 @@ def _clean_stale(directory: Path) -> list[str]:
     for p in directory.iterdir():
         if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.startswith(".tokenizer.")
                                        or ".tmp" in p.name):
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()  # a link: only the link
             removed.append(p.name)
     return removed
 
 
 def _load_manifest(directory: Path) -> Manifest | None:
-    try:
-        return Manifest.load(directory)
-    except UsageError:
-        return None
+    """None when there is no manifest yet; a crafted or damaged one is a usage error (exit 2)."""
+    return Manifest.load_existing(directory)
 
 
 def _reusable(manifest: Manifest | None, names: list[str], sha: str) -> bool:
@@ -89,7 +88,7 @@ def _reusable(manifest: Manifest | None, names: list[str], sha: str) -> bool:
         rec = manifest.artifacts.get(name)
         if not rec or (rec.get("build") or {}).get("fingerprint") != sha:
             return False
-        path = manifest.directory / rec["path"]
+        path = manifest.artifact_path(name)
         if not path.is_file() or path.stat().st_size != rec.get("size_bytes") or sha256_file(path) != rec.get("sha256"):
             return False
     return True
@@ -104,21 +103,21 @@ def _stamp(directory: Path, names: list[str], step: str, print_: dict[str, Any])
     manifest.save()
 
 
-def _drop_unwanted(directory: Path, wanted: set[str]) -> list[str]:
-    """Remove artifacts the config no longer asks for: manifest entry first, then the file."""
+def _drop_unwanted(directory: Path, wanted: set[str], info: Callable[[str], None] = lambda m: None) -> list[str]:
+    """Remove artifacts the config no longer asks for: manifest entry first, then the file, but only a
+    file edgebert provably made (same sha256 as recorded); one it did not is kept and said so."""
     manifest = _load_manifest(directory)
     if manifest is None:
         return []
     extra = [n for n in manifest.artifacts if n not in wanted]
     if not extra:
         return []
-    paths = [manifest.directory / manifest.artifacts[n]["path"] for n in extra]
-    for n in extra:
-        del manifest.artifacts[n]
+    records = {n: manifest.artifacts.pop(n) for n in extra}
     manifest.save()
-    for p in paths:
-        if p.is_file():
-            p.unlink()
+    for rec in records.values():
+        result = safepath.remove_made_file(directory, rec.get("path"), rec.get("sha256"))
+        if result.outcome == "kept":
+            info(f"{directory.name}: dropped from the manifest but kept {result.describe()}")
     return extra
 
 
@@ -266,7 +265,7 @@ def _prepare_model(spec, config: BuildConfig, out: Path, force: bool, progress: 
                                 calibration_data=fp.file_digest(cal.data) if mode == "static" else None)
         run_step(f"quantize:{mode}", names, print_,
                  lambda s=settings: quantize(directory, s, progress=progress))
-    dropped = _drop_unwanted(directory, wanted)
+    dropped = _drop_unwanted(directory, wanted, info)
 
     # check (the fingerprint covers every artifact's hash, the settings, the data and the devices)
     manifest = Manifest.load(directory)
@@ -359,6 +358,8 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
     start = time.perf_counter()
     started = now_iso()
     with _lock(out):
+        for spec in config.models:  # a crafted or damaged manifest stops the build before any file is touched
+            _load_manifest(out / spec.name)
         setup_ran = _ensure_devices(config, progress)
         models = []
         for spec in config.models:

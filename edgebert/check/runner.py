@@ -123,15 +123,12 @@ def load_data(settings: CheckSettings, label2id: dict[str, int]) -> LabelledText
 
 
 def _load_tokenizer(manifest: Manifest):
-    from transformers import AutoTokenizer
+    from ..hf_safe import load_tokenizer
 
     path = manifest.tokenizer_dir()
     if not path.is_dir():
         raise UsageError(f"{path}: tokenizer directory missing; re-run `edgebert export`")
-    try:
-        return AutoTokenizer.from_pretrained(str(path))
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: cannot load the tokenizer ({str(exc).splitlines()[0]})") from None
+    return load_tokenizer(path, within=manifest.directory)  # no remote code; a usage error when unloadable
 
 
 def _file_problem(manifest: Manifest, name: str) -> str | None:

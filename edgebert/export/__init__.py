@@ -6,14 +6,16 @@ tokenizer copy every later command uses, and one validated fp32 artifact per req
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
+from .. import safepath
 from ..errors import UsageError
 from ..fsutil import publish_dir
-from ..manifest import Manifest
+from ..manifest import MANIFEST_NAME, Manifest
 from ..models import LoadedModel, load_classifier
 from .onnx import export_onnx
 from .tflite import export_tflite
@@ -52,23 +54,44 @@ def _model_record(loaded: LoadedModel) -> dict:
     }
 
 
-def _clear_previous(out_dir: Path) -> list[str]:
-    """A new export invalidates what was derived from the old one: remove exactly those files."""
-    removed = []
-    try:
-        old = Manifest.load(out_dir)
-    except UsageError:
-        return removed
-    for rec in old.artifacts.values():
-        path = out_dir / rec["path"]
-        if path.is_file():
-            path.unlink()
-            removed.append(rec["path"])
+def _check_tokenizer_replaceable(out_dir: Path, old: Manifest | None) -> None:
+    """Export replaces ``tokenizer/`` wholesale: only when it is the real directory the previous export
+    recorded, never a symlink or a directory someone else put there."""
+    tok = out_dir / TOKENIZER_DIR
+    if not os.path.lexists(tok):
+        return
+    recorded = old is not None and PurePosixPath(old.data["tokenizer"]["path"]) == PurePosixPath(TOKENIZER_DIR)
+    if recorded and safepath.is_own_dir(out_dir, TOKENIZER_DIR):
+        return
+    what = "a symlink" if tok.is_symlink() else "not a directory" if not tok.is_dir() else \
+        f"not recorded as the tokenizer in {out_dir / MANIFEST_NAME}"
+    raise UsageError(f"{tok}: exists and is {what}, so edgebert did not make it and will not replace it; "
+                     f"move it away or export to another directory")
+
+
+def _clear_previous(out_dir: Path, old: Manifest | None) -> tuple[list[str], list[str]]:
+    """A new export invalidates what was derived from the old one: remove exactly those files.
+
+    Returns (removed, kept): an artifact file is removed only if it is the regular file the old
+    manifest recorded (inside ``out_dir``, same sha256); anything else is kept and said so. The
+    derived reports are fixed names edgebert writes; they are removed when they are regular files.
+    """
+    removed: list[str] = []
+    kept: list[str] = []
+    if old is None:
+        return removed, kept
+    for name in old.artifacts:
+        result = old.remove_artifact_file(name)
+        if result.outcome == "removed":
+            removed.append(result.path)
+        elif result.outcome == "kept":
+            kept.append(result.describe())
     for name in DERIVED_FILES:
-        if (out_dir / name).is_file():
-            (out_dir / name).unlink()
+        path = out_dir / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
             removed.append(name)
-    return removed
+    return removed, kept
 
 
 def export(model_arg: str, out_dir: str | Path, settings: ExportSettings = ExportSettings(),
@@ -80,24 +103,29 @@ def export(model_arg: str, out_dir: str | Path, settings: ExportSettings = Expor
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is not a directory")
+    old = Manifest.load_existing(out_dir)  # a crafted or damaged manifest stops here, before any file is touched
+    _check_tokenizer_replaceable(out_dir, old)
     loaded = load_classifier(model_arg, progress=progress)
     max_pos = int(getattr(loaded.model.config, "max_position_embeddings", 512))
     if settings.seq_len > max_pos:
         raise UsageError(f"--seq-len {settings.seq_len} exceeds the model's maximum of {max_pos} positions")
     out_dir.mkdir(parents=True, exist_ok=True)
-    removed = _clear_previous(out_dir)
-    if removed and progress is not None:
-        progress.info(f"Replaced the previous export in {out_dir} (removed {', '.join(removed)})")
+    removed, kept = _clear_previous(out_dir, old)
+    if progress is not None:
+        if removed:
+            progress.info(f"Replaced the previous export in {out_dir} (removed {', '.join(removed)})")
+        for note in kept:
+            progress.info(f"Kept {note}")
 
-    tok_final = out_dir / TOKENIZER_DIR
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".tokenizer.") as tmp:
-        loaded.tokenizer.save_pretrained(tmp)
-        publish_dir(tmp, tok_final)
-        Path(tmp).mkdir()  # TemporaryDirectory cleans up its (now empty) name
     manifest = Manifest.create(out_dir, model=_model_record(loaded),
                                tokenizer={"path": TOKENIZER_DIR, "class": type(loaded.tokenizer).__name__})
     manifest.data["export"] = {"seq_len": settings.seq_len, "atol": settings.atol}
-    manifest.save()  # a valid (empty) manifest first: the directory is usable even if an export fails
+    manifest.save()  # a valid (empty) manifest first: the directory is usable even if an export fails,
+    #                  and records tokenizer/ before it exists, so a rerun after a kill may replace it
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".tokenizer.") as tmp:
+        loaded.tokenizer.save_pretrained(tmp)
+        publish_dir(tmp, out_dir / TOKENIZER_DIR)
+        Path(tmp).mkdir()  # TemporaryDirectory cleans up its (now empty) name
     for fmt in settings.formats:
         filename, exporter = EXPORTERS[fmt]
         record = exporter(loaded.model, loaded.tokenizer, out_dir / filename, settings.seq_len,

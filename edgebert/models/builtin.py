@@ -71,8 +71,9 @@ def builtin_dir(name: str, progress=None) -> Path:
 
 def _pretrained(arch: registry.Architecture):
     from safetensors.torch import load_file
-    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
+
+    from ..hf_safe import load_tokenizer
 
     hf_logging.disable_progress_bar()  # the CLI has its own progress
 
@@ -87,7 +88,7 @@ def _pretrained(arch: registry.Architecture):
     encoder_missing = [k for k in missing if ".layer" in k or "embeddings" in k]
     if encoder_missing or unexpected:
         raise RuntimeError(f"weight mapping incomplete: missing {encoder_missing}, unexpected {unexpected}")
-    return model, AutoTokenizer.from_pretrained(src)
+    return model, load_tokenizer(src)
 
 
 def build(arch: registry.Architecture, out: Path, progress=None, recipe: BuiltinRecipe = RECIPE) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import torch
 
 from ..errors import UsageError
 from ..fsutil import sha256_file
+from ..hf_safe import load_tokenizer, weight_kwargs
 from . import registry
 
 
@@ -42,7 +44,7 @@ def _dir_hashes(directory: Path) -> dict[str, str]:
 
 
 def _load_dir(directory: Path, kind: str, label: str) -> LoadedModel:
-    from transformers import AutoTokenizer
+    """Stock classes only, no remote code, safetensors first, pickle weights only via weights_only."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the CLI has its own progress; tqdm bars would interleave
@@ -56,13 +58,13 @@ def _load_dir(directory: Path, kind: str, label: str) -> LoadedModel:
         raise UsageError(f"{cfg_path}: not valid JSON ({exc.msg})") from None
     arch = registry.for_model_type(model_type, str(directory))
     try:
-        model = arch.model_class.from_pretrained(directory)
+        model = arch.model_class.from_pretrained(directory, **weight_kwargs(directory))
+    except pickle.UnpicklingError as exc:
+        raise UsageError(f"{directory}: refusing to load pytorch_model.bin: it is not plain tensors "
+                         f"(torch weights_only: {str(exc).splitlines()[0][:120]}); convert it to safetensors") from None
     except (OSError, ValueError, RuntimeError) as exc:
         raise UsageError(f"{directory}: cannot load {arch.name} weights ({str(exc).splitlines()[0]})") from None
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(directory)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{directory}: cannot load the tokenizer ({str(exc).splitlines()[0]})") from None
+    tokenizer = load_tokenizer(directory)
     model.eval()
     source = {"kind": kind, "id": label, "path": str(directory.resolve()), "sha256": _dir_hashes(directory)}
     return LoadedModel(model, tokenizer, arch, source)

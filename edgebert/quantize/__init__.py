@@ -78,13 +78,12 @@ def recipe_for(settings: QuantizeSettings, fmt: str = "onnx") -> Recipe:
 
 
 def _load_tokenizer(manifest: Manifest):
-    from transformers import AutoTokenizer
+    from ..hf_safe import load_tokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(manifest.tokenizer_dir()))
-    except Exception as exc:
-        raise UsageError(f"{manifest.tokenizer_dir()}: cannot load the tokenizer ({exc}); "
-                         "re-run `edgebert export`") from None
+        return load_tokenizer(manifest.tokenizer_dir(), within=manifest.directory)  # never remote code
+    except UsageError as exc:
+        raise UsageError(f"{exc}; re-run `edgebert export`") from None
 
 
 def quantize(directory: Path, settings: QuantizeSettings, progress: Progress | None = None) -> list[str]:

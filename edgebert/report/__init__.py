@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..fsutil import write_text_atomic
-from ..manifest import MANIFEST_NAME
+from ..manifest import Manifest
 from . import html, markdown
 
 REPORT_JSON = "report.json"
@@ -38,21 +38,20 @@ def load_report(directory: str | Path) -> dict[str, Any]:
 
 
 def _manifest_data(directory: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    manifest = Manifest.load_existing(directory)  # validated: a crafted manifest is a usage error
+    return manifest.data if manifest else None
 
 
 def render_markdown(directory: str | Path) -> str:
     directory = Path(directory)
-    return markdown.render(load_report(directory), _manifest_data(directory))
+    manifest = _manifest_data(directory)
+    return markdown.render(load_report(directory), manifest)
 
 
 def write_report(directory: str | Path, html_too: bool = False) -> list[Path]:
     """Write report.md (and with ``html_too`` report.html), atomically, from report.json; returns the paths."""
     directory = Path(directory)
-    report, manifest = load_report(directory), _manifest_data(directory)
+    manifest, report = _manifest_data(directory), load_report(directory)
     path = directory / REPORT_MD
     write_text_atomic(path, markdown.render(report, manifest))
     if not html_too:
