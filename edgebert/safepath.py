@@ -25,7 +25,7 @@ class UnsafePath(ValueError):
 def lexical_problem(value: object) -> str | None:
     """Why ``value`` is not a plain relative path, without touching the file system (None if it is)."""
     if not isinstance(value, str):
-        return f"must be a relative path (a string), not {type(value).__name__}"
+        return f"must be a relative path (a string), not {'null' if value is None else type(value).__name__}"
     if not value or value.strip() != value:
         return "must be a non-empty relative path without surrounding spaces"
     if len(value) > MAX_PATH_CHARS:
@@ -55,7 +55,9 @@ def resolve_inside(directory: str | os.PathLike, value: object) -> Path:
     try:
         root = Path(directory).resolve()
         target = (root / str(value)).resolve()
-    except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop
+    except RuntimeError:
+        raise UnsafePath("is a symlink loop") from None
+    except (OSError, ValueError) as exc:
         raise UnsafePath(f"cannot be resolved ({type(exc).__name__})") from None
     if target == root:
         raise UnsafePath("resolves to the artifact directory itself")

@@ -121,7 +121,7 @@ def _quantize_tflite(directory: Path, manifest: Manifest, settings: QuantizeSett
                      progress: Progress | None) -> list[str]:
     parent = manifest.reference_artifact("tflite")
     fp32_path = manifest.verify_artifact(parent)
-    seq_len = int(manifest.artifacts[parent].get("fixed_shape", {}).get("seq_len") or settings.seq_len)
+    seq_len = int((manifest.artifacts[parent].get("fixed_shape") or {}).get("seq_len") or settings.seq_len)
     tokenizer = _load_tokenizer(manifest)
     with scratch_dir() as scratch:
         out = scratch / "quantized.tflite"
