@@ -59,9 +59,9 @@ def _load_dir(directory: Path, kind: str, label: str) -> LoadedModel:
     arch = registry.for_model_type(model_type, str(directory))
     try:
         model = arch.model_class.from_pretrained(directory, **weight_kwargs(directory))
-    except pickle.UnpicklingError as exc:
-        raise UsageError(f"{directory}: refusing to load pytorch_model.bin: it is not plain tensors "
-                         f"(torch weights_only: {str(exc).splitlines()[0][:120]}); convert it to safetensors") from None
+    except pickle.UnpicklingError:
+        raise UsageError(f"{directory}: refusing to load pytorch_model.bin: torch's weights_only loader rejected "
+                         f"it (a pickle may carry code, edgebert never runs it); provide model.safetensors") from None
     except (OSError, ValueError, RuntimeError) as exc:
         raise UsageError(f"{directory}: cannot load {arch.name} weights ({str(exc).splitlines()[0]})") from None
     tokenizer = load_tokenizer(directory)
