@@ -26,10 +26,11 @@ from edgebert.build.runner import _drop_unwanted, _reusable
 from edgebert.check import CheckSettings, check
 from edgebert.check.runner import _file_problem
 from edgebert.errors import UsageError
-from edgebert.export import _clear_previous
+from edgebert.export import ExportSettings, _clear_previous, export
 from edgebert.fsutil import sha256_file
 from edgebert.manifest import Manifest
-from support import FAST, assert_clean_error, make_artifact_dir, run_cli, save_tiny_hf_dir
+from edgebert.quantize import QuantizeSettings, quantize
+from support import FAST, assert_clean_error, run_cli, save_tiny_hf_dir
 
 FAST_CHECK = ["--limit", "5", "--runs", "1", "--warmup", "0", "--seq-len", "16"]
 FINGERPRINT = "f" * 64  # a build fingerprint that "matches", so _reusable goes on to the file
@@ -103,17 +104,20 @@ def assert_untouched(sb: Sandbox, before: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def base_dir(tmp_path_factory, tiny) -> Path:
-    """A real artifact directory (fp32 + int8 ONNX, tokenizer) with a report.json from a real check."""
-    d = make_artifact_dir(tmp_path_factory.mktemp("untrusted") / "art", tiny)
-    check(d, CheckSettings(limit=8, **FAST))
-    Manifest.load(d)  # what check wrote is valid
-    return d
+def src(tmp_path_factory) -> Path:
+    return save_tiny_hf_dir(tmp_path_factory.mktemp("untrusted-src") / "tiny", "distilbert")
 
 
 @pytest.fixture(scope="module")
-def src(tmp_path_factory) -> Path:
-    return save_tiny_hf_dir(tmp_path_factory.mktemp("untrusted-src") / "tiny", "distilbert")
+def base_dir(tmp_path_factory, src) -> Path:
+    """A real artifact directory made by export + quantize + check (fp32 and int8 ONNX, tokenizer,
+    metrics, report.json): the manifest every crafted one starts from."""
+    d = tmp_path_factory.mktemp("untrusted") / "art"
+    export(str(src), d, ExportSettings(seq_len=16))
+    quantize(d, QuantizeSettings(mode="dynamic", seq_len=16))
+    check(d, CheckSettings(limit=8, **{**FAST, "seq_len": 16}))
+    assert set(Manifest.load(d).artifacts) == {"model.onnx", "model.int8-dynamic.onnx"}  # and valid
+    return d
 
 
 @pytest.fixture
@@ -430,12 +434,12 @@ def test_tokenizer_custom_code_never_runs(sandbox):
 
 
 def test_tokenizer_file_symlinked_outside_is_refused(sandbox):
-    vocab = sandbox.art / "tokenizer" / "vocab.txt"
+    vocab = sandbox.art / "tokenizer" / "tokenizer.json"
     vocab.unlink()
     vocab.symlink_to(sandbox.victim_dir / "vocab.txt")
     before = sandbox.snapshot()
     result = run_cli("check", sandbox.art, *FAST_CHECK)
-    assert_clean_error(result, 2, "vocab.txt is a symlink leading outside")
+    assert_clean_error(result, 2, "tokenizer.json is a symlink leading outside")
     assert_untouched(sandbox, before)
 
 
