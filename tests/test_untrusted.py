@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import pickle
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -362,6 +363,14 @@ def test_symlink_planted_after_load_is_refused_on_use(sandbox):
         _file_problem(man, "model.onnx")
     assert man.remove_artifact_file("model.onnx").outcome == "kept"
     assert sandbox.passwd.is_file()
+
+
+@pytest.mark.parametrize("name", ["..", "."])
+def test_build_model_named_dot_or_dotdot_is_refused(name):
+    from edgebert.build import parse_config
+
+    with pytest.raises(UsageError, match=f"build.models: .*name '{re.escape(name)}' is not a directory name"):
+        parse_config(f'[build]\nmodels = [{{name = "{name}", source = "distilbert"}}]\n')
 
 
 # --- model and tokenizer loading never runs code -----------------------------------------------
