@@ -28,8 +28,9 @@ from edgebert.report.markdown import render
 from support import (VOCAB, assert_clean_error, load_tokenizer, no_temp_files, random_texts, run_cli as run,
                      save_tiny_hf_dir, write_tokenizer)
 
-SEQ = 32
-FAST_CHECK = ["--limit", "40", "--runs", "3", "--warmup", "1", "--seq-len", str(SEQ)]
+SEQ = 32        # one signature: the fast export tests
+MULTI = 64      # two signatures (seq32, seq64): the runtime, worker and CLI tests
+FAST_CHECK = ["--limit", "40", "--runs", "3", "--warmup", "1", "--seq-len", str(MULTI)]
 
 
 def tiny_model(arch_name: str, **overrides):
@@ -64,10 +65,10 @@ def tok_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_tflite(tmp_path_factory, tok_dir) -> tuple[torch.nn.Module, Path]:
-    """A tiny DistilBERT exported to TFLite at [1, SEQ] (shared by the runtime tests)."""
+    """A tiny DistilBERT exported to TFLite with signatures [1, 32] and [1, 64] (the runtime tests)."""
     model = tiny_model("distilbert")
     path = tmp_path_factory.mktemp("tfl") / "model.tflite"
-    export_tflite(model, load_tokenizer(tok_dir), path, SEQ, 1e-4)
+    export_tflite(model, load_tokenizer(tok_dir), path, MULTI, 1e-4)
     return model, path
 
 
@@ -83,7 +84,8 @@ def test_export_validates_against_pytorch(arch, overrides, tmp_path, tok_dir):
     val = rec["validation"]
     assert val["max_abs_diff"] < 1e-4 and val["atol"] == 1e-4
     assert {c["batch"] for c in val["cases"]} == {1, 4} and any(c["padded"] for c in val["cases"])
-    assert rec["format"] == "tflite" and rec["fixed_shape"] == {"batch": 1, "seq_len": SEQ}
+    assert rec["format"] == "tflite" and rec["fixed_shape"] == {"batch": 1, "seq_len": SEQ, "seq_lens": [SEQ],
+                                                                "signatures": {"seq32": SEQ}}
     assert rec["inputs"]["input_ids"] == {"dtype": "int32", "shape": [1, SEQ]}
     assert "CONV_2D" in rec["op_counts"] and not any(k.startswith("CUSTOM") for k in rec["op_counts"])
     info = inspect_model(path.read_bytes())
@@ -116,17 +118,52 @@ def test_flex_and_corrupt_models_are_refused(tiny_tflite, tmp_path):
             LiteRT(str(tmp_path / "bad.tflite"), 1).run(np.zeros((1, SEQ), np.int64), np.ones((1, SEQ), np.int64))
 
 
-def test_runtime_pads_and_truncates_to_the_fixed_shape(tiny_tflite, tok_dir):
+def test_export_has_one_signature_per_length_each_validated(tiny_tflite, tok_dir, tmp_path):
     model, path = tiny_tflite
     rt = LiteRT(str(path), 1)
-    assert rt.fixed_shape and (rt.batch, rt.seq_len) == (1, SEQ) and rt.settings()["fixed_shape"] == [1, SEQ]
+    assert rt.signatures == {"seq32": 32, "seq64": 64} and rt.lengths == (32, 64)
+    rec = export_tflite(model, load_tokenizer(tok_dir), tmp_path / "again.tflite", MULTI, 1e-4)
+    by_len = {}
+    for case in rec["validation"]["cases"]:
+        by_len.setdefault(case["signature_len"], []).append(case)
+    assert set(by_len) == {32, 64} and all(c["max_abs_diff"] < 1e-4 for c in rec["validation"]["cases"])
+    assert {c["batch"] for c in by_len[32]} == {1, 4}  # the short cases also ran on seq32
+    # the weights are stored once: the second signature adds tensor metadata, not a second weight copy
+    single = tmp_path / "single.tflite"
+    export_tflite(model, load_tokenizer(tok_dir), single, SEQ, 1e-4)
+    weights = sum(p.numel() * 4 for p in model.parameters())
+    assert buffer_bytes(single) >= 0.5 * weights, (buffer_bytes(single), weights)
+    assert buffer_bytes(path) < 1.25 * buffer_bytes(single), (buffer_bytes(path), buffer_bytes(single))
+
+
+def buffer_bytes(path: Path) -> int:
+    """Bytes of constant data (weights) in a .tflite: inline buffers plus offset-stored ones."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    total = 0
+    for i in range(model.BuffersLength()):
+        b = model.Buffers(i)
+        total += b.DataLength() or (b.Size() if b.Offset() > 1 else 0)
+    return total
+
+
+def test_runtime_runs_each_batch_on_the_smallest_length_that_holds_it(tiny_tflite, tok_dir):
+    model, path = tiny_tflite
+    rt = LiteRT(str(path), 1)
+    assert rt.fixed_shape and (rt.batch, rt.seq_len) == (1, MULTI) and rt.settings()["fixed_shape"] == [1, MULTI]
+    assert rt.settings()["seq_lens"] == [32, 64] and rt.max_length == MULTI
+    assert [rt.input_length(w) for w in (1, 32, 33, 64, 65)] == [32, 32, 64, 64, 64]
     tok = load_tokenizer(tok_dir)
-    texts = random_texts(5, seed=3)
-    enc = tok(texts, truncation=True, max_length=SEQ, padding="longest", return_tensors="np")
+    texts = random_texts(12, seed=3)
+    enc = tok(texts, truncation=True, max_length=MULTI, padding="longest", return_tensors="np")
     ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+    assert ids.shape[1] > 32 and mask.sum(1).min() <= 32  # some rows fit seq32, the batch needs seq64
     with torch.no_grad():
         ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
-    np.testing.assert_allclose(rt.run(ids, mask), ref, atol=1e-4)            # padded up to SEQ
+    np.testing.assert_allclose(rt.run(ids, mask), ref, atol=1e-4)            # the whole batch on seq64
+    short = mask.sum(1) <= 32
+    np.testing.assert_allclose(rt.run(ids[short, :32], mask[short, :32]), ref[short], atol=1e-4)  # on seq32
     wide = (np.pad(ids, ((0, 0), (0, 20))), np.pad(mask, ((0, 0), (0, 20))))
     np.testing.assert_allclose(rt.run(*wide), ref, atol=1e-4)                # truncated (padding only)
 
@@ -193,7 +230,7 @@ def cli_dir(request, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp(f"cli-{request.param}")
     src = save_tiny_hf_dir(root / "src", request.param)  # SqueezeBERT keeps groups=4
     out = root / "out"
-    result = run("export", src, "-o", out, "--format", "onnx", "--format", "tflite", "--seq-len", SEQ)
+    result = run("export", src, "-o", out, "--format", "onnx", "--format", "tflite", "--seq-len", MULTI)
     assert result.exit_code == 0, result.output
     assert "model.tflite" in result.output
     result = run("quantize", out, "--mode", "dynamic")
@@ -212,15 +249,18 @@ def test_cli_end_to_end(cli_dir):
     assert set(arts) == {"model.onnx", "model.tflite", "model.int8-dynamic.onnx", "model.int8-dynamic.tflite",
                          "model.int8-static.tflite"}
     assert arts["model.tflite"]["validation"]["max_abs_diff"] < 1e-4
-    assert arts["model.tflite"]["fixed_shape"] == {"batch": 1, "seq_len": SEQ}
+    assert arts["model.tflite"]["fixed_shape"]["seq_lens"] == [32, MULTI]
     big = "CONV_2D" if manifest.architecture == "squeezebert" else "FULLY_CONNECTED"
     dyn = arts["model.int8-dynamic.tflite"]["quantization"]
     st = arts["model.int8-static.tflite"]["quantization"]
     assert dyn["recipe"] == "aeq-dynamic-wi8-afp32" and dyn["quantized_ops"].get(f"{big}(dynamic-range)")
     assert st["recipe"] == "aeq-static-wi8-ai8-fc" and st["quantized_ops"].get(f"{big}(int8)")
-    assert st["quantized_ops"].get("EMBEDDING_LOOKUP(int8 table)") == 1 and big not in st["float_ops"]
-    assert st["calibration"]["samples"] == 16 and st["calibration"]["seq_len"] == SEQ
-    assert st["dynamic_range_layers"]["count"] == 2 == st["quantized_ops"][f"{big}(dynamic-range)"]  # GELU-fed
+    sigs = len(st["calibration"]["signatures"])  # every op appears once per signature
+    assert st["quantized_ops"].get("EMBEDDING_LOOKUP(int8 table)") == sigs and big not in st["float_ops"]
+    assert st["calibration"]["samples"] == 16 and st["calibration"]["seq_len"] == MULTI
+    assert st["calibration"]["signatures"] == {"seq32": 32, "seq64": MULTI}
+    assert st["dynamic_range_layers"]["count"] == 2 * sigs  # the GELU-fed layers: one per encoder layer and signature
+    assert st["quantized_ops"][f"{big}(dynamic-range)"] == 2 * sigs
     for name in ("model.int8-dynamic.tflite", "model.int8-static.tflite"):
         assert arts[name]["parent"] == "model.tflite" and arts[name]["validation"]["prediction_agreement"] >= 0.5
     report = json.loads((out / "report.json").read_text())

@@ -4,10 +4,11 @@ Runs inside the measurement worker (possibly an aarch64 Python under QEMU with o
 runtime package installed): numpy and the standard library at module level, the runtime package
 only inside functions, nothing from edgebert. ``runtimes.py`` imports this module to register it.
 
-edgebert's TFLite artifacts have a fixed input shape (``[1, seq_len]`` int32 ``input_ids`` and
-``attention_mask``, one signature, output ``[1, num_labels]`` float32), so the runtime declares
-``fixed_shape``: the worker feeds rows padded to the check's sequence length, and this class pads or
-truncates each row to the model's length and runs the rows one by one when the model's batch is 1.
+edgebert's TFLite artifacts have fixed input shapes: one signature per sequence length (``seq32``,
+``seq64``, ``seq<seq_len>``), each taking int32 ``input_ids`` and ``attention_mask`` of ``[1, L]`` and
+giving ``[1, num_labels]`` float32. The runtime declares ``fixed_shape``: each batch the worker feeds
+runs on the smallest length that holds it (padded), rows one by one. A single-signature model
+(older edgebert exports, other tools) works the same way with its one length.
 
 Only builtin ops are allowed, as on a phone without the Flex (TensorFlow) delegate: a model that
 needs Flex or other custom ops fails at load with a line naming them.
@@ -123,7 +124,12 @@ def custom_ops_problem(custom: list[str]) -> str | None:
 
 
 class LiteRT(Runtime):
-    """ai-edge-litert's Interpreter (default CPU path: XNNPACK), ``threads`` threads, builtin ops only."""
+    """ai-edge-litert's Interpreter (default CPU path: XNNPACK), ``threads`` threads, builtin ops only.
+
+    A model may have several signatures of fixed ``[1, L]`` inputs (edgebert exports ``seq32``,
+    ``seq64``, ... ``seq<seq_len>`` in one file, sharing the weights): each batch runs on the smallest
+    length that holds it, padded with masked [PAD] tokens, as an app ships a static-shape model.
+    """
 
     name = "litert"
     formats = ("tflite",)
@@ -143,48 +149,63 @@ class LiteRT(Runtime):
             if problem:
                 raise ValueError(problem)
         self.interpreter = self._interpreter(model_path)
-        runners = self.interpreter.get_signature_list()
-        if not runners:
+        signatures = self.interpreter.get_signature_list()
+        if not signatures:
             raise ValueError("model has no signature")
-        key = next(iter(runners))
-        self._runner = self.interpreter.get_signature_runner(key)
-        details = self._runner.get_input_details()
-        missing = {"input_ids"} - set(details)
-        if missing:
-            raise ValueError(f"model has no input 'input_ids' (inputs: {', '.join(sorted(details))})")
-        self._inputs = {name: (tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"])) for name, d in details.items()}
-        shape = self._inputs["input_ids"][0]
-        if len(shape) != 2:
-            raise ValueError(f"input_ids has shape {list(shape)}; expected [batch, seq]")
-        self.batch, self.seq_len = shape
-        self._output = next(iter(self._runner.get_output_details()))
+        self._runners: dict[int, tuple[str, Any, dict, str]] = {}  # length -> (key, runner, inputs, output)
+        for key in signatures:
+            runner = self.interpreter.get_signature_runner(key)
+            details = runner.get_input_details()
+            if "input_ids" not in details:
+                raise ValueError(f"signature {key!r} has no input 'input_ids' (inputs: {', '.join(sorted(details))})")
+            inputs = {name: (tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"])) for name, d in details.items()}
+            shape = inputs["input_ids"][0]
+            if len(shape) != 2:
+                raise ValueError(f"signature {key!r}: input_ids has shape {list(shape)}; expected [batch, seq]")
+            if shape[0] != 1:
+                raise ValueError(f"signature {key!r}: batch {shape[0]}; edgebert's TFLite models take batch 1")
+            self._runners.setdefault(int(shape[1]), (key, runner, inputs, next(iter(runner.get_output_details()))))
+        self.lengths = tuple(sorted(self._runners))
+        self.batch, self.seq_len = 1, self.lengths[-1]
 
     def _interpreter(self, model_path: str):
         from ai_edge_litert.interpreter import Interpreter
 
         return Interpreter(model_path=model_path, num_threads=self._threads)
 
+    @property
+    def signatures(self) -> dict[str, int]:
+        """Signature key -> its fixed sequence length, shortest first."""
+        return {r[0]: n for n, r in sorted(self._runners.items())}
+
     def settings(self) -> dict[str, Any]:
         return {"num_threads": self._threads, "fixed_shape": [self.batch, self.seq_len],
-                "delegate": "default CPU (XNNPACK)", "inputs": sorted(self._inputs)}
+                "seq_lens": list(self.lengths), "signatures": {str(n): r[0] for n, r in self._runners.items()},
+                "delegate": "default CPU (XNNPACK)", "inputs": sorted(next(iter(self._runners.values()))[2])}
 
-    def _fit(self, a: np.ndarray) -> np.ndarray:
-        """Pad (with 0 = [PAD] / masked) or truncate columns to the model's sequence length."""
-        if a.shape[1] >= self.seq_len:
-            return a[:, : self.seq_len]
-        return np.pad(a, ((0, 0), (0, self.seq_len - a.shape[1])))
+    @property
+    def max_length(self) -> int | None:
+        return self.seq_len
+
+    def input_length(self, width: int) -> int:
+        return next((n for n in self.lengths if n >= width), self.seq_len)
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        feeds = {"input_ids": self._fit(input_ids), "attention_mask": self._fit(attention_mask)}
-        n, out = len(input_ids), []
-        for lo in range(0, n, self.batch):
-            chunk = {k: v[lo:lo + self.batch] for k, v in feeds.items() if k in self._inputs}
-            rows = len(chunk["input_ids"])
-            if rows < self.batch:  # a last partial batch: pad with masked rows, drop their logits
-                chunk = {k: np.pad(v, ((0, self.batch - rows), (0, 0))) for k, v in chunk.items()}
-            chunk = {k: np.ascontiguousarray(v, dtype=self._inputs[k][1]) for k, v in chunk.items()}
-            out.append(np.asarray(self._runner(**chunk)[self._output], dtype=np.float32)[:rows])
+        length = self.input_length(input_ids.shape[1])
+        _, runner, inputs, output = self._runners[length]
+        feeds = {"input_ids": fit_length(input_ids, length), "attention_mask": fit_length(attention_mask, length)}
+        out = []
+        for i in range(len(input_ids)):  # batch-1 signatures: one row at a time
+            row = {k: np.ascontiguousarray(v[i:i + 1], dtype=inputs[k][1]) for k, v in feeds.items() if k in inputs}
+            out.append(np.asarray(runner(**row)[output], dtype=np.float32))
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def fit_length(a: np.ndarray, length: int) -> np.ndarray:
+    """Pad (with 0 = [PAD] / masked) or truncate the columns of ``a`` to ``length``."""
+    if a.shape[1] >= length:
+        return a[:, :length]
+    return np.pad(a, ((0, 0), (0, length - a.shape[1])))
 
 
 _OP_VERSION = re.compile(r"builtin opcode '([A-Z0-9_]+)' version '(\d+)'")

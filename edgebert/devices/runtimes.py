@@ -24,8 +24,8 @@ class Runtime:
     - ``name``: registry key, also what reports show (``runtime.name``).
     - ``formats``: artifact formats it loads (``"onnx"``, ``"tflite"``).
     - ``module``: the Python module to import; its ``__version__`` is the reported version.
-    - ``fixed_shape``: True if the model has a fixed [batch, seq] input shape; the worker then feeds
-      rows padded to the full sequence length instead of trimming each batch to its longest row.
+    - ``fixed_shape``: True if the model has fixed [batch, seq] input shapes (one or several
+      lengths); it pads what it is fed to the smallest length it has that fits (``input_length``).
     """
 
     name: ClassVar[str] = ""
@@ -52,6 +52,15 @@ class Runtime:
     def settings(self) -> dict[str, Any]:
         """What was configured (threads, providers, optimisation level): recorded with each result."""
         return {}
+
+    @property
+    def max_length(self) -> int | None:
+        """The longest sequence the model takes (longer rows are truncated); None: any length."""
+        return None
+
+    def input_length(self, width: int) -> int:
+        """The sequence length a batch ``width`` tokens wide really runs at (fixed shapes pad up)."""
+        return width
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:  # pragma: no cover
         """Logits ``[batch, num_labels]`` (float32) for int64 ``[batch, seq]`` inputs."""

@@ -13,7 +13,7 @@ Request (JSON file, the only argument)::
 
     {"protocol": 1, "runtime": "onnxruntime", "model": "/d/model.onnx", "threads": 1,
      "inputs": "/t/inputs.npz", "outputs": "/t/outputs.npz", "result": "/t/result.json",
-     "batch_size": 32, "warmup": 10, "runs": 50, "mark_syscall": null, "profile_runs": 0}
+     "batch_size": 1, "warmup": 10, "runs": 50, "mark_syscall": null, "profile_runs": 0}
 
 ``inputs.npz`` holds int64 arrays: ``input_ids`` and ``attention_mask`` ``[N, S]`` (the labelled
 examples, right-padded to S) and ``latency_input_ids`` / ``latency_attention_mask`` ``[1, S]`` (one
@@ -29,15 +29,17 @@ The worker writes, then exits 0 (ok) or 1 (failed):
      "platform": {"machine": "x86_64", "cpu": "...", "python": "3.11.2"},
      "load_ms": 12.3,
      "latency": {"samples_ms": [...], "warmup": 10, "runs": 50, "batch": 1, "seq_len": S},
-     "accuracy_pass": {"n": N, "batches": B, "batch_size": 32, "trimmed": true, "seconds": 0.4},
+     "accuracy_pass": {"n": N, "batches": B, "batch_size": 1, "order": "by real length", "trimmed": true,
+                       "rows_by_input_length": {"32": 700, "64": 300}, "truncated_rows": 0, "seconds": 0.4},
      "rss_mb": {"after_import": .., "after_load": .., "after_latency": .., "after_accuracy": ..},
      "peak_rss_mb": ..,
      "profile": {"status": "ok" | "unavailable" | "failed", "top_ops": [...], ...}}   (profile_runs > 0)
 
 Order inside the worker: import the runtime, load the model, latency (``warmup`` untimed runs, then
-``runs`` timed runs of batch 1 with ``time.perf_counter_ns`` around the runtime call alone), then the
-accuracy pass (batches of ``batch_size``; each batch is trimmed to its longest row unless the runtime
-has a fixed input shape). ``rss_mb`` values are the process's peak resident set so far, in MiB, after
+``runs`` timed runs of batch 1 with ``time.perf_counter_ns`` around the runtime call alone; ``runs`` 0
+skips the phase and ``latency`` is null), then the accuracy pass (rows sorted by real length, batches
+of ``batch_size``, each trimmed to its longest row; a fixed-shape runtime pads it to the smallest
+input length it has that fits, and ``rows_by_input_length`` says how many rows ran at each length). ``rss_mb`` values are the process's peak resident set so far, in MiB, after
 each phase (Linux: ``VmHWM`` of /proc/self/status; elsewhere ``ru_maxrss``, see ``peak_rss_mb``); ``peak_rss_mb`` is the one after the
 latency phase: the peak of a process that started Python, imported numpy and the runtime, loaded the
 model and ran batch-1 inference at S. Under QEMU user-mode it is the emulator process's RSS.
@@ -61,6 +63,10 @@ from typing import Any
 
 import numpy as np
 
+# ONNX Runtime's telemetry thread would add network traffic and another thread's instructions to the
+# counts (see edgebert/__init__.py); this file also runs standalone, so it says so itself.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 if __package__:
     from . import runtimes as _runtimes
 else:  # run as a file: runtimes.py sits next to this one (sys.path[0])
@@ -68,12 +74,12 @@ else:  # run as a file: runtimes.py sits next to this one (sys.path[0])
 
 PROTOCOL_VERSION = 1
 REQUIRED = ("runtime", "model", "threads", "inputs", "outputs", "result")
-DEFAULTS = {"batch_size": 32, "warmup": 10, "runs": 50}
+DEFAULTS = {"batch_size": 1, "warmup": 10, "runs": 50}
 MARK_BEGIN, MARK_END = 1, 2
 
 
 def build_request(*, runtime: str, model: str, threads: int, inputs: str, outputs: str, result: str,
-                  batch_size: int = 32, warmup: int = 10, runs: int = 50,
+                  batch_size: int = 1, warmup: int = 10, runs: int = 50,
                   mark_syscall: int | None = None, profile_runs: int = 0) -> dict[str, Any]:
     """A request dict (the parent writes it as JSON); paths should be absolute."""
     return {"protocol": PROTOCOL_VERSION, "runtime": runtime, "model": str(model), "threads": int(threads),
@@ -151,7 +157,15 @@ def measure(runtime: "_runtimes.Runtime", input_ids: np.ndarray, attention_mask:
             runs: int, mark_syscall: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """The one measurement loop for every runtime and device: latency first, then the logits.
 
-    With ``mark_syscall``, each latency-phase inference is bracketed by marker syscalls (module doc).
+    Latency: ``warmup`` + ``runs`` batch-1 inferences on the latency input (``runs`` may be 0: no
+    latency phase). With ``mark_syscall``, each of them is bracketed by marker syscalls (module doc).
+
+    Accuracy: rows in order of their real length (stable), ``batch_size`` rows per call, each batch
+    trimmed to its longest row, logits returned in input order. At batch 1 (the default) every example
+    runs alone at its own length, as an app feeds one text: its logits then do not depend on which
+    examples share its batch (dynamic int8 scales activations per run, over the whole batch), so two
+    devices that run the same example give comparable logits whatever else each of them ran.
+    A fixed-shape runtime pads the trimmed batch to the smallest input length it has that fits.
     """
     rss: dict[str, Any] = {}
     mark = marker(mark_syscall)
@@ -160,7 +174,7 @@ def measure(runtime: "_runtimes.Runtime", input_ids: np.ndarray, attention_mask:
 
         gc.collect()
         gc.disable()
-    for i in range(warmup):
+    for i in range(warmup if runs else 0):
         mark(MARK_BEGIN, i)
         runtime.run(latency_ids, latency_mask)
         mark(MARK_END, i)
@@ -178,23 +192,35 @@ def measure(runtime: "_runtimes.Runtime", input_ids: np.ndarray, attention_mask:
         gc.enable()
 
     start = time.perf_counter()
-    chunks, n = [], len(input_ids)
+    n = len(input_ids)
+    lengths = attention_mask.sum(axis=1).astype(np.int64) if n else np.zeros(0, np.int64)
+    order = np.argsort(lengths, kind="stable")
+    logits = None
+    batches, widths = 0, {}
     for lo in range(0, n, batch_size):
-        ids, mask = input_ids[lo:lo + batch_size], attention_mask[lo:lo + batch_size]
-        if not runtime.fixed_shape:
-            width = max(int(mask.sum(axis=1).max()), 1)
-            ids, mask = ids[:, :width], mask[:, :width]
-        logits = runtime.run(np.ascontiguousarray(ids), np.ascontiguousarray(mask))
-        if logits.ndim != 2 or logits.shape[0] != len(ids):
-            raise ValueError(f"runtime returned logits of shape {list(logits.shape)} for a batch of {len(ids)}")
-        chunks.append(logits)
-    logits = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+        rows = order[lo:lo + batch_size]
+        width = max(int(lengths[rows].max()), 1)
+        ids = np.ascontiguousarray(input_ids[rows, :width])
+        mask = np.ascontiguousarray(attention_mask[rows, :width])
+        out = runtime.run(ids, mask)
+        if out.ndim != 2 or out.shape[0] != len(rows):
+            raise ValueError(f"runtime returned logits of shape {list(out.shape)} for a batch of {len(rows)}")
+        if logits is None:
+            logits = np.zeros((n, out.shape[1]), np.float32)
+        logits[rows] = out
+        batches += 1
+        ran = runtime.input_length(width)
+        widths[ran] = widths.get(ran, 0) + len(rows)
+    if logits is None:
+        logits = np.zeros((0, 0), np.float32)
     rss["after_accuracy"] = peak_rss_mb()
     metrics = {
-        "latency": {"samples_ms": [round(s, 4) for s in samples], "warmup": warmup, "runs": runs,
-                    "batch": int(latency_ids.shape[0]), "seq_len": int(latency_ids.shape[1])},
-        "accuracy_pass": {"n": n, "batches": len(chunks), "batch_size": batch_size,
-                          "trimmed": not runtime.fixed_shape, "seconds": round(time.perf_counter() - start, 3)},
+        "latency": ({"samples_ms": [round(s, 4) for s in samples], "warmup": warmup, "runs": runs,
+                     "batch": int(latency_ids.shape[0]), "seq_len": int(latency_ids.shape[1])} if runs else None),
+        "accuracy_pass": {"n": n, "batches": batches, "batch_size": batch_size, "order": "by real length",
+                          "trimmed": True, "rows_by_input_length": {str(k): v for k, v in sorted(widths.items())},
+                          "truncated_rows": int(np.sum(lengths > runtime.max_length)) if runtime.max_length else 0,
+                          "seconds": round(time.perf_counter() - start, 3)},
         "rss_mb": rss,
     }
     return logits, metrics
@@ -237,7 +263,7 @@ def serve(request: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
                                   arrays["latency_input_ids"], arrays["latency_attention_mask"], **opts)
         metrics["rss_mb"] = {**rss, **metrics["rss_mb"]}
         result.update(metrics)
-        result["peak_rss_mb"] = metrics["rss_mb"]["after_latency"]
+        result["peak_rss_mb"] = metrics["rss_mb"]["after_latency"] if opts["runs"] else None
         if int(request.get("profile_runs") or 0) > 0:  # after the timed phases: never slows them
             try:
                 result["profile"] = runtime.profile(arrays["latency_input_ids"], arrays["latency_attention_mask"],

@@ -6,10 +6,14 @@ Why litert-torch: it converts the stock DistilBERT and SqueezeBERT classes direc
 onnx2tf, needs TensorFlow, 5-15 GB of RAM and emits Flex ops (FlexErf) that a phone's builtin-op
 interpreter cannot run (FIELD_NOTES §1, §4).
 
-Static shapes: litert-torch cannot export dynamic sequence lengths, so a TFLite artifact has a fixed
-input shape ``[1, seq_len]`` (int32 ``input_ids`` and ``attention_mask``) recorded in the manifest;
-``check`` pads or truncates each row to it. Validation runs the same cases as the ONNX export, each
-row padded to ``seq_len`` and run on its own (``validate.fixed_shape_runner``).
+Static shapes: litert-torch cannot export dynamic sequence lengths, so a TFLite artifact holds one
+signature per fixed length, ``seq32``, ``seq64`` and ``seq<seq_len>`` (those below ``seq_len``, and
+``seq_len`` itself), each taking int32 ``input_ids`` and ``attention_mask`` of ``[1, L]`` and sharing
+the weights (one file, ~1% larger than a single signature). That is how apps ship static-shape
+models: a text runs on the smallest length that holds it, so a 27-token review costs a 32-token
+inference instead of a 128-token one. The lengths are recorded in the manifest (``fixed_shape``).
+Validation runs the same cases as the ONNX export on every signature that holds them, each row
+padded to that length and run on its own through the LiteRT runtime ``check`` uses.
 """
 
 from __future__ import annotations
@@ -29,10 +33,21 @@ from ..devices.litert import custom_ops_problem, inspect_model
 from ..errors import EdgebertError, UsageError
 from ..fsutil import atomic_path
 from ..progress import maybe_step
-from .validate import fixed_shape_runner, validate, validation_cases
+from .validate import validate_lengths, validation_cases
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 BATCH = 1
+#: Shorter signatures exported next to ``seq_len`` (the built-in test texts: p50 26, p90 41 tokens).
+SHORT_LENGTHS = (32, 64)
+
+
+def signature_lengths(seq_len: int) -> tuple[int, ...]:
+    """The fixed lengths a TFLite export gets: the standard short ones below ``seq_len``, and ``seq_len``."""
+    return tuple(sorted({n for n in SHORT_LENGTHS if n < seq_len} | {int(seq_len)}))
+
+
+def signature_name(length: int) -> str:
+    return f"seq{length}"
 
 
 class _Logits(torch.nn.Module):
@@ -82,22 +97,6 @@ def _tail(log: Path, n: int = 3) -> str:
     return " | ".join(lines[-n:])[:400]
 
 
-def litert_runner(path: Path, threads: int = 1):
-    """A ``run(feeds) -> logits`` over a fixed-shape .tflite in the LiteRT interpreter (in-process)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_path=str(path), num_threads=threads)
-    runner = interp.get_signature_runner()
-    out_name = next(iter(runner.get_output_details()))
-    names = set(runner.get_input_details())
-
-    def run(inputs: dict[str, np.ndarray]) -> np.ndarray:
-        feeds = {k: np.ascontiguousarray(v, dtype=np.int32) for k, v in inputs.items() if k in names}
-        return np.asarray(runner(**feeds)[out_name], dtype=np.float32)
-
-    return run
-
-
 def check_builtin_only(info: dict, what: str) -> None:
     problem = custom_ops_problem(info["custom_ops"])
     if problem:
@@ -110,15 +109,21 @@ def litert_torch_version() -> str:
     return importlib.metadata.version("litert-torch")
 
 
-def convert(model: torch.nn.Module, seq_len: int, out_path: Path, log: Path, sample: dict[str, np.ndarray]) -> None:
-    kwargs = {k: torch.from_numpy(np.ascontiguousarray(sample[k][:BATCH, :seq_len], dtype=np.int32))
-              for k in INPUT_NAMES}
+def convert(model: torch.nn.Module, lengths: tuple[int, ...], out_path: Path, log: Path,
+            sample: dict[str, np.ndarray]) -> None:
+    """One TFLite file with a ``seq<L>`` signature per length (weights stored once)."""
+    wrapped = _Logits(model).eval()
     try:
         with quiet_native(log):
             import litert_torch  # its import prints torchao/absl warnings: keep them in the log
 
-            edge = litert_torch.convert(_Logits(model).eval(), (), kwargs)
-            edge.export(str(out_path))
+            converter = None
+            for n in lengths:
+                kwargs = {k: torch.from_numpy(np.ascontiguousarray(sample[k][:BATCH, :n], dtype=np.int32))
+                          for k in INPUT_NAMES}
+                add = litert_torch.signature if converter is None else converter.signature
+                converter = add(signature_name(n), wrapped, (), kwargs)
+            converter.convert().export(str(out_path))
     except MemoryError:
         raise
     except Exception as exc:
@@ -129,38 +134,46 @@ def convert(model: torch.nn.Module, seq_len: int, out_path: Path, log: Path, sam
 
 def export_tflite(model: torch.nn.Module, tokenizer, out_path: Path, seq_len: int, atol: float,
                   progress=None) -> dict:
-    """Export ``model`` to ``out_path`` with input shape ``[1, seq_len]``; returns the manifest record.
+    """Export ``model`` to ``out_path`` with ``[1, L]`` signatures up to ``seq_len``; returns the manifest record.
 
-    The file appears at ``out_path`` only after it was checked to use builtin ops only and validated
-    against PyTorch within ``atol``.
+    The file appears at ``out_path`` only after it was checked to use builtin ops only and every
+    signature was validated against PyTorch within ``atol``.
     """
+    from ..devices.litert import LiteRT
+
     max_pos = int(getattr(model.config, "max_position_embeddings", 512))
     if not 2 <= seq_len <= max_pos:
         raise UsageError(f"TFLite needs a fixed --seq-len between 2 and the model's {max_pos} positions "
                          f"(got {seq_len})")
+    lengths = signature_lengths(seq_len)
     cases = validation_cases(tokenizer, seq_len)
+    shapes = ", ".join(f"[{BATCH}, {n}]" for n in lengths)
     with atomic_path(out_path) as tmp, tempfile.TemporaryDirectory(prefix="edgebert-tflite-") as scratch:
         log = Path(scratch) / "convert.log"
         with maybe_step(progress, f"Exporting to TFLite (litert-torch {litert_torch_version()}, "
-                                  f"fixed input [{BATCH}, {seq_len}])"):
-            convert(model, seq_len, tmp, log, cases[1].inputs)
+                                  f"fixed inputs {shapes})"):
+            convert(model, lengths, tmp, log, cases[1].inputs)
         info = inspect_model(tmp.read_bytes())
         check_builtin_only(info, out_path.name)
-        with maybe_step(progress, f"Validating TFLite against PyTorch on {len(cases)} input shapes"), \
-                quiet_native(log):
-            runner = fixed_shape_runner(litert_runner(tmp), seq_len, BATCH)
-            validation = validate(model, runner, cases, atol, out_path.name)
-    validation["fixed_shape"] = "each row right-padded to seq_len, run at batch 1"
+        with maybe_step(progress, f"Validating TFLite against PyTorch ({len(cases)} input shapes × "
+                                  f"{len(lengths)} signatures)"), quiet_native(log):
+            runtime = LiteRT(str(tmp), threads=1)
+            if runtime.lengths != lengths:
+                raise EdgebertError(f"{out_path.name}: the converter wrote signatures of lengths "
+                                    f"{list(runtime.lengths)}, expected {list(lengths)}; no file was kept")
+            run = lambda feeds: runtime.run(feeds["input_ids"], feeds["attention_mask"])  # noqa: E731
+            validation = validate_lengths(model, run, cases, lengths, atol, out_path.name)
     return {
         "path": out_path.name,
         "format": "tflite",
         "precision": "fp32",
         "parent": None,
-        "exporter": {"name": "litert_torch.convert", "litert-torch": litert_torch_version(),
+        "exporter": {"name": "litert_torch.signature(...).convert", "litert-torch": litert_torch_version(),
                      "torch": torch.__version__, "builtin_ops_only": True},
         "inputs": {n: {"dtype": "int32", "shape": [BATCH, seq_len]} for n in INPUT_NAMES},
         "outputs": {"logits": {"dtype": "float32", "shape": [BATCH, "num_labels"]}},
-        "fixed_shape": {"batch": BATCH, "seq_len": seq_len},
+        "fixed_shape": {"batch": BATCH, "seq_len": seq_len, "seq_lens": list(lengths),
+                        "signatures": {signature_name(n): n for n in lengths}},
         "op_counts": info["op_counts"],
         "node_count": info["node_count"],
         "validation": validation,

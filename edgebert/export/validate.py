@@ -81,28 +81,25 @@ def validate(
     return {"reference": "pytorch", "atol": atol, "max_abs_diff": worst, "cases": results}
 
 
-def fixed_shape_runner(run_fixed: Callable[[dict[str, np.ndarray]], np.ndarray], seq_len: int,
-                       batch: int = 1) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
-    """Adapt an artifact with a fixed ``[batch, seq_len]`` input (TFLite) to :func:`validate`.
+def validate_lengths(model: torch.nn.Module, run: Callable[[dict[str, np.ndarray]], np.ndarray],
+                     cases: list[Case], lengths: tuple[int, ...], atol: float, what: str) -> dict:
+    """:func:`validate` for a fixed-shape artifact on each of its input lengths.
 
-    Each case's rows are right-padded (token 0, mask 0) to ``seq_len`` and run ``batch`` rows at a
-    time (a last partial batch is filled with padding rows whose logits are dropped), so every case,
-    including batch 4 and padded-to-longest ones, is compared against PyTorch on its original shape.
+    ``run(inputs)`` runs rows on the smallest length that holds their width (the runtime's rule), so
+    each case is padded (token 0, mask 0) to each length ``L`` that holds it and compared against
+    PyTorch on its original rows: every signature is checked, batch-4 and padded cases included.
     """
-
-    def run(inputs: dict[str, np.ndarray]) -> np.ndarray:
-        width = next(iter(inputs.values())).shape[1]
-        if width > seq_len:
-            raise ValidationError(f"validation input of length {width} exceeds the fixed length {seq_len}")
-        padded = {k: np.pad(v, ((0, 0), (0, seq_len - width))) for k, v in inputs.items()}
-        rows = len(next(iter(padded.values())))
-        out = []
-        for lo in range(0, rows, batch):
-            chunk = {k: v[lo:lo + batch] for k, v in padded.items()}
-            n = len(next(iter(chunk.values())))
-            if n < batch:
-                chunk = {k: np.pad(v, ((0, batch - n), (0, 0))) for k, v in chunk.items()}
-            out.append(run_fixed(chunk)[:n])
-        return np.concatenate(out)
-
-    return run
+    results, worst = [], 0.0
+    for length in lengths:
+        fitting = [c for c in cases if c.inputs["input_ids"].shape[1] <= length]
+        padded = [Case(c.name, c.batch, c.padded,
+                       {k: np.pad(v, ((0, 0), (0, length - v.shape[1]))) for k, v in c.inputs.items()})
+                  for c in fitting]
+        if not padded:
+            continue
+        out = validate(model, run, padded, atol, f"{what} (signature of length {length})")
+        for rec in out["cases"]:
+            results.append({**rec, "signature_len": length})
+        worst = max(worst, out["max_abs_diff"])
+    return {"reference": "pytorch", "atol": atol, "max_abs_diff": worst, "cases": results,
+            "fixed_shape": "each case right-padded to every signature length that holds it, rows run at batch 1"}

@@ -36,7 +36,7 @@ import numpy as np
 from ..data.tokenize import batches
 from ..devices.litert import inspect_model
 from ..errors import EdgebertError, UsageError
-from ..export.tflite import check_builtin_only, litert_runner, quiet_native
+from ..export.tflite import check_builtin_only, quiet_native
 from .calibration import load_calibration_texts
 from .validate import feeds
 
@@ -105,12 +105,13 @@ def _quantizer(fp32_path: Path):
 
 
 def _quantize_to(q, out_path: Path, log: Path, mode: str, calibration_rows=None) -> None:
-    """Calibrate (static) and quantize with AEQ, its native logs captured; one clear error on failure."""
+    """Calibrate (static; ``calibration_rows``: signature -> rows) and quantize with AEQ, its native
+    logs captured; one clear error on failure."""
     try:
         with quiet_native(log):
             qsv = None
             if calibration_rows is not None:
-                qsv = q.calibrate({"serving_default": calibration_rows}, num_threads=CALIBRATION_THREADS)
+                qsv = q.calibrate(calibration_rows, num_threads=CALIBRATION_THREADS)
             result = q.quantize(qsv, enable_progress_report=False)
     except Exception as exc:
         raise EdgebertError(f"ai-edge-quantizer {mode} quantization failed: {exc}") from exc
@@ -143,10 +144,12 @@ def static(fp32_path: Path, out_path: Path, settings, *, log: Path, tokenizer, s
             q.add_dynamic_config(exact, getattr(qtyping.TFLOperationName, op), 8)
     for op in WEIGHT_ONLY_TABLES:
         q.add_dynamic_config(".*", getattr(qtyping.TFLOperationName, op), 8)
-    rows = []
-    for batch in batches(tokenizer, texts.texts, seq_len, 64, pad_to_max=True):
-        for i in range(len(batch["input_ids"])):
-            rows.append({k: batch[k][i:i + 1].astype(np.int32) for k in ("input_ids", "attention_mask")})
+    signatures = _signatures(fp32_path, log)
+    rows = {key: [] for key in signatures}
+    for key, length in signatures.items():  # every signature sees every sample, truncated/padded to it
+        for batch in batches(tokenizer, texts.texts, length, 64, pad_to_max=True):
+            for i in range(len(batch["input_ids"])):
+                rows[key].append({k: batch[k][i:i + 1].astype(np.int32) for k in ("input_ids", "attention_mask")})
     _quantize_to(q, out_path, log, "static", calibration_rows=rows)
     return {"quantizer": {"name": "ai-edge-quantizer", "version": _version(), "recipe": "static_wi8_ai8 (restricted)"},
             "weight_type": "int8, symmetric, per-channel", "activation_type": "int8, asymmetric, per-tensor (calibrated)",
@@ -155,7 +158,8 @@ def static(fp32_path: Path, out_path: Path, settings, *, log: Path, tokenizer, s
                                      "count": len(dynamic_layers)},
             "per_channel": True,
             "calibration": {"source": texts.source, "samples": len(texts.texts), "seq_len": seq_len,
-                            "method": "minmax", "batch_size": 1,
+                            "signatures": signatures, "method": "minmax", "batch_size": 1,
+                            "per_signature": "every sample, truncated or padded to the signature's length",
                             "text_column": settings.text_column if settings.calibration else None}}
 
 
@@ -172,14 +176,28 @@ def check_settings(settings) -> None:
                          "pass --format onnx to calibrate only the ONNX model with it")
 
 
+def _signatures(path: Path, log: Path) -> dict[str, int]:
+    """Signature key -> fixed sequence length of a .tflite (edgebert's: ``seq32``, ``seq64``, ...)."""
+    from ..devices.litert import LiteRT
+
+    with quiet_native(log):
+        return LiteRT(str(path), threads=1).signatures
+
+
 def compare(fp32_path: Path, candidate: Path, tokenizer, seq_len: int) -> dict:
-    """The int8 model against the fp32 .tflite on the built-in validation texts (LiteRT, in-process)."""
+    """The int8 model against the fp32 .tflite on the built-in validation texts, each at batch 1 on the
+    smallest signature that holds it (the LiteRT runtime ``check`` uses, in-process)."""
+    from ..devices.litert import LiteRT
+
     inputs = feeds(tokenizer, seq_len)
-    width = inputs["input_ids"].shape[1]
-    padded = {k: np.pad(v, ((0, 0), (0, seq_len - width))) for k, v in inputs.items()}
-    ref_run, run = litert_runner(fp32_path), litert_runner(candidate)
-    ref = np.concatenate([ref_run({k: v[i:i + 1] for k, v in padded.items()}) for i in range(len(padded["input_ids"]))])
-    out = np.concatenate([run({k: v[i:i + 1] for k, v in padded.items()}) for i in range(len(padded["input_ids"]))])
+    lengths = inputs["attention_mask"].sum(axis=1)
+    ref_rt, rt = LiteRT(str(fp32_path), threads=1), LiteRT(str(candidate), threads=1)
+    ref, out = [], []
+    for i, n in enumerate(lengths):
+        ids, mask = inputs["input_ids"][i:i + 1, :n], inputs["attention_mask"][i:i + 1, :n]
+        ref.append(ref_rt.run(ids, mask))
+        out.append(rt.run(ids, mask))
+    ref, out = np.concatenate(ref), np.concatenate(out)
     return {"texts": int(ref.shape[0]), "source": "builtin:rt-snippets/test", "reference": "fp32 tflite (LiteRT)",
             "max_abs_logit_diff": round(float(np.max(np.abs(ref - out))), 6),
             "prediction_agreement": round(float(np.mean(ref.argmax(-1) == out.argmax(-1))), 4)}
