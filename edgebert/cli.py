@@ -12,6 +12,7 @@ from . import __version__
 from .errors import EdgebertError
 
 SUPPORTED_MODELS = "distilbert, squeezebert, a local Hugging Face model directory, or a hub id"
+SCREENING_METHODS = ("screened", "all")  # edgebert.check.screening.METHODS (kept here: the CLI imports lazily)
 
 
 def _fail(message: str, code: int) -> None:
@@ -131,7 +132,7 @@ def quantize(directory: Path, mode: str, calibration: Path | None, text_column: 
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Use only the first N examples [default: all; 200 when an emulated ARM device is checked].")
+              help="Use only the first N examples [default: all; 1000 when an emulated ARM device is checked].")
 @click.option("--seq-len", type=click.IntRange(min=2), default=128, show_default=True,
               help="Sequence length for latency (accuracy inputs are truncated to it).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -141,9 +142,23 @@ def quantize(directory: Path, mode: str, calibration: Path | None, text_column: 
 @click.option("--profile", is_flag=True,
               help="Also record the slowest operators of each artifact (ONNX Runtime's profiler, in a separate "
                    "session after the timed runs; native devices only).")
+@click.option("--emulated", "emulated_method", type=click.Choice(list(SCREENING_METHODS)), default="screened",
+              show_default=True,
+              help="Emulated devices: 'screened' runs a random probe and every example near the decision "
+                   "boundary under emulation and carries the desktop prediction over for the rest (the report "
+                   "states the bound); 'all' runs every example under emulation.")
+@click.option("--emulated-limit", type=click.IntRange(min=1), default=None,
+              help="Emulated devices are judged on the first N of the examples [default: all of them].")
+@click.option("--probe", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Random examples emulated per int8 artifact (screened; fp32 artifacts use 4).")
+@click.option("--safety", type=click.FloatRange(min=1), default=1.5, show_default=True,
+              help="Screened: drift bound = SAFETY x the largest drift measured under emulation.")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Emulated jobs at once (each QEMU uses one core).")
 @handle_errors
 def check(directory: Path, devices: tuple[str, ...], data: Path | None, text_column: str, label_column: str,
-          limit: int | None, seq_len: int, threads: int | None, runs: int, warmup: int, profile: bool) -> None:
+          limit: int | None, seq_len: int, threads: int | None, runs: int, warmup: int, profile: bool,
+          emulated_method: str, emulated_limit: int | None, probe: int, safety: float, jobs: int) -> None:
     """Measure accuracy, agreement with fp32, latency, memory and size of every artifact in DIRECTORY.
 
     On emulated ARM devices (`edgebert devices list`; run `edgebert devices setup` once) the same
@@ -151,13 +166,16 @@ def check(directory: Path, devices: tuple[str, ...], data: Path | None, text_col
     artifact (added automatically) and guest instructions per inference instead of latency.
     """
     from .check import CheckSettings, check as run_check
+    from .check.screening import ScreeningSettings
     from .manifest import Manifest
     from .report import render_markdown
 
     Manifest.load(directory)
     settings = CheckSettings(devices=tuple(devices), data=data, text_column=text_column,
                              label_column=label_column, limit=limit, seq_len=seq_len, threads=threads,
-                             runs=runs, warmup=warmup, profile=profile)
+                             runs=runs, warmup=warmup, profile=profile,
+                             emulated=ScreeningSettings(method=emulated_method, probe=probe, safety=safety),
+                             emulated_limit=emulated_limit, emulated_jobs=jobs)
     report = run_check(directory, settings, progress=_progress())
     click.echo(render_markdown(directory))
     failed = [r for r in report["records"] if r.get("status") != "ok"]

@@ -23,7 +23,7 @@ WORDS = ("the a an movie film story acting plot is was it this and of not very t
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
 MODEL = {"architecture": "distilbert", "num_labels": 2, "id2label": {"0": "negative", "1": "positive"},
          "label2id": {"negative": 0, "positive": 1}, "source": {"kind": "test"}}
-FAST = dict(seq_len=32, threads=1, warmup=2, runs=5, batch_size=8)
+FAST = dict(seq_len=32, threads=1, warmup=2, runs=5)
 
 
 def write_tokenizer(directory: Path) -> None:

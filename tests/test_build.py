@@ -218,14 +218,19 @@ def test_gate_evaluation():
         _rec("model.int8-static.onnx", "int8-static", accuracy=0.87, latency_ms={"p50": 5.0, "p90": 30.0}),
         _rec("model.int8-dynamic.onnx", "int8-dynamic", status="failed", error="load failed: boom"),
         _rec("model.onnx", "fp32", "cortex-a53", latency_ms=None, accuracy=0.5,
-             drift_vs_desktop={"max_abs_logit_diff": 0.01, "prediction_flips": 0},
+             drift_vs_desktop={"max_abs_logit_diff": 0.01, "prediction_flips": 0, "flip_rate_upper95": 0.006},
              instructions={"status": "ok", "per_inference": 3_000_000_000}),
-        _rec("model.int8-static.onnx", "int8-static", "cortex-a53", latency_ms=None,
-             drift_vs_desktop={"max_abs_logit_diff": 0.4, "prediction_flips": 2},
+        _rec("model.int8-static.onnx", "int8-static", "cortex-a53", latency_ms=None, accuracy=0.47,
+             drift_vs_desktop={"max_abs_logit_diff": 0.4, "prediction_flips": 2, "flip_rate_upper95": 0.0125},
              instructions={"status": "ok", "per_inference": 1_000_000_000}),
+        _rec("model.int8-dynamic.onnx", "int8-dynamic", "desktop", role="drift-reference", accuracy=0.1,
+             latency_ms=None),  # a drift reference is never gated (and would fail min_accuracy)
     ])
+    report["devices"]["ref"] = {"emulated": False}
+    report["records"][-1]["device"] = "ref"
     gates = GatesConfig(max_accuracy_drop=2.0, min_accuracy=0.8, max_size_mb=50, max_latency_p90_ms=20,
-                        max_drift_vs_desktop=0.1, max_flips_vs_desktop=1, max_instructions=(("cortex-a53", 2e9),))
+                        max_drift_vs_desktop=0.1, max_flips_vs_desktop=1, max_flip_rate=0.01,
+                        max_instructions=(("cortex-a53", 2e9),))
     results = evaluate("m", report, gates)
     failed = {(r["artifact"], r["device"], r["gate"]) for r in results if not r["passed"]}
     assert failed == {
@@ -236,9 +241,16 @@ def test_gate_evaluation():
         ("model.onnx", "cortex-a53", "max_instructions"),
         ("model.int8-static.onnx", "cortex-a53", "max_drift_vs_desktop"),
         ("model.int8-static.onnx", "cortex-a53", "max_flips_vs_desktop"),
+        ("model.int8-static.onnx", "cortex-a53", "max_flip_rate"),       # bound 1.25% > 1%
+        ("model.onnx", "cortex-a53", "min_accuracy"),                    # 0.5 < 0.8: emulated accuracy is gated too
+        ("model.int8-static.onnx", "cortex-a53", "min_accuracy"),
+        ("model.int8-static.onnx", "cortex-a53", "max_accuracy_drop"),   # 0.47 vs 0.5 fp32: 3 points
     }
-    # accuracy gates apply on native devices only (emulated ones check few examples)
-    assert not any(r["device"] == "cortex-a53" and r["gate"] in ("min_accuracy", "max_accuracy_drop") for r in results)
+    assert not any(r["device"] == "ref" for r in results)  # the drift reference is not gated
+    flip = next(r for r in results if r["gate"] == "max_flip_rate" and not r["passed"])
+    assert flip["comparison"] == "<=" and "1.25%" in describe(flip) and "limit ≤ 1.00%" in describe(flip)
+    low = next(r for r in results if r["gate"] == "min_accuracy" and not r["passed"])
+    assert low["comparison"] == ">=" and "limit ≥ 80.00%" in describe(low)
     drop = next(r for r in results if r["gate"] == "max_accuracy_drop")
     assert drop["value"] == pytest.approx(3.0) and drop["limit"] == 2.0
     assert describe(drop) == ("m/model.int8-static.onnx on desktop: max_accuracy_drop FAILED: measured 3 points, "

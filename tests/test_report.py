@@ -7,6 +7,7 @@ import json
 import pytest
 
 from edgebert.check import CheckSettings, check
+from edgebert.check.stats import wilson
 from edgebert.errors import UsageError
 from edgebert.report import render_markdown, write_report
 from edgebert.report.tables import device_tables
@@ -19,7 +20,8 @@ def _record(artifact, precision, device, *, status="ok", error=None, accuracy=0.
     ok = status == "ok"
     return {"artifact": artifact, "format": "onnx", "precision": precision, "device": device, "status": status,
             "error": error, "reference": "model.onnx", "accuracy": accuracy if ok else None,
-            "agreement": 0.99 if ok else None, "max_abs_logit_diff_vs_fp32": 0.05 if ok else None,
+            "accuracy_ci95": list(wilson(round(accuracy * 200), 200)) if ok else None, "accuracy_method": "measured",
+            "agreement": 0.99 if ok else None, "agreement_ci95": list(wilson(198, 200)) if ok else None, "max_abs_logit_diff_vs_fp32": 0.05 if ok else None,
             "n_samples": 200, "latency_ms": {"p50": p50, "p90": p90, "runs": 50, "warmup": 10, "batch": 1,
                                              "seq_len": 128} if ok else None,
             "threads": 1, "runtime": {"name": "onnxruntime", "version": "1.32.0"}, "emulated": emulated,
@@ -61,7 +63,8 @@ def test_markdown_has_a_table_per_device(tmp_path):
     assert [r.split("|")[1].strip() for r in desktop] == [
         "`model.onnx`", "`model.int8-dynamic.onnx`", "`model.int8-static.onnx`"]
     int8 = [c.strip() for c in desktop[1].split("|")[1:-1]]
-    assert int8[3:5] == ["82.65%", "-0.35"]           # accuracy, Δ points vs fp32
+    lo, hi = wilson(round(0.8265 * 200), 200)
+    assert int8[3:5] == [f"82.65% [{lo * 100:.1f}, {hi * 100:.1f}] n=200", "-0.35"]  # accuracy (CI, n), Δ points
     assert int8[7] == "4.00 / 12.00 (1)"               # p50 / p90 (threads)
     assert int8[8] == "2.50×" and int8[9] == "1.00" and int8[10] == "0.25×"
     assert "**failed**" in desktop[2]

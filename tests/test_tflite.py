@@ -206,7 +206,8 @@ def test_legacy_tflite_runtime_errors_are_one_line():
 def test_report_puts_formats_side_by_side():
     def rec(artifact, fmt, prec, acc, p50, size, ref):
         return {"artifact": artifact, "format": fmt, "precision": prec, "device": "desktop", "status": "ok",
-                "error": None, "reference": ref, "accuracy": acc, "agreement": 1.0,
+                "error": None, "reference": ref, "accuracy": acc, "accuracy_ci95": [acc - 0.01, acc + 0.01],
+                "agreement": 1.0,
                 "max_abs_logit_diff_vs_fp32": 0.0, "latency_ms": {"p50": p50, "p90": p50 + 1}, "threads": 1,
                 "size_bytes": size, "peak_rss_mb": 50, "runtime": {"name": "x", "version": "1"}}
 
@@ -219,8 +220,9 @@ def test_report_puts_formats_side_by_side():
     assert md.count("\n## ") == 1 and "Formats side by side" in md
     rows = md.split("Formats side by side:", 1)[1].strip().splitlines()
     assert rows[0].startswith("| Precision | Accuracy onnx | Accuracy tflite | p50 ms onnx | p50 ms tflite")
-    assert rows[2] == "| fp32 | 83.00% | 82.00% | 20.00 | 26.00 | 1.00× | 1.00× | 4.00 | 4.00 |"
-    assert rows[3].startswith("| int8-static | — | 81.00% | — | 5.00 | — | 5.20× |")
+    assert rows[2] == ("| fp32 | 83.0% [82.0, 84.0] | 82.0% [81.0, 83.0] | 20.00 | 26.00 | 1.00× | 1.00× | "
+                       "4.00 | 4.00 |")
+    assert rows[3].startswith("| int8-static | — | 81.0% [80.0, 82.0] | — | 5.00 | — | 5.20× |")
 
 
 # --- the CLI end to end, one real run per architecture ---------------------------------------

@@ -26,7 +26,11 @@ Example (every key, with its default)::
     text_column = "text"
     label_column = "label"
     limit = 0          # 0 = all examples (desktop)
-    emulated_limit = 20
+    emulated_limit = 500      # emulated devices: the first N of those examples (0 = all of them)
+    emulated_method = "screened"  # "screened" (margin screening) | "all" (every example emulated)
+    emulated_probe = 32       # random examples emulated per int8 artifact (screened)
+    emulated_probe_fp32 = 4   # per fp32 artifact
+    emulated_safety = 1.5     # drift bound = safety x the largest drift measured under emulation
     runs = 50
     warmup = 10
     profile = true     # per-op profile on the desktop
@@ -44,6 +48,7 @@ Example (every key, with its default)::
     max_latency_p90_ms = 200   # desktop
     max_drift_vs_desktop = 1.0 # emulated devices: max |logit diff| vs the desktop run
     max_flips_vs_desktop = 2   # emulated devices: predictions that differ from the desktop's
+    max_flip_rate = 0.02       # emulated devices: 95% upper bound of the flip rate vs the desktop
 
     [gates.max_instructions]   # guest instructions per inference, per emulated device
     cortex-a53 = 2.0e9
@@ -57,6 +62,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..check.screening import METHODS as SCREENING_METHODS
 from ..errors import UsageError
 from ..manifest import PRECISIONS
 
@@ -87,7 +93,11 @@ class EvaluationConfig:
     text_column: str = "text"
     label_column: str = "label"
     limit: int | None = None         # desktop (native) devices; None = all
-    emulated_limit: int = 20         # emulated ARM devices (~100x slower)
+    emulated_limit: int | None = 500  # emulated ARM devices: the first N examples (None = all)
+    emulated_method: str = "screened"  # "screened" | "all" (edgebert/check/screening.py)
+    emulated_probe: int = 32         # random examples emulated per int8 artifact
+    emulated_probe_fp32: int = 4     # per fp32 artifact
+    emulated_safety: float = 1.5     # drift bound = safety x the largest drift measured
     runs: int = 50
     warmup: int = 10
     profile: bool = True             # per-op profile on native devices
@@ -109,6 +119,7 @@ class GatesConfig:
     max_latency_p90_ms: float | None = None    # native devices
     max_drift_vs_desktop: float | None = None  # emulated devices: max |logit diff| vs desktop
     max_flips_vs_desktop: int | None = None    # emulated devices: prediction flips vs desktop
+    max_flip_rate: float | None = None         # emulated devices: 95% upper bound of the flip rate
     max_instructions: tuple[tuple[str, float], ...] = ()  # (emulated device, instructions per inference)
 
     def instructions_limit(self, device: str) -> float | None:
@@ -149,6 +160,12 @@ class BuildConfig:
         return out
 
 
+#: Instruction-count gates of the built-in default, per emulated CPU: the largest count measured on the
+#: built-in models' artifacts at seq_len 128 (fp32 TFLite: 821 M on cortex-a53, 515 M on cortex-a76;
+#: int8 ones 425-572 M and 182-240 M), plus ~20% headroom.
+DEFAULT_MAX_INSTRUCTIONS = (("cortex-a53", 1.0e9), ("cortex-a76", 6.2e8))
+
+
 def default_config() -> BuildConfig:
     """The built-in default: both architectures, every registered format, three precisions, desktop +
     two emulated ARM cores, gates loose enough for the built-in models (under 15 minutes on 2 cores)."""
@@ -157,9 +174,10 @@ def default_config() -> BuildConfig:
     formats = tuple(f for f in ("onnx", "tflite") if f in EXPORTERS)
     return BuildConfig(
         formats=formats,
-        evaluation=EvaluationConfig(limit=1000, emulated_limit=4, runs=30, warmup=5),
-        gates=GatesConfig(max_accuracy_drop=3.0, min_accuracy=0.75, max_size_mb=100.0,
-                          max_latency_p90_ms=250.0, max_drift_vs_desktop=0.5, max_flips_vs_desktop=2),
+        evaluation=EvaluationConfig(limit=1000, emulated_limit=500, runs=30, warmup=5),
+        gates=GatesConfig(max_accuracy_drop=1.5, min_accuracy=0.75, max_size_mb=100.0,
+                          max_latency_p90_ms=250.0, max_drift_vs_desktop=1.0, max_flip_rate=0.03,
+                          max_instructions=DEFAULT_MAX_INSTRUCTIONS),
     )
 
 
@@ -342,7 +360,11 @@ def parse(text: str, path: Path | None = None) -> BuildConfig:
     evaluation = EvaluationConfig(
         data=e.path("data", base), text_column=e.get("text_column", "str", "text"),
         label_column=e.get("label_column", "str", "label"), limit=limit or None,
-        emulated_limit=e.get("emulated_limit", "int", 20, low=1), runs=e.get("runs", "int", 50, low=1),
+        emulated_limit=e.get("emulated_limit", "int", 500, low=0) or None,
+        emulated_method=e.get("emulated_method", "str", "screened", choices=SCREENING_METHODS),
+        emulated_probe=e.get("emulated_probe", "int", 32, low=1),
+        emulated_probe_fp32=e.get("emulated_probe_fp32", "int", 4, low=1),
+        emulated_safety=e.get("emulated_safety", "float", 1.5, low=1), runs=e.get("runs", "int", 50, low=1),
         warmup=e.get("warmup", "int", 10, low=0), profile=e.get("profile", "bool", True))
 
     d = tables["devices"]
@@ -371,6 +393,7 @@ def parse(text: str, path: Path | None = None) -> BuildConfig:
         max_latency_p90_ms=g.get("max_latency_p90_ms", "float", None, low=0),
         max_drift_vs_desktop=g.get("max_drift_vs_desktop", "float", None, low=0),
         max_flips_vs_desktop=g.get("max_flips_vs_desktop", "int", None, low=0),
+        max_flip_rate=g.get("max_flip_rate", "float", None, low=0),
         max_instructions=tuple(instructions))
     if gates.min_accuracy is not None and gates.min_accuracy > 1:
         raise g.err("min_accuracy", f"is a fraction between 0 and 1, got {gates.min_accuracy:g}")

@@ -145,10 +145,15 @@ def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]
 def _check_settings(config: BuildConfig):
     from ..check import CheckSettings
 
+    from ..check.screening import ScreeningSettings
+
     ev = config.evaluation
-    return CheckSettings(devices=("desktop",), data=ev.data, text_column=ev.text_column,
+    return CheckSettings(devices=config.devices.names, data=ev.data, text_column=ev.text_column,
                          label_column=ev.label_column, limit=ev.limit, seq_len=config.seq_len,
-                         threads=config.devices.threads, warmup=ev.warmup, runs=ev.runs, profile=ev.profile)
+                         threads=config.devices.threads, warmup=ev.warmup, runs=ev.runs, profile=ev.profile,
+                         emulated=ScreeningSettings(method=ev.emulated_method, probe=ev.emulated_probe,
+                                                    probe_fp32=ev.emulated_probe_fp32, safety=ev.emulated_safety),
+                         emulated_limit=ev.emulated_limit, emulated_jobs=config.devices.emulated_jobs)
 
 
 def _device_fingerprint(names: tuple[str, ...]) -> dict[str, Any]:
@@ -162,51 +167,6 @@ def _device_fingerprint(names: tuple[str, ...]) -> dict[str, Any]:
             info["env"] = arm_setup.default_env().info()
         out[name] = info
     return out
-
-
-EMULATED_RUNS, EMULATED_WARMUP = 1, 0  # emulator wall time is not latency: one run is enough
-
-
-def _check_emulated(directory: Path, config: BuildConfig, progress: Progress | None) -> dict[str, Any]:
-    """check() on the emulated devices: ``emulated_limit`` examples, desktop added as drift reference."""
-    from ..check import check
-
-    emulated = tuple(d for d in config.devices.names if registry.get(d).emulated)
-    settings = dataclasses.replace(_check_settings(config), devices=emulated, profile=False,
-                                   limit=config.evaluation.emulated_limit, runs=EMULATED_RUNS,
-                                   warmup=EMULATED_WARMUP)
-    return check(directory, settings, progress=progress)
-
-
-def _check_native(directory: Path, config: BuildConfig, report_e: dict[str, Any] | None,
-                  progress: Progress | None) -> dict[str, Any]:
-    """check() on native devices (all examples), merged with the emulated report into one report.json.
-
-    Runs after the emulated check, so the desktop metrics left in the manifest are the full-data ones.
-    """
-    from ..check import check
-    from ..check.runner import REPORT_NAME
-
-    native = tuple(d for d in config.devices.names if not registry.get(d).emulated)
-    if not native:
-        return report_e  # type: ignore[return-value]
-    report_n = check(directory, dataclasses.replace(_check_settings(config), devices=native), progress=progress)
-    if report_e is None:
-        return report_n
-    emulated = [d for d in config.devices.names if registry.get(d).emulated]
-    merged = dict(report_n)
-    merged["records"] = report_n["records"] + [r for r in report_e["records"] if r["device"] in emulated]
-    merged["devices"] = {**report_n["devices"], **{d: report_e["devices"][d] for d in emulated}}
-    for key in ("drift_reference", "instructions_definition", "emulated_wall_definition"):
-        if key in report_e:
-            merged[key] = report_e[key]
-    n_e = report_e["dataset"]["n"]
-    merged["dataset"] = {**report_n["dataset"], "notes": list(report_n["dataset"].get("notes") or []) + [
-        f"emulated devices ({', '.join(emulated)}): first {n_e} examples, drift against a desktop run of the "
-        f"same {n_e} examples"]}
-    merged["settings_emulated"] = report_e["settings"]
-    write_json_atomic(directory / REPORT_NAME, merged)
-    return merged
 
 
 def _prepare_model(spec, config: BuildConfig, out: Path, force: bool, progress: Progress | None,
@@ -234,8 +194,10 @@ def _prepare_model(spec, config: BuildConfig, out: Path, force: bool, progress: 
         steps.append({"step": step, "reused": reused, "artifacts": names, "fingerprint": print_["sha256"],
                       "seconds": round(time.perf_counter() - start, 2)})
 
-    # export
+    # export (a built-in model is trained on first use, here: its time is the "model" phase)
+    t0 = time.perf_counter()
     model_inputs = fp.model_inputs(spec.source, progress=progress)
+    model_seconds = round(time.perf_counter() - t0, 1)
     export_settings = ExportSettings(formats=config.formats, seq_len=config.seq_len)
     fp_export = fp.fingerprint("export", model=model_inputs, settings=asdict(export_settings))
     fp32_names = [EXPORTERS[f][0] for f in config.formats]
@@ -280,6 +242,7 @@ def _prepare_model(spec, config: BuildConfig, out: Path, force: bool, progress: 
     check_reused = (not force and recorded.get("fingerprint") == fp_check["sha256"] and report_path.is_file()
                     and sha256_file(report_path) == recorded.get("report_sha256"))
     return {"name": spec.name, "source": spec.source, "status": "ok", "directory": str(directory),
+            "model_seconds": model_seconds,
             "steps": steps, "stale_removed": stale, "dropped": dropped,
             "_check": {"print": fp_check, "reused": check_reused}}
 
@@ -311,42 +274,76 @@ def _finish_model(model: dict[str, Any], config: BuildConfig, report: dict[str, 
     return model
 
 
-def _run_checks(models: list[dict[str, Any]], config: BuildConfig, progress: Progress | None,
-                hook: Hook | None) -> None:
-    """Checks of every model: emulated devices first (models in parallel: QEMU is single-threaded), then
-    native devices one model at a time (so latency is never measured next to an emulator)."""
-    import json
-    from concurrent.futures import ThreadPoolExecutor
+class _Checks:
+    """The checks of a build, pipelined: as soon as a model is exported and quantized, its desktop
+    accuracy pass runs (the drift reference) and its emulated jobs go to a background pool while the
+    next model builds; the desktop latency phases run last, when no emulator is running."""
 
-    from ..check.runner import REPORT_NAME
+    def __init__(self, config: BuildConfig, progress: Progress | None, hook: Hook | None):
+        from ..check.runner import JobRunner
 
-    todo = [m for m in models if m["status"] == "ok" and not m["_check"]["reused"]]
-    for m in models:
-        if m["status"] == "ok" and m["_check"]["reused"]:
-            if progress:
-                progress.info(f"{m['name']}: check: reused (artifacts, data, settings and devices unchanged)")
-            m["_report"] = json.loads((Path(m["directory"]) / REPORT_NAME).read_text(encoding="utf-8"))
-    for m in todo:
+        self.config, self.progress, self.hook = config, progress, hook
+        self.plans: dict[str, Any] = {}
+        self.seconds = {"desktop_accuracy": 0.0, "emulated_wall": 0.0, "emulated_after_last_model": 0.0,
+                        "desktop_latency": 0.0}
+        self.first_submit: float | None = None
+        self.emulated = JobRunner(config.devices.emulated_jobs, progress,
+                                  "Emulated ARM checks (in the background while the next model builds)")
+
+    def start(self, m: dict[str, Any]) -> None:
+        from ..check.emulated import emulated_jobs
+        from ..check.runner import native_jobs, prepare, run_jobs
+
+        if m["_check"]["reused"]:
+            if self.progress:
+                self.progress.info(f"{m['name']}: check: reused (artifacts, data, settings and devices unchanged)")
+            return
         m["_check"]["start"] = time.perf_counter()
-        if progress:
-            progress.info(f"{m['name']}: check: running on {', '.join(config.devices.names)}")
-        if hook:
-            hook(m["name"], "check")
-    emulated = {}
-    if todo and config.emulated_devices:
-        jobs = max(1, min(config.devices.emulated_jobs, len(todo)))
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {m["name"]: pool.submit(_check_emulated, Path(m["directory"]), config, progress) for m in todo}
-            emulated = {name: f.result() for name, f in futures.items()}
-    for m in todo:
-        directory = Path(m["directory"])
-        m["_report"] = _check_native(directory, config, emulated.get(m["name"]), progress)
-        _stamp_check(directory, m["_check"]["print"])
-    for m in models:
-        if m["status"] == "ok":
+        if self.progress:
+            self.progress.info(f"{m['name']}: check: running on {', '.join(self.config.devices.names)}")
+        if self.hook:
+            self.hook(m["name"], "check")
+        t0 = time.perf_counter()
+        plan = prepare(Path(m["directory"]), _check_settings(self.config), self.progress, label=m["name"])
+        self.plans[m["name"]] = plan
+        run_jobs(native_jobs(plan, "accuracy"), 1, self.progress, f"{m['name']}: accuracy on native devices")
+        self.seconds["desktop_accuracy"] += time.perf_counter() - t0
+        jobs = emulated_jobs(plan)
+        if jobs and self.first_submit is None:
+            self.first_submit = time.perf_counter()
+        self.emulated.submit(jobs)
+
+    def finish(self, models: list[dict[str, Any]]) -> None:
+        import json
+
+        from ..check.runner import REPORT_NAME, finish, native_jobs, run_jobs
+
+        t0 = time.perf_counter()
+        self.emulated.wait()
+        if self.first_submit is not None:
+            self.seconds["emulated_wall"] = time.perf_counter() - self.first_submit
+            self.seconds["emulated_after_last_model"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for name, plan in self.plans.items():
+            run_jobs(native_jobs(plan, "latency"), 1, self.progress, f"{name}: latency on native devices (alone)")
+        self.seconds["desktop_latency"] = time.perf_counter() - t0
+        for m in models:
+            if m["status"] != "ok":
+                continue
             c = m["_check"]
+            if m["name"] in self.plans:
+                m["_report"] = finish(self.plans.pop(m["name"]))
+                _stamp_check(Path(m["directory"]), c["print"])
+            else:
+                m["_report"] = json.loads((Path(m["directory"]) / REPORT_NAME).read_text(encoding="utf-8"))
             m["steps"].append({"step": "check", "reused": c["reused"], "fingerprint": c["print"]["sha256"],
                                "seconds": round(time.perf_counter() - c["start"], 2) if "start" in c else 0.0})
+
+    def close(self) -> None:
+        self.emulated.cancel()  # after an error: queued emulated jobs are dropped, running ones end
+        for plan in self.plans.values():
+            plan.close()
+        self.plans = {}
 
 
 def build(config: BuildConfig, output: str | Path | None = None, *, force: bool = False,
@@ -360,17 +357,25 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
     with _lock(out):
         for spec in config.models:  # a crafted or damaged manifest stops the build before any file is touched
             _load_manifest(out / spec.name)
+        t0 = time.perf_counter()
         setup_ran = _ensure_devices(config, progress)
+        setup_seconds = round(time.perf_counter() - t0, 1)
         models = []
-        for spec in config.models:
-            try:
-                models.append(_prepare_model(spec, config, out, force, progress, hook))
-            except UsageError:
-                raise
-            except EdgebertError as exc:  # this model failed; the others still build
-                models.append({"name": spec.name, "source": spec.source, "status": "failed", "error": str(exc),
-                               "directory": str(out / spec.name), "steps": [], "artifacts": [], "gates": []})
-        _run_checks(models, config, progress, hook)
+        checks = _Checks(config, progress, hook)
+        try:
+            for spec in config.models:
+                try:
+                    models.append(_prepare_model(spec, config, out, force, progress, hook))
+                except UsageError:
+                    raise
+                except EdgebertError as exc:  # this model failed; the others still build
+                    models.append({"name": spec.name, "source": spec.source, "status": "failed", "error": str(exc),
+                                   "directory": str(out / spec.name), "steps": [], "artifacts": [], "gates": []})
+                    continue
+                checks.start(models[-1])
+            checks.finish(models)
+        finally:
+            checks.close()
         for m in models:
             if m["status"] == "ok":
                 _finish_model(m, config, m.pop("_report"))
@@ -384,6 +389,7 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
             "started": started, "finished": now_iso(),
             "seconds": round(time.perf_counter() - start, 1),
             "output": str(out), "config": config.to_json(), "setup_ran": setup_ran,
+            "phases": _phases(models, setup_seconds, checks.seconds),
             "models": models,
             "gates": {"checked": len(results), "failed": len(failures),
                       "failures": [{**g, "message": gates_mod.describe(g)} for g in failures]},
@@ -401,6 +407,16 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
             with open(step_summary, "a", encoding="utf-8") as f:
                 f.write(md + "\n")
     return summary
+
+
+def _phases(models: list[dict[str, Any]], setup_seconds: float, checks: dict[str, float]) -> dict[str, float]:
+    """Wall seconds by phase (emulated checks overlap the later models' export and quantization)."""
+    steps = [s for m in models for s in m.get("steps", [])]
+    return {"devices_setup": setup_seconds,
+            "builtin_models": round(sum(m.get("model_seconds") or 0 for m in models), 1),
+            "export": round(sum(s["seconds"] for s in steps if s["step"] == "export"), 1),
+            "quantize": round(sum(s["seconds"] for s in steps if s["step"].startswith("quantize")), 1),
+            **{k: round(v, 1) for k, v in checks.items()}}
 
 
 def _reports(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:

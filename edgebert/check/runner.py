@@ -1,17 +1,18 @@
 """``check``: accuracy, agreement with fp32, latency, peak memory and size of every artifact, per device.
 
-The parent (this module) loads data, tokenizes once, and hands the same input arrays to the
-measurement worker of each (artifact, device) pair (``edgebert.devices.worker``). Numbers derived
-from logits (accuracy, agreement, logit drift) are computed here, so every device and runtime is
-judged by the same code. Results go to ``report.json`` (atomically) and into the manifest's
-``artifacts[name]["metrics"][device]``.
+A check is planned once (:func:`prepare`: data loaded and tokenized, hashes verified), then runs as
+**jobs**: one per (artifact, native device), and for each emulated ARM device two per artifact (the
+accuracy run and the instruction count; ``emulated.py``). Native jobs run first and alone, so latency
+is never measured next to an emulator; emulated jobs then run ``emulated_jobs`` at a time (QEMU is
+single-threaded). :func:`finish` merges every job's part into one record per (artifact, device),
+derives agreement with fp32 and drift against the desktop, and writes ``report.json`` (atomically)
+and ``artifacts[name]["metrics"][device]`` in the manifest. ``edgebert build`` uses the same pieces
+to run the emulated jobs of several models in one pool.
 
-Emulated devices (ARM under QEMU): the desktop run of the same artifacts is added when not requested,
-and each emulated record gets ``drift_vs_desktop`` (max |logit diff| and prediction flips against the
-desktop logits of the same artifact) and ``instructions`` (guest instructions per batch-1 inference,
-from the device's counting run). Their wall time is emulator time: it goes to ``emulated_wall_ms``,
-never to ``latency_ms``. Without ``limit``, a check with an emulated device uses the first
-``EMULATED_DEFAULT_LIMIT`` examples on every device (stated in the report).
+Every number derived from logits (accuracy, agreement, drift) is computed here, so every device and
+runtime is judged by the same code. Emulated devices need the desktop logits of the same artifact
+(the drift reference and the margins of ``screening.py``): the desktop is added when not requested,
+as an accuracy-only ``drift-reference`` run (no latency, never gated as a native measurement).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from __future__ import annotations
 import dataclasses
 import platform
 import tempfile
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -31,37 +34,32 @@ from ..data.tokenize import encode
 from ..errors import UsageError
 from ..fsutil import sha256_file, write_json_atomic
 from ..manifest import Manifest, now_iso, package_versions
-from ..progress import maybe_step, maybe_track
 from ..devices.worker import build_request
-from . import metrics
+from . import metrics, stats
+from .screening import METHODS, ScreeningSettings
 
 REPORT_NAME = "report.json"
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2
 DRIFT_REFERENCE = "desktop"
-EMULATED_DEFAULT_LIMIT = 200      # examples, when an emulated device is checked and no limit is given
-EMULATED_WARMUP, EMULATED_RUNS = 1, 3   # wall-time runs under emulation (not device latency)
-COUNT_WARMUP, COUNT_RUNS = 1, 3   # instruction-counting runs (batch 1, latency input)
+REFERENCE_ROLE = "drift-reference"
+EMULATED_DEFAULT_LIMIT = 1000     # examples, when an emulated device is checked and no limit is given
 PROFILE_RUNS = 10                 # per-op profile (``profile``): batch-1 runs in a separate profiling session
 PROFILE_EMULATED = ("not profiled: emulated wall time ranks kernels wrongly (the instruction count is the cost "
                     "signal here)")
-INSTRUCTIONS_DEFINITION = (
-    "guest instructions executed by one batch-1 inference at seq_len (the latency input), counted by a "
-    "QEMU TCG plugin between markers the worker issues around runtime.run; median of COUNT_RUNS runs after "
-    "COUNT_WARMUP warm-up, in a process with address-space randomisation off and a fixed hash seed, so the "
-    "counts repeat exactly from run to run. A deterministic, relative cost signal for the emulated CPU "
-    "model, not milliseconds"
-)
-
 LATENCY_DEFINITION = (
     "batch 1 at seq_len tokens (one real text, right-padded to seq_len); `warmup` untimed runs, then "
     "`runs` timed runs of the runtime call alone (time.perf_counter_ns) in a fresh worker process; "
     "p50 = median, p90 = numpy linear-interpolation percentile"
 )
+ACCURACY_DEFINITION = (
+    "fraction of examples whose argmax class is the label, each example run alone (batch 1) at its own "
+    "token length (TFLite: on the smallest signature that holds it), with a 95% Wilson interval over n"
+)
 PEAK_RSS_DEFINITION = (
     "peak resident set (Linux VmHWM) of the worker process after the latency phase: a fresh Python "
     "process that imported numpy and the runtime, loaded the model and ran batch-1 inference at seq_len "
-    "(the later accuracy pass at batch_size is excluded; see rss_mb.after_accuracy). Under QEMU "
-    "user-mode this is the emulator process's RSS"
+    "(the later accuracy pass is excluded; see rss_mb.after_accuracy). Under QEMU user-mode this is the "
+    "emulator process's RSS"
 )
 
 
@@ -79,17 +77,26 @@ class CheckSettings:
     threads: int | None = 1           # None: each device's default_threads
     warmup: int = 10
     runs: int = 50
-    batch_size: int = 32              # accuracy batches
+    batch_size: int = 1               # accuracy pass: 1 = each example alone, as an app runs it
     profile: bool = False             # per-op profile (top operators by time) on native devices
+    emulated: ScreeningSettings = ScreeningSettings()  # how emulated devices spend emulator time
+    emulated_limit: int | None = None  # emulated devices use the first N of the examples (None: all of them)
+    emulated_jobs: int = 2            # emulated jobs at once (each QEMU uses one core)
 
     def validate(self) -> None:
-        for name, low in (("seq_len", 2), ("threads", 1), ("warmup", 0), ("runs", 1), ("batch_size", 1)):
+        for name, low in (("seq_len", 2), ("threads", 1), ("warmup", 0), ("runs", 1), ("batch_size", 1),
+                          ("emulated_jobs", 1)):
             if getattr(self, name) is not None and int(getattr(self, name)) < low:
                 raise UsageError(f"{name} must be at least {low} (got {getattr(self, name)})")
-        if self.limit is not None and self.limit < 1:
-            raise UsageError(f"limit must be at least 1 (got {self.limit})")
+        for name in ("limit", "emulated_limit"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UsageError(f"{name} must be at least 1 (got {getattr(self, name)})")
         if not self.devices:
             raise UsageError("no device given")
+        if self.emulated.method not in METHODS:
+            raise UsageError(f"unknown emulated method {self.emulated.method!r}; use one of {', '.join(METHODS)}")
+        if self.emulated.probe < 1 or self.emulated.probe_fp32 < 1 or not self.emulated.safety >= 1:
+            raise UsageError("emulated probe sizes must be at least 1 and the safety factor at least 1")
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -152,86 +159,353 @@ def _order(manifest: Manifest) -> list[str]:
     return sorted(names, key=lambda n: (manifest.artifacts[n]["precision"] != "fp32", names.index(n)))
 
 
-# --- one (artifact, device) -------------------------------------------------------------------
-def _base_record(manifest: Manifest, name: str, device: _devices.Device, settings: CheckSettings,
-                 n: int) -> dict[str, Any]:
-    rec = manifest.artifacts[name]
-    path = manifest.artifact_path(name)
-    return {
-        "artifact": name, "format": rec["format"], "precision": rec["precision"], "device": device.name,
-        "status": "failed", "error": None, "reference": manifest.reference_artifact(rec["format"]),
-        "accuracy": None, "agreement": None, "max_abs_logit_diff_vs_fp32": None, "n_samples": n,
-        "latency_ms": None, "threads": _threads(settings, device), "runtime": None, "emulated": device.emulated,
-        "peak_rss_mb": None, "size_bytes": path.stat().st_size if path.is_file() else rec.get("size_bytes"),
-    }
+def write_inputs(path: Path, ids: np.ndarray, mask: np.ndarray, lat_ids: np.ndarray, lat_mask: np.ndarray) -> Path:
+    """The worker's inputs.npz (protocol in ``devices/worker.py``)."""
+    np.savez(path, input_ids=ids, attention_mask=mask, latency_input_ids=lat_ids, latency_attention_mask=lat_mask)
+    return path
 
 
-def _measure(manifest: Manifest, name: str, device: _devices.Device, settings: CheckSettings,
-             labels: np.ndarray, inputs: Path, work: Path, num_labels: int,
-             file_problem: str | None) -> tuple[dict[str, Any], np.ndarray | None]:
-    record = _base_record(manifest, name, device, settings, len(labels))
-    fmt = record["format"]
-    if file_problem:
-        record["error"] = file_problem
+# --- the plan ---------------------------------------------------------------------------------
+@dataclass
+class CheckPlan:
+    """Everything a check's jobs share: data, inputs, devices, and the records as they arrive."""
+
+    directory: Path
+    manifest: Manifest
+    settings: CheckSettings
+    devices: list[_devices.Device]
+    reference_only: set[str]
+    data: LabelledTexts
+    labels: np.ndarray
+    ids: np.ndarray
+    mask: np.ndarray
+    lat_ids: np.ndarray
+    lat_mask: np.ndarray
+    problems: dict[str, str | None]
+    notes: list[str]
+    work: Path
+    label: str
+    created: str = field(default_factory=now_iso)
+    records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    logits: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    parts_left: dict[tuple[str, str], int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _tmp: Any = None
+
+    @property
+    def inputs(self) -> Path:
+        return self.work / "inputs.npz"
+
+    @property
+    def emulated(self) -> list[_devices.Device]:
+        return [d for d in self.devices if d.emulated]
+
+    @property
+    def n_emulated(self) -> int:
+        """Examples an emulated device is judged on: the first ``emulated_limit`` of them."""
+        limit = self.settings.emulated_limit
+        return len(self.labels) if limit is None else min(int(limit), len(self.labels))
+
+    def threads(self, device: _devices.Device) -> int:
+        return int(self.settings.threads) if self.settings.threads is not None else int(device.default_threads)
+
+    def base_record(self, name: str, device: _devices.Device) -> dict[str, Any]:
+        rec = self.manifest.artifacts[name]
+        path = self.manifest.artifact_path(name)
+        return {
+            "artifact": name, "format": rec["format"], "precision": rec["precision"], "device": device.name,
+            "role": REFERENCE_ROLE if device.name in self.reference_only else "measured",
+            "status": "failed", "error": None, "reference": self.manifest.reference_artifact(rec["format"]),
+            "accuracy": None, "accuracy_ci95": None, "accuracy_method": None, "agreement": None,
+            "max_abs_logit_diff_vs_fp32": None,
+            "n_samples": self.n_emulated if device.emulated else len(self.labels),
+            "latency_ms": None, "threads": self.threads(device), "runtime": None, "emulated": device.emulated,
+            "peak_rss_mb": None, "size_bytes": path.stat().st_size if path.is_file() else rec.get("size_bytes"),
+        }
+
+    def merge(self, key: tuple[str, str], part: dict[str, Any], logits: np.ndarray | None = None,
+              kind: str = "measure", seconds: float = 0.0) -> bool:
+        """Add one job's part to its record (and its wall seconds); True when the record is complete."""
+        with self.lock:
+            record = self.records.setdefault(key, {})
+            failed = record.get("status") == "failed" and record.get("error")
+            record.update({k: v for k, v in part.items() if not (failed and k in ("status", "error"))})
+            record.setdefault("job_seconds", {})[kind] = round(seconds, 2)
+            if logits is not None:
+                self.logits[key] = logits
+            self.parts_left[key] = self.parts_left.get(key, 1) - 1
+            return self.parts_left[key] <= 0
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of check work: ``run()`` returns (record part, logits or None) for ``key``."""
+
+    plan: CheckPlan
+    key: tuple[str, str]          # (device, artifact)
+    run: Callable[[], tuple[dict[str, Any], np.ndarray | None]]
+    kind: str = "measure"         # "measure" (native), "accuracy" / "instructions" (emulated)
+
+
+def prepare(directory: str | Path, settings: CheckSettings, progress=None, label: str | None = None) -> CheckPlan:
+    """Load, tokenize and hash once; decide the devices (adding the drift reference) and the limit."""
+    from ..progress import maybe_step
+
+    directory = Path(directory)
+    settings.validate()
+    manifest = Manifest.load(directory)
+    if not manifest.artifacts:
+        raise UsageError(f"no artifacts in {directory}; run `edgebert export` first")
+    devices = [_devices.get(name) for name in dict.fromkeys(settings.devices)]
+    emulated = [d for d in devices if d.emulated]
+    notes, reference_only = [], set()
+    if emulated and DRIFT_REFERENCE not in {d.name for d in devices}:
+        devices.insert(0, _devices.get(DRIFT_REFERENCE))
+        reference_only.add(DRIFT_REFERENCE)
+        notes.append(f"{DRIFT_REFERENCE} added as the drift reference of the emulated devices (accuracy only: "
+                     f"no latency, not gated)")
+    if emulated and settings.batch_size != 1:  # the drift reference must run each example alone, as they do
+        settings = dataclasses.replace(settings, batch_size=1)
+        notes.append("accuracy at batch 1: emulated devices compare each example with the desktop's run of it alone")
+    if emulated and settings.limit is None:
+        settings = dataclasses.replace(settings, limit=EMULATED_DEFAULT_LIMIT)
+        notes.append(f"limit {EMULATED_DEFAULT_LIMIT}: the default when an emulated device is checked "
+                     f"(--limit to change)")
+    with maybe_step(progress, "Loading data and tokenizing"):
+        data = load_data(settings, _label2id(manifest))
+        tokenizer = _load_tokenizer(manifest)
+        enc = encode(tokenizer, data.texts, settings.seq_len, pad_to_max=True)
+        lat = encode(tokenizer, data.texts[:1], settings.seq_len, pad_to_max=True)
+    with maybe_step(progress, "Verifying artifact hashes"):
+        problems = {name: _file_problem(manifest, name) for name in manifest.artifacts}
+    tmp = tempfile.TemporaryDirectory(prefix="edgebert-check-")
+    plan = CheckPlan(directory=directory, manifest=manifest, settings=settings, devices=devices,
+                     reference_only=reference_only, data=data, labels=np.asarray(data.labels, dtype=np.int64),
+                     ids=enc["input_ids"], mask=enc["attention_mask"], lat_ids=lat["input_ids"],
+                     lat_mask=lat["attention_mask"], problems=problems, notes=notes, work=Path(tmp.name),
+                     label=label or directory.name, _tmp=tmp)
+    write_inputs(plan.inputs, plan.ids, plan.mask, plan.lat_ids, plan.lat_mask)
+    return plan
+
+
+# --- native jobs ------------------------------------------------------------------------------
+def native_jobs(plan: CheckPlan, phase: str) -> list[Job]:
+    """Per (artifact, native device): the ``accuracy`` pass (every example, untimed; the drift reference
+    included) or the ``latency`` phase (timed runs, memory, profile; requested native devices only).
+
+    They run in separate worker processes so that the latency phase can wait until nothing else runs
+    (no emulator next to it), while the accuracy pass may share the machine.
+    """
+    jobs = []
+    for device in plan.devices:
+        if device.emulated or (phase == "latency" and device.name in plan.reference_only):
+            continue
+        for name in _order(plan.manifest):
+            jobs.append(Job(plan, (device.name, name), lambda d=device, n=name: _native(plan, n, d, phase), phase))
+    return jobs
+
+
+def _native(plan: CheckPlan, name: str, device: _devices.Device, phase: str) -> tuple[dict[str, Any], np.ndarray | None]:
+    record = plan.base_record(name, device)
+    if plan.problems[name]:
+        record["error"] = plan.problems[name]
         return record, None
-    runtime = device.runtime_for(fmt)
+    runtime = device.runtime_for(record["format"])
     if runtime is None:
-        record["error"] = (f"device {device.name} has no runtime for format {fmt!r} "
+        record["error"] = (f"device {device.name} has no runtime for format {record['format']!r} "
                            f"(it runs: {', '.join(device.formats()) or 'nothing'})")
         return record, None
-    stem = f"{device.name}.{name}".replace("/", "_")
-    warmup, runs = settings.warmup, settings.runs
-    if device.emulated:  # wall time is emulator time: a few runs only
-        warmup, runs = min(warmup, EMULATED_WARMUP), min(runs, EMULATED_RUNS)
+    settings = plan.settings
+    timed = phase == "latency"
+    stem = f"{device.name}.{name}.{phase}".replace("/", "_")
+    inputs = plan.inputs
+    if timed:  # the latency input only
+        empty = np.zeros((0, plan.ids.shape[1]), np.int64)
+        inputs = write_inputs(plan.work / f"{stem}.inputs.npz", empty, empty, plan.lat_ids, plan.lat_mask)
     request = build_request(
-        runtime=runtime, model=str(manifest.artifact_path(name).resolve()), threads=record["threads"],
-        inputs=str(inputs), outputs=str(work / f"{stem}.logits.npz"), result=str(work / f"{stem}.result.json"),
-        batch_size=settings.batch_size, warmup=warmup, runs=runs,
-        profile_runs=PROFILE_RUNS if settings.profile and not device.emulated else 0)
-    result = device.run_worker(request, work / f"{stem}.request.json")
+        runtime=runtime, model=str(plan.manifest.artifact_path(name).resolve()), threads=record["threads"],
+        inputs=str(inputs), outputs=str(plan.work / f"{stem}.logits.npz"),
+        result=str(plan.work / f"{stem}.result.json"), batch_size=settings.batch_size,
+        warmup=settings.warmup if timed else 0, runs=settings.runs if timed else 0,
+        profile_runs=PROFILE_RUNS if settings.profile and timed else 0)
+    result = device.run_worker(request, plan.work / f"{stem}.request.json")
     record["runtime"] = {"name": result.get("runtime", {}).get("name") or runtime,
                          "version": result.get("runtime", {}).get("version")}
     if result.get("status") != "ok":
-        record["error"] = result.get("error") or "worker failed without a reason"
+        error = result.get("error") or "worker failed without a reason"
+        record["error"] = f"latency phase: {error}" if timed else error
         return record, None
-    with np.load(request["outputs"]) as z:
-        logits = np.asarray(z["logits"], dtype=np.float32)
-    if logits.shape != (len(labels), num_labels):
-        record["error"] = (f"logits have shape {list(logits.shape)}; expected "
-                           f"[{len(labels)}, {num_labels}] (n_samples, num_labels)")
+    common = {"status": "ok", "runtime_settings": result.get("runtime", {}).get("settings", {}),
+              "platform": result.get("platform")}
+    if timed:
+        lat = result["latency"]
+        part = {**common, "latency_ms": {**metrics.latency_summary(lat["samples_ms"]), "runs": lat["runs"],
+                                         "warmup": lat["warmup"], "batch": lat["batch"], "seq_len": lat["seq_len"]},
+                "peak_rss_mb": result.get("peak_rss_mb"), "rss_mb": result.get("rss_mb"),
+                "load_ms": result.get("load_ms")}
+        if settings.profile:
+            part["profile"] = result.get("profile") or {"status": "failed", "reason": "no profile returned"}
+        return part, None
+    logits = read_logits(request["outputs"], len(plan.labels), plan.manifest)
+    if isinstance(logits, str):
+        record["error"] = logits
         return record, None
-    timing = {**metrics.latency_summary(result["latency"]["samples_ms"]),
-              "runs": result["latency"]["runs"], "warmup": result["latency"]["warmup"],
-              "batch": result["latency"]["batch"], "seq_len": result["latency"]["seq_len"]}
-    record.update({
-        "status": "ok",
-        "accuracy": round(metrics.accuracy(logits, labels), 6),
-        "latency_ms": None if device.emulated else timing,
-        "peak_rss_mb": result.get("peak_rss_mb"),
-        "rss_mb": result.get("rss_mb"),
-        "load_ms": result.get("load_ms"),
-        "runtime_settings": result.get("runtime", {}).get("settings", {}),
-        "platform": result.get("platform"),
-        "accuracy_pass": result.get("accuracy_pass"),
-    })
-    if settings.profile:
-        record["profile"] = ({"status": "skipped", "reason": PROFILE_EMULATED} if device.emulated
-                             else result.get("profile") or {"status": "failed", "reason": "no profile returned"})
-    if device.emulated:
-        record["emulated_wall_ms"] = timing
-    if device.counts_instructions:
-        count_request = {**request, "inputs": str(inputs.with_name("latency-inputs.npz")),
-                         "outputs": str(work / f"{stem}.count.logits.npz"),
-                         "result": str(work / f"{stem}.count.result.json"),
-                         "warmup": COUNT_WARMUP, "runs": COUNT_RUNS}
-        record["instructions"] = device.count_instructions(count_request, work)
+    record.update({**common, **accuracy_fields(logits, plan.labels, "measured"),
+                   "accuracy_pass": result.get("accuracy_pass")})
     return record, logits
 
 
-def _threads(settings: CheckSettings, device: _devices.Device) -> int:
-    return int(settings.threads) if settings.threads is not None else int(device.default_threads)
+def read_logits(path: str | Path, n: int, manifest: Manifest) -> np.ndarray | str:
+    """The worker's logits ``[n, num_labels]``, or one line saying what is wrong with them."""
+    num_labels = int(manifest.model.get("num_labels") or len(_label2id(manifest)))
+    with np.load(path) as z:
+        logits = np.asarray(z["logits"], dtype=np.float32)
+    if logits.shape != (n, num_labels) and not (n == 0 and logits.size == 0):
+        return f"logits have shape {list(logits.shape)}; expected [{n}, {num_labels}] (n_samples, num_labels)"
+    return logits
 
 
+def accuracy_fields(logits: np.ndarray, labels: np.ndarray, method: str) -> dict[str, Any]:
+    """accuracy, its 95% Wilson interval over n, and how it was obtained."""
+    correct = int(np.sum(np.argmax(logits, axis=1) == labels)) if len(labels) else 0
+    lo, hi = stats.wilson(correct, len(labels))
+    return {"accuracy": round(correct / len(labels), 6) if len(labels) else None,
+            "accuracy_ci95": [round(lo, 6), round(hi, 6)] if len(labels) else None,
+            "accuracy_correct": correct, "accuracy_method": method}
+
+
+# --- running jobs -----------------------------------------------------------------------------
+class JobRunner:
+    """Runs jobs ``workers`` at a time in background threads, merging each part into its plan and
+    printing one line per finished record. Jobs may be submitted in several batches (a build submits
+    each model's emulated jobs as soon as the model is ready, and keeps building the next one)."""
+
+    def __init__(self, workers: int = 1, progress=None, description: str = "Measuring"):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.workers = max(1, int(workers))
+        self.pool = ThreadPoolExecutor(max_workers=self.workers) if self.workers > 1 else None
+        self.progress, self.description = progress, description
+        self.lines = None
+        self.futures: list = []
+        self.total = 0
+
+    def submit(self, jobs: list[Job]) -> "JobRunner":
+        if not jobs:
+            return self
+        for job in jobs:
+            with job.plan.lock:
+                job.plan.parts_left[job.key] = job.plan.parts_left.get(job.key, 0) + 1
+        self.total += len({(id(j.plan), j.key) for j in jobs})
+        if self.progress is not None:
+            if self.lines is None:
+                self.lines = self.progress.jobs(self.total, self.description)
+            else:
+                self.lines.grow(self.total)
+        for job in sorted(jobs, key=_expected_cost, reverse=True):  # longest first: the pool ends together
+            if self.pool is None:
+                self._one(job)
+            else:
+                self.futures.append(self.pool.submit(self._one, job))
+        return self
+
+    def _one(self, job: Job) -> None:
+        start = time.perf_counter()
+        try:
+            part, logits = job.run()
+        except Exception as exc:  # a bug in one job must not lose the others' records
+            error = f"{job.kind} job failed: {type(exc).__name__}: {exc}"
+            logits = None
+            part = ({"instructions": {"status": "failed", "error": error}} if job.kind == "instructions" else
+                    {**job.plan.base_record(job.key[1], _devices.get(job.key[0])), "error": error})
+        seconds = time.perf_counter() - start
+        if job.plan.merge(job.key, part, logits, job.kind, seconds) and self.lines is not None:
+            record = job.plan.records[job.key]
+            self.lines.done(f"{job.plan.label}: {job.key[1]} on {job.key[0]}: {key_figure(record)} "
+                            f"({_seconds(record)})")
+
+    def wait(self) -> None:
+        try:
+            for future in self.futures:
+                future.result()
+        finally:
+            self.futures = []
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+                self.pool = None
+            if self.lines is not None:
+                self.lines.close()
+                self.lines = None
+
+
+    def cancel(self) -> None:
+        """Drop queued jobs and wait for the running ones (after an error elsewhere)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+        self.futures = []
+        if self.lines is not None:
+            self.lines.close()
+            self.lines = None
+
+
+def _expected_cost(job: Job) -> float:
+    """Rough emulator seconds of a job, for longest-first scheduling (fp32 counts are the longest)."""
+    precision = job.plan.manifest.artifacts[job.key[1]]["precision"]
+    fmt = job.plan.manifest.artifacts[job.key[1]]["format"]
+    if job.kind == "instructions":
+        return (35.0 if precision == "fp32" else 10.0) * (1.2 if fmt == "tflite" else 1.0)
+    if job.kind == "accuracy":
+        return 15.0 if precision == "fp32" else 30.0 * (1.6 if fmt == "tflite" else 1.0)
+    return 1.0
+
+
+def run_jobs(jobs: list[Job], workers: int = 1, progress=None, description: str = "Measuring") -> None:
+    """Run ``jobs`` and wait for them (see :class:`JobRunner`)."""
+    JobRunner(workers, progress, description).submit(jobs).wait()
+
+
+def _seconds(record: dict[str, Any]) -> str:
+    spent = record.get("job_seconds") or {}
+    if len(spent) == 1:
+        return f"{next(iter(spent.values())):.0f}s"
+    return ", ".join(f"{kind} {s:.0f}s" for kind, s in spent.items())
+
+
+def key_figure(record: dict[str, Any]) -> str:
+    """The one-line result of a record, for progress lines."""
+    if record.get("status") != "ok" and record.get("error"):
+        return f"FAILED: {record['error']}"
+    parts = []
+    if record.get("accuracy") is not None:
+        lo, hi = record.get("accuracy_ci95") or (None, None)
+        acc = f"accuracy {record['accuracy'] * 100:.1f}%"
+        if lo is not None:
+            acc += f" [{lo * 100:.1f}, {hi * 100:.1f}]"
+        em = record.get("emulation") or {}
+        acc += f" n={record['n_samples']}" + (f" ({em['n_emulated']} emulated)" if em else "")
+        parts.append(acc)
+    if (record.get("latency_ms") or {}).get("p50") is not None:
+        lat = record["latency_ms"]
+        parts.append(f"p50 {lat['p50']:.2f} ms, p90 {lat['p90']:.2f} ms ({record['threads']} thread"
+                     f"{'s' if record['threads'] != 1 else ''})")
+    ins = record.get("instructions") or {}
+    if ins.get("status") == "ok":
+        parts.append(f"{ins['per_inference'] / 1e6:.1f} M instructions/inference")
+    elif ins:
+        parts.append(f"instructions {ins.get('status')}")
+    flips = ((record.get("emulation") or {}).get("flips") or {})
+    if flips:
+        parts.append(f"flips {flips['k']}/{flips['n']}")
+    return ", ".join(parts) or record.get("status", "?")
+
+
+# --- finishing --------------------------------------------------------------------------------
 def _add_agreement(records: list[dict[str, Any]], logits: dict[tuple[str, str], np.ndarray]) -> None:
     """Agreement and max |logit diff| of each ok record with its format's fp32 on the same device."""
     for rec in records:
@@ -244,116 +518,91 @@ def _add_agreement(records: list[dict[str, Any]], logits: dict[tuple[str, str], 
                                      else f"fp32 reference {ref} failed on {rec['device']}")
             continue
         mine = logits[(rec["device"], rec["artifact"])]
-        rec["agreement"] = round(metrics.agreement(mine, ref_logits), 6)
+        ref_logits = ref_logits[:len(mine)]
+        agree = int(np.sum(np.argmax(mine, axis=1) == np.argmax(ref_logits, axis=1)))
+        rec["agreement"] = round(agree / len(mine), 6) if len(mine) else None
+        rec["agreement_ci95"] = [round(x, 6) for x in stats.wilson(agree, len(mine))] if len(mine) else None
         rec["max_abs_logit_diff_vs_fp32"] = float(f"{metrics.max_abs_diff(mine, ref_logits):.6g}")
 
 
-def _add_drift(records: list[dict[str, Any]], logits: dict[tuple[str, str], np.ndarray],
-               emulated: set[str]) -> None:
-    """Emulated records vs the desktop logits of the same artifact: max |logit diff|, prediction flips."""
-    for rec in records:
-        if rec["device"] not in emulated:
-            continue
-        ref = logits.get((DRIFT_REFERENCE, rec["artifact"]))
-        mine = logits.get((rec["device"], rec["artifact"]))
-        if mine is None:
-            rec["drift_vs_desktop"] = None
-        elif ref is None:
-            rec["drift_vs_desktop"] = {"error": f"{rec['artifact']} failed on {DRIFT_REFERENCE}"}
-        else:
-            flips = int(np.sum(np.argmax(mine, axis=1) != np.argmax(ref, axis=1))) if len(mine) else 0
-            rec["drift_vs_desktop"] = {"max_abs_logit_diff": float(f"{metrics.max_abs_diff(mine, ref):.6g}"),
-                                       "prediction_flips": flips, "n": int(len(mine))}
-
-
 def _manifest_metrics(rec: dict[str, Any], dataset: dict[str, Any], created: str) -> dict[str, Any]:
-    keys = ("status", "error", "accuracy", "agreement", "max_abs_logit_diff_vs_fp32", "n_samples",
-            "latency_ms", "threads", "runtime", "emulated", "peak_rss_mb", "drift_vs_desktop")
+    keys = ("status", "error", "role", "accuracy", "accuracy_ci95", "accuracy_method", "agreement",
+            "max_abs_logit_diff_vs_fp32", "n_samples", "latency_ms", "threads", "runtime", "emulated",
+            "peak_rss_mb", "drift_vs_desktop")
     out = {**{k: rec.get(k) for k in keys}, "dataset": dataset["name"], "checked": created}
     if rec.get("instructions"):
         out["instructions_per_inference"] = rec["instructions"].get("per_inference")
     return out
 
 
+def finish(plan: CheckPlan) -> dict[str, Any]:
+    """Merge, derive, write report.json and the manifest metrics; return the report."""
+    from .emulated import EMULATED_DEFINITIONS, finish_emulated
+
+    try:
+        records = [plan.records[(d.name, n)] for d in plan.devices for n in _order(plan.manifest)
+                   if (d.name, n) in plan.records]
+        for rec in records:
+            if rec.get("emulated"):
+                finish_emulated(rec, _devices.get(rec["device"]))
+        _add_agreement(records, plan.logits)
+        rank = {name: i for i, name in enumerate(plan.manifest.artifacts)}
+        order = [d.name for d in plan.devices]
+        records.sort(key=lambda r: (order.index(r["device"]), rank[r["artifact"]]))
+        settings = plan.settings
+        dataset = {"name": plan.data.name, "n": len(plan.data), "limit": settings.limit, "notes": plan.notes,
+                   "path": str(settings.data) if settings.data is not None else None,
+                   "text_column": settings.text_column, "label_column": settings.label_column,
+                   "token_lengths": _length_summary(plan.mask)}
+        model = plan.manifest.model
+        report = {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "created": plan.created,
+            "directory": str(plan.directory.resolve()),
+            "model": {k: model.get(k) for k in ("architecture", "source", "num_labels", "id2label")},
+            "dataset": dataset,
+            "settings": settings.to_json(),
+            "accuracy_definition": ACCURACY_DEFINITION,
+            "latency_input": {"batch": 1, "seq_len": settings.seq_len, "real_tokens": int(plan.lat_mask.sum()),
+                              "definition": LATENCY_DEFINITION},
+            "peak_rss_definition": PEAK_RSS_DEFINITION,
+            **({"drift_reference": DRIFT_REFERENCE, **EMULATED_DEFINITIONS} if plan.emulated else {}),
+            "host": {"machine": platform.machine(), "python": platform.python_version()},
+            "versions": package_versions(),
+            "devices": {d.name: {**d.info(), **({"role": REFERENCE_ROLE} if d.name in plan.reference_only else {})}
+                        for d in plan.devices},
+            "records": records,
+        }
+        write_json_atomic(plan.directory / REPORT_NAME, report)
+        manifest = Manifest.load(plan.directory)
+        for rec in records:
+            manifest.artifacts[rec["artifact"]].setdefault("metrics", {})[rec["device"]] = \
+                _manifest_metrics(rec, dataset, plan.created)
+        manifest.save()
+        return report
+    finally:
+        plan.close()
+
+
+def _length_summary(mask: np.ndarray) -> dict[str, float] | None:
+    if not len(mask):
+        return None
+    lengths = mask.sum(axis=1)
+    return {"mean": round(float(lengths.mean()), 2), "p50": float(np.percentile(lengths, 50)),
+            "p90": float(np.percentile(lengths, 90)), "max": int(lengths.max())}
+
+
 # --- the command ------------------------------------------------------------------------------
 def check(directory: str | Path, settings: CheckSettings, progress=None) -> dict[str, Any]:
     """Measure every artifact of ``directory`` on each device; write report.json; return its data."""
-    directory = Path(directory)
-    settings.validate()
-    manifest = Manifest.load(directory)
-    if not manifest.artifacts:
-        raise UsageError(f"no artifacts in {directory}; run `edgebert export` first")
-    devices = [_devices.get(name) for name in dict.fromkeys(settings.devices)]
-    emulated = {d.name for d in devices if d.emulated}
-    notes = []
-    if emulated and DRIFT_REFERENCE not in {d.name for d in devices}:
-        devices.insert(0, _devices.get(DRIFT_REFERENCE))
-        notes.append(f"{DRIFT_REFERENCE} added: the reference for drift on emulated devices")
-    if emulated and settings.limit is None:
-        settings = dataclasses.replace(settings, limit=EMULATED_DEFAULT_LIMIT)
-        notes.append(f"limit {EMULATED_DEFAULT_LIMIT}: the default when an emulated device is checked "
-                     f"(--limit to change)")
-    label2id = _label2id(manifest)
-    num_labels = int(manifest.model.get("num_labels") or len(label2id))
+    from .emulated import emulated_jobs
 
-    with maybe_step(progress, "Loading data and tokenizing"):
-        data = load_data(settings, label2id)
-        tokenizer = _load_tokenizer(manifest)
-        enc = encode(tokenizer, data.texts, settings.seq_len, pad_to_max=True)
-        lat = encode(tokenizer, data.texts[:1], settings.seq_len, pad_to_max=True)
-    labels = np.asarray(data.labels, dtype=np.int64)
-    with maybe_step(progress, "Verifying artifact hashes"):
-        problems = {name: _file_problem(manifest, name) for name in manifest.artifacts}
-
-    created = now_iso()
-    records, logits = [], {}
-    with tempfile.TemporaryDirectory(prefix="edgebert-check-") as tmp:
-        work = Path(tmp)
-        inputs = work / "inputs.npz"
-        np.savez(inputs, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                 latency_input_ids=lat["input_ids"], latency_attention_mask=lat["attention_mask"])
-        if any(d.counts_instructions for d in devices):  # latency input only, for counting runs
-            empty = np.zeros((0, enc["input_ids"].shape[1]), np.int64)
-            np.savez(work / "latency-inputs.npz", input_ids=empty, attention_mask=empty,
-                     latency_input_ids=lat["input_ids"], latency_attention_mask=lat["attention_mask"])
-        jobs = [(device, name) for device in devices for name in _order(manifest)]
-        for device, name in maybe_track(progress, jobs, len(jobs), "Measuring artifacts"):
-            record, out = _measure(manifest, name, device, settings, labels, inputs, work, num_labels,
-                                   problems[name])
-            records.append(record)
-            if out is not None:
-                logits[(device.name, name)] = out
-    _add_agreement(records, logits)
-    _add_drift(records, logits, emulated)
-    rank = {name: i for i, name in enumerate(manifest.artifacts)}
-    records.sort(key=lambda r: ([d.name for d in devices].index(r["device"]), rank[r["artifact"]]))
-
-    dataset = {"name": data.name, "n": len(data), "limit": settings.limit, "notes": notes,
-               "path": str(settings.data) if settings.data is not None else None,
-               "text_column": settings.text_column, "label_column": settings.label_column}
-    model = manifest.model
-    report = {
-        "schema_version": REPORT_SCHEMA_VERSION,
-        "created": created,
-        "directory": str(directory.resolve()),
-        "model": {k: model.get(k) for k in ("architecture", "source", "num_labels", "id2label")},
-        "dataset": dataset,
-        "settings": settings.to_json(),
-        "latency_input": {"batch": 1, "seq_len": settings.seq_len,
-                          "real_tokens": int(lat["attention_mask"].sum()), "definition": LATENCY_DEFINITION},
-        "peak_rss_definition": PEAK_RSS_DEFINITION,
-        **({"drift_reference": DRIFT_REFERENCE, "instructions_definition": INSTRUCTIONS_DEFINITION
-            .replace("COUNT_RUNS", str(COUNT_RUNS)).replace("COUNT_WARMUP", str(COUNT_WARMUP)),
-            "emulated_wall_definition": f"emulator wall time of {EMULATED_RUNS} batch-1 runs after "
-                                        f"{EMULATED_WARMUP} warm-up: NOT device latency"} if emulated else {}),
-        "host": {"machine": platform.machine(), "python": platform.python_version()},
-        "versions": package_versions(),
-        "devices": {d.name: d.info() for d in devices},
-        "records": records,
-    }
-    write_json_atomic(directory / REPORT_NAME, report)
-    for rec in records:
-        manifest.artifacts[rec["artifact"]].setdefault("metrics", {})[rec["device"]] = \
-            _manifest_metrics(rec, dataset, created)
-    manifest.save()
-    return report
+    plan = prepare(directory, settings, progress)
+    try:
+        run_jobs(native_jobs(plan, "accuracy"), 1, progress, "Accuracy on native devices")
+        run_jobs(emulated_jobs(plan), plan.settings.emulated_jobs, progress, "Emulated devices")
+        run_jobs(native_jobs(plan, "latency"), 1, progress, "Latency on native devices (nothing else running)")
+    except BaseException:
+        plan.close()
+        raise
+    return finish(plan)

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import statistics
+
 from .registry import Desktop, Device
 from . import setup as _setup
 
@@ -34,6 +36,7 @@ class CpuModel:
     features: tuple[str, ...]  # ISA features that change int8/fp32 kernel choice
     stands_for: str           # the real-world device class
     cores: int                # cores of the typical device (for reference; see ``threads``)
+    counting: bool = True     # the counting QEMU (Debian bookworm's 7.2, the only plugin-capable build) has it
     threads: int = 1          # default runtime threads: 1, the only setting with exact instruction counts
 
     @property
@@ -45,13 +48,13 @@ CPU_MODELS: tuple[CpuModel, ...] = (
     CpuModel("cortex-a53", "cortex-a53", "Armv8.0-A", ("neon",),
              "low-end phones and the Raspberry Pi 3 (in-order, no dot product)", 4),
     CpuModel("cortex-a55", "cortex-a55", "Armv8.2-A", ("neon", "fp16", "dotprod"),
-             "efficiency cores of most phones since 2018; low-end phones (in-order)", 4),
+             "efficiency cores of most phones since 2018; low-end phones (in-order)", 4, counting=False),
     CpuModel("cortex-a72", "cortex-a72", "Armv8.0-A", ("neon",),
              "the Raspberry Pi 4 and 2016-era phone big cores (no dot product)", 4),
     CpuModel("cortex-a76", "cortex-a76", "Armv8.2-A", ("neon", "fp16", "dotprod"),
              "Pixel-class phone big cores (2019-2021) and the Raspberry Pi 5", 4),
     CpuModel("cortex-a710", "cortex-a710", "Armv9.0-A", ("neon", "fp16", "dotprod", "i8mm", "bf16", "sve2"),
-             "2022 flagship phone big cores (int8 matrix multiply, SVE2)", 4),
+             "2022 flagship phone big cores (int8 matrix multiply, SVE2)", 4, counting=False),
     CpuModel("neoverse-n1", "neoverse-n1", "Armv8.2-A", ("neon", "fp16", "dotprod"),
              "AWS Graviton2 and Ampere Altra servers", 64),
 )
@@ -87,6 +90,10 @@ class ArmDevice(Device):
     def unavailable_reason(self) -> str | None:
         return self.env().missing()
 
+    def counting_expected(self) -> bool:
+        """Whether this CPU model should have instruction counts (a missing one then fails its record)."""
+        return self.cpu.counting
+
     def info(self) -> dict[str, Any]:
         env = self.env()
         setup_info = env.info()
@@ -102,9 +109,11 @@ class ArmDevice(Device):
         Returns ``{"status": "ok", "per_inference": int, "counts": [...], "spread": float, ...}`` or
         ``{"status": "unavailable" | "failed", "error": "one line"}``. ``counts`` are the timed runs
         (``runs``) of batch-1 inference on the latency input (warm-up runs are left out);
-        ``per_inference`` is their median. The counting QEMU runs with address-space randomisation
-        off and a fixed hash seed, so the whole sequence repeats exactly from run to run; successive
-        inferences in one process differ slightly (allocator state; ``spread`` = (max-min)/median).
+        ``per_inference`` is their median (the lower middle one for an even count). The counting QEMU
+        runs single-threaded with address-space randomisation off, a fixed hash seed and ONNX Runtime's
+        telemetry thread disabled, so counts repeat across processes; successive inferences in one
+        process differ by ~0.001% (allocator state; ``spread`` = (max - min) / median).
+        ``wall_ms``: the emulator wall time of each counted run (NOT device latency).
         """
         env = self.env()
         reason = env.missing() or env.counting_missing(self.cpu.qemu_cpu)
@@ -125,10 +134,11 @@ class ArmDevice(Device):
         if len(timed) != runs:
             return {**base, "status": "failed",
                     "error": f"the plugin recorded {len(timed)} of {runs} marked inferences"}
-        median = sorted(timed)[(len(timed) - 1) // 2]
+        median = statistics.median_low(timed)
         out = {**base, "status": "ok", "per_inference": median, "counts": timed,
-               "spread": round((max(timed) - min(timed)) / median, 6) if median else 0.0,
-               "warmup": warmup, "runs": runs, "threads": request.get("threads")}
+               "spread": round((max(timed) - min(timed)) / median, 7) if median else 0.0,
+               "warmup": warmup, "runs": runs, "threads": request.get("threads"),
+               "wall_ms": [round(float(x), 1) for x in (result.get("latency") or {}).get("samples_ms", [])]}
         if int(request.get("threads") or 1) != 1:
             out["note"] = "more than one thread: counts include other threads' work and need not repeat"
         return out

@@ -108,6 +108,100 @@ class Device:
         return _failed(request, _how_it_ended(proc))
 
 
+    def session(self) -> "WorkerSession":
+        """One long-lived worker (``worker.py --serve``) for several requests on this device."""
+        return WorkerSession(self)
+
+
+class WorkerSession:
+    """A worker process that serves requests one after another (context manager; never raises on run).
+
+    Used where start-up is expensive: under QEMU, starting Python and loading a model costs 1-3 s of
+    emulation per process, and an emulated check runs several passes on the same artifact.
+    """
+
+    def __init__(self, device: Device):
+        self.device = device
+        self.proc: subprocess.Popen | None = None
+        self.stderr_path: Path | None = None
+
+    def __enter__(self) -> "WorkerSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start(self, work: Path) -> str | None:
+        reason = self.device.unavailable_reason()
+        if reason:
+            return f"device {self.device.name} unavailable: {reason}"
+        import tempfile
+
+        fd, name = tempfile.mkstemp(prefix="worker-", suffix=".stderr", dir=work)
+        self.stderr_path = Path(name)
+        cmd = [*self.device.python_command(), str(WORKER_FILE), "--serve"]
+        try:
+            self.proc = subprocess.Popen(cmd, env=self.device.worker_env(), stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=fd, text=True, bufsize=1)
+        except OSError as exc:
+            return f"cannot start the worker ({cmd[0]}): {exc.strerror or exc}"
+        finally:
+            os.close(fd)
+        return None
+
+    def run(self, request: dict[str, Any], request_path: Path) -> dict[str, Any]:
+        """Like :meth:`Device.run_worker`, in this session's process (started on first use)."""
+        import threading
+
+        request_path = Path(request_path)
+        request_path.write_text(json.dumps(request, indent=1), encoding="utf-8")
+        result_path = Path(request["result"])
+        result_path.unlink(missing_ok=True)
+        if self.proc is None or self.proc.poll() is not None:
+            problem = self._start(request_path.parent)
+            if problem:
+                return _failed(request, problem)
+        proc = self.proc
+        timer = threading.Timer(self.device.timeout_s, proc.kill)
+        timer.start()
+        try:
+            proc.stdin.write(f"{request_path}\n")
+            proc.stdin.flush()
+            status = proc.stdout.readline().strip()
+        except (BrokenPipeError, OSError):
+            status = ""
+        finally:
+            timed_out = not timer.is_alive() and proc.poll() is not None
+            timer.cancel()
+        if status and result_path.is_file():
+            try:
+                return json.loads(result_path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                pass
+        if status.startswith("error "):
+            return _failed(request, f"worker could not read the request: {status[6:]}")
+        proc.kill()
+        proc.wait()
+        self.proc = None
+        if timed_out:
+            return _failed(request, f"worker timed out after {self.device.timeout_s:.0f}s")
+        tail = ""
+        if self.stderr_path and self.stderr_path.is_file():
+            lines = [ln.strip() for ln in self.stderr_path.read_text(errors="replace").splitlines() if ln.strip()]
+            tail = lines[-1][:300] if lines else ""
+        return _failed(request, _how_it_ended(subprocess.CompletedProcess([], proc.returncode, "", tail)))
+
+    def close(self) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
 def _failed(request: dict[str, Any], error: str) -> dict[str, Any]:
     return {"protocol": request.get("protocol"), "status": "failed", "error": error,
             "runtime": {"name": request.get("runtime"), "version": None, "settings": {}},

@@ -421,7 +421,8 @@ def _guest_env(env: ArmEnv) -> dict[str, str]:
     """Environment of an emulated Python: only what it needs (no host PYTHONPATH, venv, ...)."""
     keep = {k: os.environ[k] for k in ("HOME", "TMPDIR", "LANG", "TERM") if k in os.environ}
     return {**keep, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(env.site), "PYTHONNOUSERSITE": "1",
-            "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+            "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+            "ORT_DISABLE_TELEMETRY": "1"}  # no network, and no second thread inside the counts
 
 
 @dataclass(frozen=True)

@@ -146,9 +146,9 @@ def cpu_name() -> str:
     for line in info.splitlines():
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
-    if "model name" in fields:
-        return fields["model name"]
     parts = [f"{k} {fields[k]}" for k in ("CPU implementer", "CPU part", "Features") if k in fields]
+    if "model name" in fields:  # x86 names itself; ARM's name is generic, its part number is the model
+        return "; ".join([fields["model name"], *parts])
     return "; ".join(parts) or platform.machine()
 
 
@@ -226,8 +226,12 @@ def measure(runtime: "_runtimes.Runtime", input_ids: np.ndarray, attention_mask:
     return logits, metrics
 
 
-def serve(request: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
-    """Run one request; never raises. Returns (result dict, logits or None)."""
+def serve(request: dict[str, Any], loaded: dict | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Run one request; never raises. Returns (result dict, logits or None).
+
+    ``loaded`` (serve mode): a cache holding the last loaded model, reused when the next request names
+    the same runtime, model and threads (``load_ms`` is then 0 and ``reused_model`` true).
+    """
     result: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "status": "failed", "error": None,
                               "runtime": {"name": request.get("runtime"), "version": None, "settings": {}},
                               "threads": request.get("threads"),
@@ -254,7 +258,16 @@ def serve(request: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
                       ("input_ids", "attention_mask", "latency_input_ids", "latency_attention_mask")}
         stage = "load"
         start = time.perf_counter()
-        runtime = cls(request["model"], threads)
+        key = (request["runtime"], request["model"], threads)
+        if loaded is not None and loaded.get("key") == key:
+            runtime = loaded["runtime"]
+            result["reused_model"] = True
+        else:
+            if loaded is not None:
+                loaded.clear()
+            runtime = cls(request["model"], threads)
+            if loaded is not None:
+                loaded.update(key=key, runtime=runtime)
         result["load_ms"] = round((time.perf_counter() - start) * 1e3, 3)
         result["runtime"]["settings"] = runtime.settings()
         rss["after_load"] = peak_rss_mb()
@@ -297,18 +310,47 @@ def _save_json(path: str, data: dict[str, Any]) -> None:
         json.dump(data, f)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: worker.py REQUEST.json", file=sys.stderr)
-        return 2
-    with open(argv[0], encoding="utf-8") as f:
+def handle(request_path: str, loaded: dict | None = None) -> int:
+    """Read one request file, run it, write its outputs and result files; 0 when ok."""
+    with open(request_path, encoding="utf-8") as f:
         request = json.load(f)
-    result, logits = serve(request)
+    result, logits = serve(request, loaded)
     if logits is not None:
         _replace_atomic(request["outputs"], lambda p: _save_npz(p, logits=logits))
     _replace_atomic(request["result"], lambda p: _save_json(p, result))
     return 0 if result["status"] == "ok" else 1
+
+
+def serve_forever(stdin=None, stdout=None) -> int:
+    """Serve mode (``worker.py --serve``): one request path per stdin line, one status line back each.
+
+    One process then runs every request of an (artifact, device): under emulation that saves the
+    interpreter start-up and the model load (1-3 s each) for every pass after the first.
+    """
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    loaded: dict = {}
+    for line in stdin:
+        path = line.strip()
+        if not path:
+            continue
+        try:
+            code = handle(path, loaded)
+        except Exception as exc:  # unreadable request: say so on the status line, keep serving
+            stdout.write(f"error {one_line(exc)}\n")
+        else:
+            stdout.write("ok\n" if code == 0 else "failed\n")
+        stdout.flush()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--serve"]:
+        return serve_forever()
+    if len(argv) != 1:
+        print("usage: worker.py REQUEST.json | worker.py --serve", file=sys.stderr)
+        return 2
+    return handle(argv[0])
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import math
 from html import escape
 from typing import Any
 
+from .markdown import accuracy_text, agreement_text, flips_text, instructions_text
 from .tables import DeviceTable, Row, device_tables
 
 PASS, FAIL, NONE = "#1a7f37", "#cf222e", "#6e7781"
@@ -156,7 +157,7 @@ def _gate_cell(results: list[dict[str, Any]]) -> tuple[str, str]:
 
     why = "; ".join(
         (f"{g['gate']}: {fmt_value(g['value'], g['unit'])} vs "
-         f"{'≤' if g['gate'].startswith('max') else '≥'} {fmt_value(g['limit'], g['unit'])}")
+         f"{ {'<=': '≤', '>=': '≥'}.get(g.get('comparison', '<='), '≤')} {fmt_value(g['limit'], g['unit'])}")
         if g["value"] is not None and g["limit"] is not None else f"{g['gate']}: {g.get('detail')}"
         for g in bad)
     return "fail", f'<span class="tag fail">FAIL</span><div class="why">{escape(why)}</div>'
@@ -170,7 +171,8 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
     multi = len(models) > 1
     head = ["Model"] if multi else []
     head += ["Artifact", "Format", "Precision", "Accuracy", "Δ acc (pts)", "Agreement"]
-    head += (["Drift max |Δlogit|", "Flips", "Instructions (M)", "vs fp32"] if emulated
+    head += (["Emulated examples", "Drift max |Δlogit|", "Flips (95% bound)", "Instructions (M)", "vs fp32"]
+             if emulated
              else ["p50 ms", "p90 ms", "Speed-up"])
     head += ["Size MB", "Size ratio", "Gates"] + ([] if emulated else ["Slowest ops"])
     rows_html, size_pts, cost_pts = [], [], []
@@ -189,15 +191,20 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
             cells.append(f"<td>{gate_html}</td>")
             rows_html.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
             continue
-        cells += [f"<td>{_n(None if row.accuracy is None else row.accuracy * 100, '.2f', '%')}</td>",
+        cells += [f"<td>{escape(accuracy_text(row))}</td>",
                   f"<td>{_n(row.delta_accuracy_points, '+.2f')}</td>",
-                  f"<td>{_n(None if row.agreement is None else row.agreement * 100, '.2f', '%')}</td>"]
+                  f"<td>{escape(agreement_text(row))}</td>"]
         if emulated:
             insns = (_n(None if row.instructions is None else row.instructions / 1e6, ",.1f")
                      if row.instructions is not None else f'<span title="{escape(row.instructions_note or "")}">'
                                                             f'unavailable</span>')
-            cells += [f"<td>{_n(row.drift_max_abs, '.3g')}</td>",
-                      f"<td>{'—' if row.drift_flips is None else row.drift_flips}</td>",
+            if row.instructions is not None:
+                insns = escape(instructions_text(row))
+            em = row.emulation or {}
+            how = (f"{em.get('n_probe')} probe + {em.get('n_screened')} screened; "
+                   f"{(em.get('bound') or {}).get('assumption', 'every example emulated')}")
+            cells += [f'<td title="{escape(how)}">{"—" if row.n_emulated is None else f"{row.n_emulated} of {row.n}"}</td>',
+                      f"<td>{_n(row.drift_max_abs, '.3g')}</td>", f"<td>{escape(flips_text(row))}</td>",
                       f"<td>{insns}</td>", f"<td>{_n(row.instructions_ratio, '.2f', '×')}</td>"]
         else:
             cells += [f"<td>{_n(row.p50_ms, '.2f')}</td>", f"<td>{_n(row.p90_ms, '.2f')}</td>",
@@ -224,8 +231,10 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
     th = "".join(f'<th class="{"l" if i < (4 if multi else 3) else ""}">{escape(h)}</th>' for i, h in enumerate(head))
     cost_label = "guest instructions per inference (millions)" if emulated else "latency p50, ms (batch 1)"
     title = f"{device}" + (f" — {table.description}" if table.description else "")
-    note = ("Emulated under QEMU: cost is guest instructions per batch-1 inference (deterministic, relative), "
-            "not time; drift and flips compare with the desktop run of the same artifact on the same examples."
+    note = ("Emulated under QEMU: cost is guest instructions per batch-1 inference (deterministic, relative; "
+            "± = spread of the counted runs), not time; drift and flips compare with the desktop run of the same "
+            "artifact on the same examples. ˢ = margin-screened accuracy: the examples a bounded drift could "
+            "flip ran under emulation, the rest kept the desktop prediction (hover 'Emulated examples')."
             if emulated else "Latency: batch 1; Δ accuracy, agreement, speed-up and size ratio against the fp32 "
                              "artifact of the same format on this device.")
     legend = " ".join(f'<span class="tag {c}">{t}</span>' for c, t in (("pass", "gates pass"), ("fail", "a gate fails"),

@@ -6,14 +6,15 @@ from typing import Any
 
 from .tables import DeviceTable, Row, device_tables, side_by_side
 
-COLUMNS = ("Artifact", "Format", "Precision", "Accuracy", "Δ acc vs fp32 (pts)", "Agreement",
+COLUMNS = ("Artifact", "Format", "Precision", "Accuracy (95% CI, n)", "Δ acc vs fp32 (pts)", "Agreement",
            "Max abs Δlogit", "Latency p50 / p90 ms (threads)", "Speed-up vs fp32", "Size MB",
            "Size ratio", "Peak RSS MB")
 DASH = "—"
-EMULATED_COLUMNS = ("Artifact", "Format", "Precision", "Accuracy", "Δ acc vs fp32 (pts)", "Agreement",
-                    "Max abs Δlogit", "Drift vs desktop: max abs Δlogit", "Flips vs desktop",
-                    "Instructions / inference (M)", "Instr. ratio vs fp32", "Size MB", "Size ratio",
-                    "Emulated wall p50 ms (not latency)")
+EMULATED_COLUMNS = ("Artifact", "Format", "Precision", "Accuracy (95% CI, n)", "Δ acc vs fp32 (pts)",
+                    "Agreement", "Emulated examples", "Drift vs desktop: max abs Δlogit",
+                    "Flips vs desktop (95% upper bound)", "Instructions / inference (M)", "Instr. ratio vs fp32",
+                    "Size MB", "Emulator ms / example (not latency)")
+METHOD_MARK = {"margin-screened": "ˢ", "all emulated": "", "measured": ""}
 
 
 def _cell(text: Any) -> str:
@@ -24,16 +25,39 @@ def _num(value: float | None, fmt: str, suffix: str = "") -> str:
     return DASH if value is None else f"{value:{fmt}}{suffix}"
 
 
+def accuracy_text(row: Row, short: bool = False) -> str:
+    """An accuracy with its n and 95% interval; never a bare percentage."""
+    if row.accuracy is None:
+        return DASH
+    mark = METHOD_MARK.get(row.accuracy_method or "", "")
+    if row.accuracy_ci95 is None:
+        return f"{row.accuracy * 100:.2f}%{mark} (n={row.n})"
+    lo, hi = row.accuracy_ci95
+    if short:
+        return f"{row.accuracy * 100:.1f}%{mark} [{lo * 100:.1f}, {hi * 100:.1f}]"
+    return f"{row.accuracy * 100:.2f}%{mark} [{lo * 100:.1f}, {hi * 100:.1f}] n={row.n}"
+
+
+def agreement_text(row: Row) -> str:
+    """Agreement with fp32 (same device, same examples) with its 95% interval."""
+    if row.agreement is None:
+        return DASH
+    if row.agreement_ci95 is None:
+        return f"{row.agreement * 100:.2f}% (n={row.n})"
+    lo, hi = row.agreement_ci95
+    return f"{row.agreement * 100:.2f}% [{lo * 100:.1f}, {hi * 100:.1f}]"
+
+
 def _row(row: Row) -> list[str]:
     if row.status != "ok":
         return [f"`{row.artifact}`", row.format, row.precision, "**failed**", DASH, DASH, DASH, DASH, DASH,
                 _num(row.size_mb, ".2f"), _num(row.size_ratio, ".2f", "×"), DASH]
     latency = (f"{row.p50_ms:.2f} / {row.p90_ms:.2f} ({row.threads})"
                if row.p50_ms is not None and row.p90_ms is not None else DASH)
-    return [f"`{row.artifact}`", row.format, row.precision,
-            _num(None if row.accuracy is None else row.accuracy * 100, ".2f", "%"),
-            _num(row.delta_accuracy_points, "+.2f"),
-            _num(None if row.agreement is None else row.agreement * 100, ".2f", "%"),
+    if row.role == "drift-reference":
+        latency = "not measured (drift reference)"
+    return [f"`{row.artifact}`", row.format, row.precision, accuracy_text(row),
+            _num(row.delta_accuracy_points, "+.2f"), agreement_text(row),
             _num(row.max_abs_logit_diff, ".3g"), latency, _num(row.speedup, ".2f", "×"),
             _num(row.size_mb, ".2f"), _num(row.size_ratio, ".2f", "×"), _num(row.peak_rss_mb, ".0f")]
 
@@ -43,7 +67,7 @@ def _side_by_side(table: DeviceTable) -> list[str]:
     view = side_by_side(table)
     if view is None:
         return []
-    metrics = (("Accuracy", lambda r: _num(None if r.accuracy is None else r.accuracy * 100, ".2f", "%")),
+    metrics = (("Accuracy", lambda r: accuracy_text(r, short=True)),
                ("p50 ms", lambda r: _num(r.p50_ms, ".2f")),
                ("Speed-up", lambda r: _num(r.speedup, ".2f", "×")),
                ("Size MB", lambda r: _num(r.size_mb, ".2f")))
@@ -66,17 +90,50 @@ def _emulated_row(row: Row) -> list[str]:
     if row.status != "ok":
         return [f"`{row.artifact}`", row.format, row.precision, "**failed**", *[DASH] * 7,
                 _num(row.size_mb, ".2f"), _num(row.size_ratio, ".2f", "×"), DASH]
-    flips = DASH if row.drift_flips is None else str(row.drift_flips)
-    insns = _num(None if row.instructions is None else row.instructions / 1e6, ".2f")
-    if row.instructions is None:
-        insns = "unavailable"
-    return [f"`{row.artifact}`", row.format, row.precision,
-            _num(None if row.accuracy is None else row.accuracy * 100, ".2f", "%"),
-            _num(row.delta_accuracy_points, "+.2f"),
-            _num(None if row.agreement is None else row.agreement * 100, ".2f", "%"),
-            _num(row.max_abs_logit_diff, ".3g"), _num(row.drift_max_abs, ".3g"), flips, insns,
+    return [f"`{row.artifact}`", row.format, row.precision, accuracy_text(row),
+            _num(row.delta_accuracy_points, "+.2f"), agreement_text(row),
+            DASH if row.n_emulated is None else f"{row.n_emulated} of {row.n}",
+            _num(row.drift_max_abs, ".3g"), flips_text(row), instructions_text(row),
             _num(row.instructions_ratio, ".2f", "×"), _num(row.size_mb, ".2f"),
-            _num(row.size_ratio, ".2f", "×"), _num(row.emulated_wall_p50_ms, ".0f")]
+            _num(row.emulated_ms_per_example, ".0f")]
+
+
+def flips_text(row: Row) -> str:
+    """Flips as count/n with the 95% upper bound of the rate."""
+    if row.drift_flips is None:
+        return DASH
+    bound = "" if row.flip_rate_upper95 is None else f" (≤ {row.flip_rate_upper95 * 100:.2f}%)"
+    return f"{row.drift_flips}/{row.n}{bound}"
+
+
+def instructions_text(row: Row) -> str:
+    if row.instructions is None:
+        return "unavailable"
+    spread = "" if row.instructions_spread is None else f" ±{row.instructions_spread * 100:.3f}%"
+    return f"{row.instructions / 1e6:.2f}{spread}"
+
+
+def _emulation_notes(table: DeviceTable) -> list[str]:
+    """How each emulated accuracy was obtained: what ran under emulation and the bound relied on."""
+    rows = [r for r in table.rows if r.emulation]
+    if not rows:
+        return []
+    lines = ["", "How the accuracies above were obtained (ˢ = margin-screened):", ""]
+    for row in rows:
+        em = row.emulation
+        if em.get("method") == "all":
+            lines.append(f"- `{row.artifact}`: all {em['n']} examples ran under emulation.")
+            continue
+        bound = em.get("bound") or {}
+        probe = em.get("probe_flips") or {}
+        lines.append(
+            f"- `{row.artifact}`: {em['n_emulated']} of {em['n']} examples ran under emulation "
+            f"({em['n_probe']} random probe + {em['n_screened']} screened, {bound.get('rounds', 0)} round(s)); "
+            f"{em['n_carried_over']} carried over from the desktop. Max drift measured "
+            f"{em['max_drift_emulated']:.3g}; relied on: {_cell(bound.get('assumption', '?'))}. "
+            f"Probe alone (no assumption): {probe.get('k', 0)}/{probe.get('n', 0)} flips "
+            f"(≤ {100 * (probe.get('upper95') or 0):.1f}%).")
+    return lines
 
 
 def _profile(table: DeviceTable, top: int = 3) -> list[str]:
@@ -114,10 +171,10 @@ def _table(table: DeviceTable) -> list[str]:
         lines += [" · ".join(_cell(f) for f in facts), ""]
     columns, row_cells = COLUMNS, _row
     if table.emulated:
-        lines += ["> Emulated: cost is guest instructions per batch-1 inference (deterministic, relative "
-                  "to the other artifacts on this CPU model), not time. Emulator wall time is shown only "
-                  "as such and is not device latency. Drift compares with the desktop run of the same "
-                  "artifact on the same inputs.", ""]
+        lines += ["> Emulated: cost is guest instructions per batch-1 inference at seq_len (deterministic, "
+                  "relative to the other artifacts on this CPU model; ± is the spread of the counted runs), "
+                  "not time. Emulator wall time is shown only as such and is not device latency. Drift and "
+                  "flips compare with the desktop run of the same artifact on the same examples.", ""]
         columns, row_cells = EMULATED_COLUMNS, _emulated_row
     lines.append("| " + " | ".join(columns) + " |")
     lines.append("|" + "|".join("---" if i < 3 else "---:" for i in range(len(columns))) + "|")
@@ -125,6 +182,8 @@ def _table(table: DeviceTable) -> list[str]:
     notes = [row for row in table.rows if row.instructions_note]
     if notes:
         lines += [""] + [f"- `{row.artifact}`: {_cell(row.instructions_note)}" for row in notes]
+    if table.emulated:
+        lines += _emulation_notes(table)
     lines += _side_by_side(table)
     lines += _profile(table)
     if table.failed:
@@ -148,11 +207,12 @@ def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> st
         + (f" (first {dataset['limit']})" if dataset.get("limit") else "")
         + "".join(f"; {note}" for note in dataset.get("notes") or ()),
         f"- Settings: seq_len {settings.get('seq_len')}, threads {settings.get('threads')}, "
-        f"{settings.get('warmup')} warm-up + {settings.get('runs')} timed runs at batch 1, "
-        f"accuracy batches of {settings.get('batch_size')}",
+        f"{settings.get('warmup')} warm-up + {settings.get('runs')} timed runs at batch 1; accuracy "
+        f"{'at batch 1, each example at its own length' if settings.get('batch_size') == 1 else 'in length-sorted batches of ' + str(settings.get('batch_size'))}",
         f"- Created {report.get('created', '?')} with {version_text}",
         "",
-        "Accuracy and agreement are fractions of the dataset; Δ accuracy, agreement, max abs Δlogit, "
+        f"Accuracy: {report.get('accuracy_definition', 'fraction of examples classified correctly')}. "
+        "Δ accuracy, agreement, max abs Δlogit, "
         "speed-up and size ratio are relative to the fp32 artifact of the same format on the same device. "
         "Size MB = 10^6 bytes.",
         "",
@@ -166,6 +226,8 @@ def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> st
         lines += [f"Instructions (emulated devices): {report['instructions_definition']}.", ""]
     if report.get("emulated_wall_definition"):
         lines += [f"Emulated wall time: {report['emulated_wall_definition']}.", ""]
+    if report.get("emulation_definition"):
+        lines += [f"Emulated accuracy: {report['emulation_definition']}.", ""]
     for table in device_tables(report):
         lines += _table(table)
     return "\n".join(lines).rstrip() + "\n"
@@ -177,7 +239,7 @@ def _gate_table(results: list[dict[str, Any]]) -> list[str]:
 
     lines = ["| Status | Model | Artifact | Device | Gate | Measured | Limit |", "|---|---|---|---|---|---:|---:|"]
     for g in results:
-        op = "≤" if g["gate"].startswith("max") else ("≥" if g["gate"] != "runs" else "")
+        op = {"<=": "≤", ">=": "≥"}.get(g.get("comparison", ""), "")
         measured = fmt_value(g["value"], g["unit"]) if g["value"] is not None else _cell(g.get("detail") or DASH)
         limit = f"{op} {fmt_value(g['limit'], g['unit'])}" if g["limit"] is not None else DASH
         lines.append(f"| {'✅ pass' if g['passed'] else '❌ **FAIL**'} | {g['model']} | `{g['artifact']}` | "

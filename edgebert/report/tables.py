@@ -18,8 +18,10 @@ class Row:
     status: str
     error: str | None
     accuracy: float | None
+    accuracy_ci95: tuple[float, float] | None
     delta_accuracy_points: float | None      # (accuracy - fp32 accuracy) * 100
     agreement: float | None
+    agreement_ci95: tuple[float, float] | None
     max_abs_logit_diff: float | None
     p50_ms: float | None
     p90_ms: float | None
@@ -35,10 +37,17 @@ class Row:
     instructions: int | None = None           # guest instructions per batch-1 inference
     instructions_ratio: float | None = None   # this / fp32 of the same format on the same device
     instructions_note: str | None = None      # why there is no count (never replaced by wall time)
-    emulated_wall_p50_ms: float | None = None  # emulator wall time: NOT device latency
+    emulated_ms_per_example: float | None = None  # emulator wall ms per emulated example: NOT device latency
     # per-op profile (``check --profile``): slowest operator types, or why there is none
     top_ops: tuple[tuple[str, float, float], ...] = ()  # (op type, ms per inference, share of kernel time)
     profile_note: str | None = None
+    n: int | None = None                      # examples the accuracy is over
+    accuracy_method: str | None = None        # "measured" | "margin-screened" | "all emulated"
+    role: str = "measured"                    # "drift-reference": a desktop run that only serves the emulated ones
+    n_emulated: int | None = None             # emulated devices: examples that really ran under emulation
+    flip_rate_upper95: float | None = None    # emulated: 95% upper bound of the flip rate vs desktop
+    instructions_spread: float | None = None  # (max - min) / median of the counted runs
+    emulation: dict | None = None             # emulated: the record's ``emulation`` summary (method, counts, bound)
 
 
 @dataclass(frozen=True)
@@ -74,11 +83,15 @@ def _emulated_fields(r: dict[str, Any], ref: dict[str, Any] | None) -> dict[str,
     note = None
     if ok and ins.get("status") != "ok":
         note = f"instruction count {ins.get('status', 'missing')}: {ins.get('error') or 'not measured'}"
-    wall = r.get("emulated_wall_ms") or {}
+    wall = r.get("emulated_wall") or {}
     return {"drift_max_abs": drift.get("max_abs_logit_diff"), "drift_flips": drift.get("prediction_flips"),
+            "n_emulated": drift.get("n_emulated"), "flip_rate_upper95": drift.get("flip_rate_upper95"),
+            "emulation": {k: v for k, v in (r.get("emulation") or {}).items() if k != "emulated_examples"} or None
+            if ok else None,
+            "instructions_spread": ins.get("spread") if ok and ins.get("status") == "ok" else None,
             "instructions": _instructions(r) if ok else None,
             "instructions_ratio": _ratio(_instructions(r), _instructions(ref)) if ok else None,
-            "instructions_note": note, "emulated_wall_p50_ms": wall.get("p50") if ok else None}
+            "instructions_note": note, "emulated_ms_per_example": wall.get("ms_per_example") if ok else None}
 
 
 def _profile_fields(r: dict[str, Any]) -> dict[str, Any]:
@@ -108,8 +121,11 @@ def device_tables(report: dict[str, Any]) -> list[DeviceTable]:
             rows.append(Row(
                 artifact=r["artifact"], format=r["format"], precision=r["precision"], status=r["status"],
                 error=r.get("error"), accuracy=r.get("accuracy") if ok else None,
+                accuracy_ci95=tuple(r["accuracy_ci95"]) if ok and r.get("accuracy_ci95") else None,
+                n=r.get("n_samples"), accuracy_method=r.get("accuracy_method"), role=r.get("role") or "measured",
                 delta_accuracy_points=(r["accuracy"] - ref["accuracy"]) * 100 if ok and ref_ok else None,
                 agreement=r.get("agreement") if ok else None,
+                agreement_ci95=tuple(r["agreement_ci95"]) if ok and r.get("agreement_ci95") else None,
                 max_abs_logit_diff=r.get("max_abs_logit_diff_vs_fp32") if ok else None,
                 p50_ms=lat.get("p50") if ok else None, p90_ms=lat.get("p90") if ok else None,
                 threads=r.get("threads"),

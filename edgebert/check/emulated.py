@@ -1,0 +1,170 @@
+"""The check on emulated ARM devices: an accuracy job (margin screening) and a counting job per artifact.
+
+Both run the same measurement worker as the desktop, under QEMU:
+
+- **accuracy** (``screening.py``): the examples the method picks run at batch 1, each at its own
+  length, under the accuracy emulator (QEMU 10); the rest keep the desktop prediction. The record
+  gets ``accuracy`` over all n (with its Wilson interval), ``emulation`` (which examples ran, the
+  bound relied on, flips) and ``drift_vs_desktop``;
+- **instructions**: guest instructions per batch-1 inference at ``seq_len`` under the counting
+  emulator (a TCG plugin), ``COUNT_WARMUP`` + ``COUNT_RUNS`` marked inferences; the record gets
+  ``instructions`` (median, every count, spread) and the emulator wall time of those runs.
+
+Emulator wall time is never device latency: it goes to ``emulated_wall`` (accuracy passes) and
+``emulated_wall_ms`` (counted runs), both labelled as emulation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import devices as _devices
+from ..devices.worker import build_request
+from . import screening
+from .runner import DRIFT_REFERENCE, CheckPlan, Job, _order, accuracy_fields, read_logits, write_inputs
+
+COUNT_WARMUP, COUNT_RUNS = 1, 2   # counted runs: the first inference does lazy init (+0.3% ORT, +5-270% LiteRT)
+
+EMULATED_DEFINITIONS = {
+    "instructions_definition": (
+        f"guest instructions executed by one batch-1 inference at seq_len (the latency input), counted by a "
+        f"QEMU TCG plugin between markers the worker issues around runtime.run; median of {COUNT_RUNS} runs "
+        f"after {COUNT_WARMUP} warm-up, single-threaded, with address-space randomisation off, a fixed hash "
+        f"seed and ONNX Runtime's telemetry thread disabled. Counts of the same artifact repeat within "
+        f"0.01% across runs and processes (each record states its spread = (max - min) / median of its "
+        f"runs). A deterministic, relative cost signal for the emulated CPU model, not milliseconds"),
+    "emulated_wall_definition": (
+        "emulator wall time (QEMU user mode on the host): accuracy passes per emulated example, and the "
+        "counted runs at seq_len. NOT device latency"),
+    "emulation_definition": (
+        "accuracy on emulated devices: 'margin-screened' runs a fixed random probe and every example whose "
+        "desktop margin a drift up to the bound could flip under emulation, and carries the desktop "
+        "prediction over for the rest (edgebert/check/screening.py); 'all emulated' runs every example"),
+}
+
+
+def emulated_jobs(plan: CheckPlan) -> list[Job]:
+    """Per (artifact, emulated device): the accuracy job and, where the device counts, the counting job."""
+    jobs = []
+    for device in plan.emulated:
+        for name in _order(plan.manifest):
+            key = (device.name, name)
+            jobs.append(Job(plan, key, lambda d=device, n=name: _accuracy(plan, n, d), "accuracy"))
+            if device.counts_instructions and not plan.problems[name] and device.runtime_for(
+                    plan.manifest.artifacts[name]["format"]):
+                jobs.append(Job(plan, key, lambda d=device, n=name: _count(plan, n, d), "instructions"))
+    return jobs
+
+
+def _accuracy(plan: CheckPlan, name: str, device: _devices.Device) -> tuple[dict[str, Any], np.ndarray | None]:
+    record = plan.base_record(name, device)
+    if plan.problems[name]:
+        record["error"] = plan.problems[name]
+        return record, None
+    runtime = device.runtime_for(record["format"])
+    if runtime is None:
+        record["error"] = (f"device {device.name} has no runtime for format {record['format']!r} "
+                           f"(it runs: {', '.join(device.formats()) or 'nothing'})")
+        return record, None
+    desktop = plan.logits.get((DRIFT_REFERENCE, name))
+    if desktop is None:
+        record["error"] = (f"no {DRIFT_REFERENCE} logits of {name} to compare with (the {DRIFT_REFERENCE} run "
+                           f"failed): emulated accuracy needs them")
+        return record, None
+    n = plan.n_emulated
+    desktop, labels = desktop[:n], plan.labels[:n]
+    stem = f"{device.name}.{name}".replace("/", "_")
+    passes: list[dict[str, Any]] = []
+    last: dict[str, Any] = {}
+
+    def emulate(idx: np.ndarray) -> np.ndarray:
+        i = len(passes)
+        inputs = write_inputs(plan.work / f"{stem}.{i}.inputs.npz", plan.ids[idx], plan.mask[idx],
+                              plan.lat_ids, plan.lat_mask)
+        request = build_request(runtime=runtime, model=str(plan.manifest.artifact_path(name).resolve()),
+                                threads=record["threads"], inputs=str(inputs),
+                                outputs=str(plan.work / f"{stem}.{i}.logits.npz"),
+                                result=str(plan.work / f"{stem}.{i}.result.json"),
+                                batch_size=1, warmup=0, runs=0)
+        result = session.run(request, plan.work / f"{stem}.{i}.request.json")
+        last.update(result)
+        if result.get("status") != "ok":
+            raise _EmulationFailed(result.get("error") or "worker failed without a reason")
+        logits = read_logits(request["outputs"], len(idx), plan.manifest)
+        if isinstance(logits, str):
+            raise _EmulationFailed(logits)
+        passes.append({"examples": int(len(idx)), **(result.get("accuracy_pass") or {}),
+                       "load_ms": result.get("load_ms")})
+        return logits
+
+    try:
+        with device.session() as session:  # one emulated process for every pass of this artifact
+            logits, summary = screening.run(desktop, emulate, plan.settings.emulated, record["precision"])
+    except _EmulationFailed as exc:
+        record["error"] = str(exc)
+        record["runtime"] = {"name": (last.get("runtime") or {}).get("name") or runtime,
+                             "version": (last.get("runtime") or {}).get("version")}
+        return record, None
+    seconds = sum(float(p.get("seconds") or 0) for p in passes)
+    method = "margin-screened" if summary["method"] == "screened" else "all emulated"
+    record.update({
+        "status": "ok",
+        **accuracy_fields(logits, labels, method),
+        "emulation": {**summary, "passes": passes},
+        "drift_vs_desktop": {"max_abs_logit_diff": summary["max_drift_emulated"],
+                             "prediction_flips": summary["flips"]["k"], "n": summary["n"],
+                             "n_emulated": summary["n_emulated"],
+                             "flip_rate_upper95": summary["flips"]["upper95"]},
+        "emulated_wall": {"seconds": round(seconds, 3), "examples": summary["n_emulated"],
+                          "ms_per_example": round(1e3 * seconds / summary["n_emulated"], 1)
+                          if summary["n_emulated"] else None,
+                          "note": "emulator wall time of the accuracy passes: NOT device latency"},
+        "runtime": {"name": (last.get("runtime") or {}).get("name") or runtime,
+                    "version": (last.get("runtime") or {}).get("version")},
+        "runtime_settings": (last.get("runtime") or {}).get("settings", {}), "platform": last.get("platform"),
+        "load_ms": last.get("load_ms"),
+    })
+    if plan.settings.profile:
+        record["profile"] = {"status": "skipped", "reason": "not profiled: emulated wall time ranks kernels "
+                                                            "wrongly (the instruction count is the cost signal)"}
+    return record, logits
+
+
+class _EmulationFailed(Exception):
+    pass
+
+
+def _count(plan: CheckPlan, name: str, device: _devices.Device) -> tuple[dict[str, Any], None]:
+    stem = f"{device.name}.{name}".replace("/", "_")
+    empty = np.zeros((0, plan.ids.shape[1]), np.int64)
+    inputs = write_inputs(plan.work / f"{stem}.count.inputs.npz", empty, empty, plan.lat_ids, plan.lat_mask)
+    request = build_request(runtime=device.runtime_for(plan.manifest.artifacts[name]["format"]),
+                            model=str(plan.manifest.artifact_path(name).resolve()), threads=plan.threads(device),
+                            inputs=str(inputs), outputs=str(plan.work / f"{stem}.count.logits.npz"),
+                            result=str(plan.work / f"{stem}.count.result.json"), batch_size=1,
+                            warmup=COUNT_WARMUP, runs=COUNT_RUNS)
+    counted = device.count_instructions(request, plan.work)
+    part: dict[str, Any] = {"instructions": {k: v for k, v in counted.items() if k != "wall_ms"}}
+    if counted.get("wall_ms"):
+        from .metrics import latency_summary
+
+        part["emulated_wall_ms"] = {**latency_summary(counted["wall_ms"]), "runs": len(counted["wall_ms"]),
+                                    "note": "emulator wall time of the counted runs under the counting QEMU: "
+                                            "NOT device latency"}
+    return part, None
+
+
+def finish_emulated(record: dict[str, Any], device: _devices.Device) -> None:
+    """A device that should count instructions but could not fails the record, with the reason."""
+    ins = record.get("instructions")
+    if record.get("status") != "ok" or not device.counts_instructions:
+        return
+    expected = getattr(device, "counting_expected", lambda: True)()
+    if ins is None:
+        ins = record["instructions"] = {"status": "failed", "error": "no counting run"}
+    if ins.get("status") == "ok" or (ins.get("status") == "unavailable" and not expected):
+        return
+    record["status"] = "failed"
+    record["error"] = f"instruction count {ins.get('status', 'missing')}: {ins.get('error') or 'no reason given'}"
