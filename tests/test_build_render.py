@@ -84,3 +84,75 @@ def test_html_renders_in_headless_chromium(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert _png_size(png) == (1400, 1800)
     assert png.stat().st_size > 50_000  # a rendered page with tables and plots, not a blank one
+
+
+LAYOUT_PROBE = """<script>
+window.addEventListener('load', () => {
+  const over = [...document.querySelectorAll('.card')].map(c => c.scrollWidth - c.clientWidth);
+  const clashes = [];
+  document.querySelectorAll('svg').forEach((svg, i) => {
+    const labels = [...svg.querySelectorAll('text.lbl')].map(t => t.getBBox());  // the points' labels
+    for (let a = 0; a < labels.length; a++) for (let b = a + 1; b < labels.length; b++) {
+      const p = labels[a], q = labels[b];
+      if (p.x < q.x + q.width - 0.5 && q.x < p.x + p.width - 0.5 && p.y < q.y + q.height - 0.5 && q.y < p.y + p.height - 0.5)
+        clashes.push(i);
+    }
+  });
+  document.body.setAttribute('data-probe', JSON.stringify({overflow: Math.max(0, ...over), clashes: clashes.length,
+                                                           width: document.documentElement.scrollWidth}));
+});
+</script>"""
+
+
+def _crowded():
+    """A build report with 12 artifacts per device and points close together (the real matrix)."""
+    records = []
+    for model in ("distilbert", "squeezebert"):
+        for fmt in ("onnx", "tflite"):
+            for i, precision in enumerate(("fp32", "int8-dynamic", "int8-static")):
+                name = f"model.{precision + '.' if precision != 'fp32' else ''}{fmt}".replace("fp32.", "")
+                for device in ("desktop", "cortex-a53"):
+                    records.append(_rec(name, precision, device, format=fmt, reference=f"model.{fmt}",
+                                        accuracy=0.818 + 0.001 * i, accuracy_ci95=[0.79, 0.84],
+                                        size_bytes=(91_000_000 if precision == "fp32" else 23_000_000 + i * 1_000_000),
+                                        latency_ms=({"p50": 30.0 - 8 * i, "p90": 31.0} if device == "desktop" else None),
+                                        drift_vs_desktop={"max_abs_logit_diff": 0.08, "prediction_flips": 2,
+                                                          "n_emulated": 56, "flip_rate_upper95": 0.0125},
+                                        instructions={"status": "ok", "per_inference": 4.4e8 + 1e7 * i, "spread": 2e-5},
+                                        profile={"status": "ok", "top_ops": [{"op": "MatMul", "ms": 19.8, "share": 0.59},
+                                                                            {"op": "Softmax", "ms": 4.8, "share": 0.14}]}))
+    reports = {}
+    for model in ("distilbert", "squeezebert"):
+        reports[model] = {**_report([dict(r) for r in records[:24]]), "dataset": {"name": "builtin:test", "n": 1000}}
+    summary, _ = _summary_and_reports()
+    summary["models"] = [{"name": m, "status": "ok", "gates": []} for m in reports]
+    return summary, reports
+
+
+def _probe(page: str, tmp_path: Path) -> dict:
+    (tmp_path / "probe.html").write_text(page, encoding="utf-8")
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,2000",
+                           "--virtual-time-budget=5000", "--dump-dom", f"file://{tmp_path / 'probe.html'}"],
+                          capture_output=True, text=True, timeout=180)
+    found = re.search(r'data-probe="([^"]+)"', proc.stdout)
+    assert found, proc.stderr[-500:]
+    import html as html_lib
+    import json
+
+    return json.loads(html_lib.unescape(found.group(1)))
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
+                    reason="chromium not installed (apt-get install -y chromium)")
+def test_crowded_report_fits_1400px_and_no_plot_labels_overlap(tmp_path):
+    """Looked at in a real browser: no table wider than its card at 1400 px, no two plot labels overlap."""
+    page = html.render_build(*_crowded())
+    probe = _probe(page.replace("</body>", LAYOUT_PROBE + "</body>"), tmp_path)
+    assert probe["overflow"] == 0 and probe["width"] <= 1400, probe
+    assert probe["clashes"] == 0, probe
+    # the probe sees what it should: two labels drawn on top of each other are a clash
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="200" height="50"><text class="lbl" x="5" y="20" '
+           'font-size="10.5">dist onnx fp32</text><text class="lbl" x="9" y="22" font-size="10.5">x</text></svg>')
+    assert _probe(page.replace("</body>", svg + LAYOUT_PROBE + "</body>"), tmp_path)["clashes"] == 1

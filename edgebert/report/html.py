@@ -30,8 +30,8 @@ padding-bottom:4px}h3{font-size:15px;margin:18px 0 6px}
 .facts{color:#57606a;margin:4px 0 0;padding-left:18px}
 .card{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:12px 16px;margin:12px 0}
 table{border-collapse:collapse;width:100%;font-size:13px}
-th,td{border-bottom:1px solid #d8dee4;padding:5px 8px;text-align:right;white-space:nowrap}
-th{background:#f6f8fa;font-weight:600;position:sticky;top:0}
+th,td{border-bottom:1px solid #d8dee4;padding:5px 6px;text-align:right;white-space:nowrap}
+th{background:#f6f8fa;font-weight:600;position:sticky;top:0;white-space:normal;vertical-align:bottom}
 td.l,th.l{text-align:left}td.ops{white-space:normal;text-align:left;color:#57606a;font-size:12px;min-width:200px;max-width:300px}
 tr.fail td{background:#ffebe9}tr.failed td{background:#fff8c5}
 .tag{display:inline-block;padding:1px 7px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}
@@ -39,6 +39,8 @@ tr.fail td{background:#ffebe9}tr.failed td{background:#fff8c5}
 .why{color:#cf222e;font-size:12px;white-space:normal;text-align:left}
 .plots{display:flex;flex-wrap:wrap;gap:16px}.plots svg{background:#fff;border:1px solid #d0d7de;border-radius:6px}
 .note{color:#57606a;font-size:12.5px;margin:6px 0}
+.sub{display:block;color:#57606a;font-size:11px}
+ul.ops{color:#57606a;font-size:12.5px;margin:4px 0;padding-left:18px}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:#eff1f3;padding:1px 4px;border-radius:4px}
 """
 
@@ -78,6 +80,50 @@ def _marker(shape: str, x: float, y: float, color: str, r: float = 6.0) -> str:
         return (f'<polygon points="{x:.1f},{y - r * 1.2:.1f} {x + r * 1.2:.1f},{y:.1f} {x:.1f},{y + r * 1.2:.1f} '
                 f'{x - r * 1.2:.1f},{y:.1f}" {common}/>')
     return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" {common}/>'
+
+
+LABEL_H = 12.0          # px: a 10.5 px label's line box
+CHAR_W = 6.1            # px: a generous average glyph width at 10.5 px (labels are short ASCII)
+MARKER_R = 7.0
+
+
+def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def place_labels(points: list[tuple[float, float, str]], area: tuple[float, float, float, float]
+                 ) -> list[tuple[float, float, float, str, bool]]:
+    """A position for each point's label that overlaps no other label and no marker.
+
+    Tries the eight places around the point (right first), then slides further away vertically with
+    a leader line. Returns ``(x, y_top, width, text, leader)`` per point, in input order. Greedy,
+    deterministic (points taken from the top of the plot down), good for the ~12-24 points a
+    device's plot has.
+    """
+    x0, y0, x1, y1 = area
+    taken = [(x - MARKER_R, y - MARKER_R, x + MARKER_R, y + MARKER_R) for x, y, _ in points]
+    out: list = [None] * len(points)
+    for i in sorted(range(len(points)), key=lambda k: (points[k][1], points[k][0])):
+        x, y, text = points[i]
+        w, h = CHAR_W * len(text) + 2, LABEL_H
+        near = [(x + 9, y - h / 2), (x - 9 - w, y - h / 2), (x - w / 2, y - 9 - h), (x - w / 2, y + 9),
+                (x + 6, y - 6 - h), (x + 6, y + 6), (x - 6 - w, y - 6 - h), (x - 6 - w, y + 6)]
+        far = [(x + 14, y - h / 2 + d) for k in range(1, 12) for d in (-k * h, k * h)]
+        far += [(x - 14 - w, y - h / 2 + d) for k in range(1, 12) for d in (-k * h, k * h)]
+        choice = None
+        for j, (lx, ly) in enumerate(near + far):
+            box = (lx, ly, lx + w, ly + h)
+            if box[0] < x0 + 1 or box[2] > x1 - 1 or box[1] < y0 + 1 or box[3] > y1 - 1:
+                continue
+            if not any(_overlaps(box, t) for t in taken):
+                choice = (lx, ly, j >= len(near))
+                break
+        if choice is None:  # nowhere free: right of the point, clipped to the area
+            choice = (min(x + 9, x1 - w - 1), max(y0 + 1, min(y - h / 2, y1 - h - 1)), False)
+        lx, ly, leader = choice
+        taken.append((lx, ly, lx + w, ly + h))
+        out[i] = (lx, ly, w, text, leader)
+    return out
 
 
 def scatter(points: list[dict[str, Any]], *, title: str, xlabel: str, ylabel: str, width: int = 620,
@@ -122,26 +168,31 @@ def scatter(points: list[dict[str, Any]], *, title: str, xlabel: str, ylabel: st
                  f'fill="#1f2328">{escape(xlabel)}</text>')
     parts.append(f'<text transform="translate(16,{top + ph / 2}) rotate(-90)" text-anchor="middle" '
                  f'font-size="12" fill="#1f2328">{escape(ylabel)}</text>')
-    placed: list[tuple[float, float]] = []
-    for p in sorted(pts, key=lambda p: (p["x"], p["y"])):
-        x, y = sx(p["x"]), sy(p["y"])
+    xy = [(sx(p["x"]), sy(p["y"])) for p in pts]
+    labels = place_labels([(x, y, p["label"]) for (x, y), p in zip(xy, pts)], (left, top, left + pw, top + ph))
+    for (x, y), p in zip(xy, pts):
         parts.append(f'<g><title>{escape(p.get("tooltip") or p["label"])}</title>'
                      f'{_marker(p.get("shape", "circle"), x, y, p["color"])}</g>')
-        # label: right of the point, nudged down while it would overlap an earlier label
-        lx, ly = x + 9, y + 4
-        while any(abs(lx - px) < 80 and abs(ly - py) < 12 for px, py in placed):
-            ly += 12
-        anchor = "start"
-        if lx + 90 > left + pw:
-            lx, anchor = x - 9, "end"
-        placed.append((lx, ly))
-        parts.append(f'<text x="{lx:.1f}" y="{ly:.1f}" font-size="10.5" fill="#57606a" '
-                     f'text-anchor="{anchor}">{escape(p["label"])}</text>')
+    for (x, y), (lx, ly, _w, text, leader) in zip(xy, labels):
+        if leader:
+            parts.append(f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{lx:.1f}" y2="{ly + LABEL_H / 2:.1f}" '
+                         f'stroke="#8c959f" stroke-width="0.7"/>')
+        parts.append(f'<text class="lbl" x="{lx:.1f}" y="{ly + LABEL_H - 3:.1f}" font-size="10.5" '
+                     f'fill="#57606a">{escape(text)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
 # --- tables ------------------------------------------------------------------------------------
+def _two(text: str) -> str:
+    """A figure and its qualifier (interval, n, bound) on two lines, to keep columns narrow."""
+    for sep in (" [", " (", " ±"):
+        if sep in text:
+            main, rest = text.split(sep, 1)
+            return f'{escape(main)}<span class="sub">{escape(sep.strip() + rest)}</span>'
+    return escape(text)
+
+
 def _n(v: float | None, fmt: str, suffix: str = "") -> str:
     return "—" if v is None else f"{v:{fmt}}{suffix}"
 
@@ -171,11 +222,11 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
     multi = len(models) > 1
     head = ["Model"] if multi else []
     head += ["Artifact", "Format", "Precision", "Accuracy", "Δ acc (pts)", "Agreement"]
-    head += (["Emulated examples", "Drift max |Δlogit|", "Flips (95% bound)", "Instructions (M)", "vs fp32"]
+    head += (["Emulated", "Drift max |Δlogit|", "Flips (95% bound)", "Instr. (M)", "vs fp32"]
              if emulated
              else ["p50 ms", "p90 ms", "Speed-up"])
-    head += ["Size MB", "Size ratio", "Gates"] + ([] if emulated else ["Slowest ops"])
-    rows_html, size_pts, cost_pts = [], [], []
+    head += ["Size MB", "Size ratio", "Gates"]
+    rows_html, size_pts, cost_pts, slowest = [], [], [], []
     notes: dict[str, list[str]] = {}
     for model, _, row in items:
         results = gate_results.get((model, row.artifact, device), [])
@@ -191,35 +242,33 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
             cells.append(f"<td>{gate_html}</td>")
             rows_html.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
             continue
-        cells += [f"<td>{escape(accuracy_text(row))}</td>",
+        cells += [f"<td>{_two(accuracy_text(row))}</td>",
                   f"<td>{_n(row.delta_accuracy_points, '+.2f')}</td>",
-                  f"<td>{escape(agreement_text(row))}</td>"]
+                  f"<td>{_two(agreement_text(row))}</td>"]
         if emulated:
             insns = (_n(None if row.instructions is None else row.instructions / 1e6, ",.1f")
                      if row.instructions is not None else f'<span title="{escape(row.instructions_note or "")}">'
                                                             f'unavailable</span>')
             if row.instructions is not None:
-                insns = escape(instructions_text(row))
+                insns = _two(instructions_text(row).replace(" ±", " ±", 1))
             em = row.emulation or {}
             how = (f"{em.get('n_probe')} probe + {em.get('n_screened')} screened; "
                    f"{(em.get('bound') or {}).get('assumption', 'every example emulated')}")
-            cells += [f'<td title="{escape(how)}">{"—" if row.n_emulated is None else f"{row.n_emulated} of {row.n}"}</td>',
-                      f"<td>{_n(row.drift_max_abs, '.3g')}</td>", f"<td>{escape(flips_text(row))}</td>",
+            cells += [f'<td title="{escape(how)}">{"—" if row.n_emulated is None else f"{row.n_emulated}/{row.n}"}</td>',
+                      f"<td>{_n(row.drift_max_abs, '.3g')}</td>", f"<td>{_two(flips_text(row))}</td>",
                       f"<td>{insns}</td>", f"<td>{_n(row.instructions_ratio, '.2f', '×')}</td>"]
         else:
             cells += [f"<td>{_n(row.p50_ms, '.2f')}</td>", f"<td>{_n(row.p90_ms, '.2f')}</td>",
                       f"<td>{_n(row.speedup, '.2f', '×')}</td>"]
         cells += [f"<td>{_n(row.size_mb, '.2f')}</td>", f"<td>{_n(row.size_ratio, '.2f', '×')}</td>",
                   f"<td>{gate_html}</td>"]
-        if not emulated:
+        if not emulated:  # slowest operators: a list below the table (a column made it 1,800 px wide)
             ops = ", ".join(f"{op} {ms:.1f} ms ({share * 100:.0f}%)" for op, ms, share in row.top_ops[:3])
             if ops:
-                cells.append(f'<td class="ops">{escape(ops)}</td>')
-            else:  # the reason once below the table, not in every row
-                note = row.profile_note or "—"
-                short = note.split(":", 1)[0] if row.profile_note else note
-                notes.setdefault(note, []).append(row.artifact)
-                cells.append(f'<td class="ops" title="{escape(note)}">{escape(short)}</td>')
+                slowest.append(f"<li>{escape((model + '/') if multi else '')}<code>{escape(row.artifact)}</code>: "
+                               f"{escape(ops)}</li>")
+            elif row.profile_note:  # the reason once, not in every row
+                notes.setdefault(row.profile_note, []).append(row.artifact)
         rows_html.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
         label = (f"{model[:4]} " if multi else "") + f"{row.format} {PRECISION_SHORT.get(row.precision, row.precision)}"
         acc = None if row.accuracy is None else row.accuracy * 100
@@ -244,6 +293,8 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
     return (f'<h2 id="{escape(device)}">{escape(title)}</h2><p class="note">{escape(note)}</p>'
             f'<div class="card" style="overflow-x:auto"><table><thead><tr>{th}</tr></thead><tbody>'
             f'{"".join(rows_html)}</tbody></table></div>'
+            + (f'<p class="note">Slowest operators (per-op profile, batch 1, top 3 by kernel time):</p>'
+               f'<ul class="ops">{"".join(slowest)}</ul>' if slowest else "")
             + "".join(f'<p class="note">{escape(n)} ({escape(", ".join(sorted(set(a))))})</p>'
                       for n, a in notes.items() if n != "—")
             + f'<p class="note">{legend}</p><div class="plots">'

@@ -109,7 +109,7 @@ def flips_text(row: Row) -> str:
 def instructions_text(row: Row) -> str:
     if row.instructions is None:
         return "unavailable"
-    spread = "" if row.instructions_spread is None else f" ±{row.instructions_spread * 100:.3f}%"
+    spread = "" if row.instructions_spread is None else f" ±{row.instructions_spread * 100:.2g}%"
     return f"{row.instructions / 1e6:.2f}{spread}"
 
 
