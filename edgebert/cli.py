@@ -57,6 +57,9 @@ def main() -> None:
     edgebert check out/db
     edgebert report out/db
     """
+    from . import noise
+
+    noise.install()  # before any command imports transformers / litert-torch (torchao)
 
 
 @main.command()
