@@ -389,6 +389,33 @@ def test_an_artifact_with_zeroed_int8_weights_fails_the_gate(trained_dirs, tmp_p
     validate.gate("model.int8-dynamic.onnx", healthy)  # passes
 
 
+@pytest.mark.parametrize("edit,key", [
+    (lambda q: q["op_groups"][0].update(group="int4"), "op_groups[0].group: unknown value 'int4'"),
+    (lambda q: q["op_groups"][0]["ops"].update(MatMul="12"), "op_groups[0].ops[\"MatMul\"]: expected an integer"),
+    (lambda q: q["op_groups"][0].pop("why"), "op_groups[0].why: missing"),
+    (lambda q: q["op_groups_scope"].update(per="galaxy"), "op_groups_scope.per: unknown value"),
+])
+def test_a_crafted_op_groups_record_is_refused(trained_dirs, tmp_path, edit, key):
+    """Reports render op_groups as they are: the manifest schema checks them on load."""
+    import shutil
+
+    d = tmp_path / "d"
+    shutil.copytree(trained_dirs["good"], d)
+    quantize(d, QuantizeSettings(mode="dynamic", seq_len=64))
+    data = json.loads((d / "manifest.json").read_text())
+    edit(data["artifacts"]["model.int8-dynamic.onnx"]["quantization"])
+    (d / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(UsageError, match=re.escape(f'artifacts["model.int8-dynamic.onnx"].quantization.{key}')):
+        Manifest.load(d)
+
+
+def test_cli_default_min_agreement_is_the_library_default():
+    from edgebert.cli import main
+
+    option = next(p for p in main.commands["quantize"].params if p.name == "min_agreement")
+    assert option.default == QuantizeSettings(mode="dynamic").min_agreement == 0.9
+
+
 # ---------------------------------------------------------------------------------- errors
 def test_usage_errors(artifact_dirs, tmp_path):
     d = artifact_dirs["distilbert"]
