@@ -205,7 +205,7 @@ def test_quantize_recipes(artifact_dirs, name, mode):
     if mode == "static":
         cal = q["calibration"]
         assert cal["samples"] == 24 and cal["batches"] == 3 and cal["method"] == "minmax"
-        assert cal["source"].startswith("builtin:")
+        assert cal["source"] == "builtin:rt-snippets/calibration"  # calibration data: never validation or test
     v = rec["validation"]  # on the validation split (never test), batch 1, each text at its own length
     assert v["texts"] == 200 and v["source"] == "builtin:rt-snippets/validation" and v["batch"] == 1
     assert v["min_agreement"] == 0.9 and v["prediction_agreement"] >= 0.9 and v["max_abs_logit_diff"] < 0.5
