@@ -58,6 +58,9 @@ def main() -> None:
     edgebert check out/db
     edgebert report out/db
     """
+    from . import noise
+
+    noise.install()  # before any command imports transformers / litert-torch (torchao)
 
 
 @main.command()
@@ -102,17 +105,24 @@ export.help = f"Export MODEL ({SUPPORTED_MODELS}) to the artifact directory OUTP
               help="Calibration sequence length (ONNX; a TFLite model calibrates at its fixed length).")
 @click.option("--format", "formats", multiple=True,
               help="Format to quantize (repeatable) [default: every fp32 format in DIRECTORY].")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+              help="Keep an int8 model only if its predictions agree with fp32 on at least this fraction of the "
+                   "built-in validation texts (200, batch 1); 0 turns the check off.")
 @handle_errors
 def quantize(directory: Path, mode: str, calibration: Path | None, text_column: str, samples: int,
-             method: str, per_channel: bool, seq_len: int, formats: tuple[str, ...]) -> None:
-    """Quantize the fp32 artifacts in DIRECTORY to int8 (adds model.int8-<mode>.onnx / .tflite)."""
+             method: str, per_channel: bool, seq_len: int, formats: tuple[str, ...], min_agreement: float) -> None:
+    """Quantize the fp32 artifacts in DIRECTORY to int8 (adds model.int8-<mode>.onnx / .tflite).
+
+    Each int8 model is compared with its fp32 parent on the built-in validation texts and kept only if
+    their predictions agree often enough (--min-agreement); otherwise exit code 1 and no file.
+    """
     from .manifest import Manifest
     from .quantize import QuantizeSettings, quantize as run_quantize
 
     Manifest.load(directory)  # a clear error before any heavy import
     settings = QuantizeSettings(mode=mode, calibration=calibration, text_column=text_column, samples=samples,
                                 method=method, per_channel=per_channel, seq_len=seq_len,
-                                formats=tuple(formats) or None)
+                                formats=tuple(formats) or None, min_agreement=min_agreement)
     names = run_quantize(directory, settings, progress=_progress())
     manifest = Manifest.load(directory)
     for name in names:

@@ -25,6 +25,8 @@ SCHEMA_VERSION = 1
 PRECISIONS = ("fp32", "int8-dynamic", "int8-static")
 FORMATS = ("onnx", "tflite")
 QUANT_MODES = ("dynamic", "static")
+#: ``quantization.op_groups[*].group``, in the order they are listed (``quantize/groups.py``).
+OP_GROUPS = ("static int8", "dynamic int8", "int8 weights only", "float")
 MAX_INT = 2 ** 63 - 1      # sizes and counts fit an int64
 MAX_LABEL = 2 ** 31 - 1    # label ids end up in int64 arrays; keep them modest
 
@@ -214,10 +216,21 @@ METRICS = record(optional={
     "dataset": nullable(string), "checked": string, "instructions_per_inference": nullable(number),
 })
 
+OP_GROUP = record(required={"group": one_of(*OP_GROUPS), "ops": COUNTS, "why": string},
+                  optional={"notes": mapping(string)})
+
 QUANTIZATION = record(optional={
     "mode": one_of(*QUANT_MODES), "recipe": string, "settings": record(),
     "quantized_ops": COUNTS, "float_ops": COUNTS, "quantize_nodes": COUNTS, "node_count": integer(),
     "rewrites": list_of(record()), "notes": record(), "calibration": record(),
+    "op_groups": list_of(OP_GROUP), "recipe_description": string,
+    "op_groups_scope": record(required={"per": one_of("graph", "signature", "file")},
+                              optional={"signatures": integer(1)}),
+})
+
+VALIDATION = record(optional={
+    "texts": integer(), "source": string, "max_abs_logit_diff": number, "prediction_agreement": number,
+    "min_agreement": number, "max_abs_diff": number, "atol": number,
 })
 
 ARTIFACT = record(
@@ -227,7 +240,7 @@ ARTIFACT = record(
         "parent": nullable(plain_name), "created": string, "versions": VERSIONS,
         "exporter": record(), "inputs": nullable(mapping(record())), "outputs": nullable(mapping(record())),
         "fixed_shape": nullable(record(optional={"batch": integer(1), "seq_len": integer(1)})),
-        "op_counts": COUNTS, "node_count": integer(), "validation": record(), "quantization": QUANTIZATION,
+        "op_counts": COUNTS, "node_count": integer(), "validation": VALIDATION, "quantization": QUANTIZATION,
         "metrics": mapping(METRICS),
         "build": nullable(record(optional={"step": string, "fingerprint": string, "stamped": string})),
     },

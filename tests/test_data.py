@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -14,11 +15,22 @@ LABELS = {"negative": 0, "positive": 1}
 
 
 def test_builtin_splits_are_fixed_and_disjoint():
-    splits = {s: load_builtin(s) for s in ("train", "calibration", "test")}
-    assert [len(splits[s]) for s in ("train", "calibration", "test")] == [7570, 500, 2000]
-    assert not set(splits["test"].texts) & set(splits["train"].texts)
-    assert 0.4 < sum(splits["test"].labels) / 2000 < 0.6
+    names = ("train", "validation", "calibration", "test")
+    splits = {s: load_builtin(s) for s in names}
+    assert [len(splits[s]) for s in names] == [7070, 500, 500, 2000]
+    for i, a in enumerate(names):  # pairwise disjoint, and no split repeats a text
+        assert len(set(splits[a].texts)) == len(splits[a])
+        for b in names[i + 1:]:
+            assert not set(splits[a].texts) & set(splits[b].texts), (a, b)
+    assert 0.4 < sum(splits["test"].labels) / 2000 < 0.6 and 0.4 < sum(splits["validation"].labels) / 500 < 0.6
     assert load_builtin("test").texts[:3] == splits["test"].texts[:3]  # deterministic
+    # validation is carved from the stored train rows by a stable hash: the same 500 texts, in the same
+    # (shuffled) order, on every machine; a changed selection changes this digest
+    digest = hashlib.sha256("\n".join(splits["validation"].texts).encode("utf-8")).hexdigest()
+    assert digest == "0d509cf27b0856594414274aa3fcabaf7e5079a71806634ca828efd0ef958392"
+    assert splits["validation"].name == "builtin:rt-snippets/validation"
+    with pytest.raises(ValueError, match="unknown split"):
+        load_builtin("dev")
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])

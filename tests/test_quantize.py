@@ -22,6 +22,8 @@ from edgebert.models import get
 from edgebert.quantize import QuantizeSettings, quantize, rewrites
 from edgebert.quantize.calibration import TokenBatchReader, collect_ranges, is_degenerate
 from edgebert.quantize.preprocess import pre_process
+from support import assert_clean_error, no_temp_files, run_cli
+from trained_tiny import train_tiny_classifier, with_dead_unit_outlier
 
 # ---------------------------------------------------------------------------------- fixtures
 # Small but not tiny: hidden 64 so MatMul weights are a real share of the file.
@@ -203,9 +205,76 @@ def test_quantize_recipes(artifact_dirs, name, mode):
     if mode == "static":
         cal = q["calibration"]
         assert cal["samples"] == 24 and cal["batches"] == 3 and cal["method"] == "minmax"
-        assert cal["source"].startswith("builtin:")
-    v = rec["validation"]
-    assert v["texts"] == 16 and v["prediction_agreement"] >= 0.75 and v["max_abs_logit_diff"] < 0.5
+        assert cal["source"] == "builtin:rt-snippets/calibration"  # calibration data: never validation or test
+    v = rec["validation"]  # on the validation split (never test), batch 1, each text at its own length
+    assert v["texts"] == 200 and v["source"] == "builtin:rt-snippets/validation" and v["batch"] == 1
+    assert v["min_agreement"] == 0.9 and v["prediction_agreement"] >= 0.9 and v["max_abs_logit_diff"] < 0.5
+    assert_op_groups(q, name, mode)
+
+
+#: Tiny models (2 layers): weight MatMuls (after the conv rewrite; incl. the 2 head Gemms), GELU-fed ones.
+WEIGHT_MATMULS = {"distilbert": 14, "squeezebert": 44}
+GELU_FED = {"distilbert": 2, "squeezebert": 8}  # SqueezeBERT: output_groups=4 per layer
+ATTENTION_MATMULS = 4                           # scores and context, per layer
+EMBEDDINGS = {"distilbert": 2, "squeezebert": 3}
+
+
+def assert_op_groups(q: dict, name: str, mode: str) -> None:
+    """``op_groups`` counts every op of the quantized graph once, in the right group, with reasons."""
+    groups = {g["group"]: g for g in q["op_groups"]}
+    assert [g["group"] for g in q["op_groups"]] == [
+        g for g in ("static int8", "dynamic int8", "int8 weights only", "float") if g in groups]
+    assert all(g["why"] and g["ops"] and all(n > 0 for n in g["ops"].values()) for g in q["op_groups"])
+    assert q["op_groups_scope"] == {"per": "graph"} and q["recipe_description"].startswith("ONNX Runtime")
+    float_ops = groups["float"]["ops"]
+    assert float_ops["MatMul"] == ATTENTION_MATMULS
+    assert groups["float"]["notes"] == {"MatMul": "attention (activation×activation)"}
+    assert float_ops["Softmax"] == 2 and float_ops["LayerNormalization"] == 5 and float_ops["Gelu"] == 2
+    if mode == "dynamic":
+        assert set(groups) == {"dynamic int8", "int8 weights only", "float"}
+        assert groups["dynamic int8"]["ops"] == {"MatMul": WEIGHT_MATMULS[name]}
+        assert groups["int8 weights only"]["ops"] == {"Gather": EMBEDDINGS[name]}
+    else:
+        assert set(groups) == {"static int8", "dynamic int8", "float"}
+        assert groups["static int8"]["ops"] == {"Gather": EMBEDDINGS[name],
+                                                "MatMul": WEIGHT_MATMULS[name] - GELU_FED[name]}
+        assert groups["dynamic int8"]["ops"] == {"MatMul": GELU_FED[name]} == {
+            "MatMul": len(q["dynamic_activation_nodes"])}
+        assert groups["dynamic int8"]["notes"] == {"MatMul": "GELU-fed (FFN output)"}
+        assert q["float_activation_matmuls"] == ATTENTION_MATMULS
+
+
+#: What ONNX Runtime (ORT_ENABLE_ALL) turns each kind of MatMul into on the CPU provider.
+STATIC_KERNELS = ("QLinearMatMul", "QGemm", "MatMulIntegerToFloat")
+DYNAMIC_KERNELS = ("DynamicQuantizeMatMul", "MatMulInteger")
+FLOAT_KERNELS = ("MatMul", "FusedMatMul", "Gemm")
+
+
+@pytest.mark.parametrize("name", list(SIZES))
+def test_static_qdq_matmuls_run_integer_kernels(artifact_dirs, name, tmp_path):
+    """The graph ORT actually runs (its optimized model): every QDQ MatMul fused into an integer kernel,
+    the GELU-fed ones into DynamicQuantizeMatMul, and float MatMuls left exactly for activation x
+    activation (no constant input), matching the manifest's op_groups."""
+    import shutil
+
+    d = tmp_path / "d"
+    shutil.copytree(artifact_dirs[name], d)
+    quantize(d, QuantizeSettings(mode="static", samples=16, seq_len=32))
+    q = Manifest.load(d).artifacts["model.int8-static.onnx"]["quantization"]
+    groups = {g["group"]: g["ops"] for g in q["op_groups"]}
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(d / "model.int8-static.onnx"), so, providers=["CPUExecutionProvider"])
+    graph = onnx.load(so.optimized_model_filepath).graph
+    kinds = collections.Counter(n.op_type for n in graph.node)
+    assert sum(kinds[k] for k in STATIC_KERNELS) == groups["static int8"]["MatMul"] > 0
+    assert sum(kinds[k] for k in DYNAMIC_KERNELS) == groups["dynamic int8"]["MatMul"] == GELU_FED[name]
+    floats = [n for n in graph.node if n.op_type in FLOAT_KERNELS]
+    assert len(floats) == groups["float"]["MatMul"] == ATTENTION_MATMULS
+    constants = {t.name for t in graph.initializer}
+    assert all(not constants.intersection(n.input) for n in floats), [n.name for n in floats]
+    assert not kinds["ConvInteger"] and not kinds["Conv"]
 
 
 def test_static_entropy_and_percentile_run(artifact_dirs):
@@ -229,6 +298,122 @@ def test_user_calibration_file_with_relative_paths(artifact_dirs, tmp_path, monk
     assert cal["source"] == str(calib) and cal["samples"] == 10 and cal["batches"] == 2
     with pytest.raises(UsageError, match="no column"):
         quantize(d, QuantizeSettings(mode="static", calibration=calib, text_column="text"))
+
+
+# ---------------------------------------------------------------------------------- int8 vs fp32 gate
+@pytest.fixture(scope="module")
+def trained_dirs(tmp_path_factory):
+    """A trained tiny DistilBERT exported to ONNX, and a copy int8 cannot represent (a dead-unit outlier)."""
+    from edgebert.export import ExportSettings, export
+
+    root = tmp_path_factory.mktemp("trained")
+    good = train_tiny_classifier(root / "src", "distilbert")
+    bad = with_dead_unit_outlier(good, root / "src-outlier")
+    out = {}
+    for key, src in (("good", good), ("outlier", bad)):
+        export(str(src), root / key, ExportSettings(formats=("onnx",), seq_len=64))
+        out[key] = root / key
+    return out
+
+
+#: max |Δlogit| vs fp32 on the 200 validation texts, measured on the trained tiny DistilBERT
+#: (dynamic 0.016, static 0.12; its fp32 logits have std ~0.85): about 2.5x headroom.
+MAX_LOGIT_DIFF = {"dynamic": 0.05, "static": 0.3}
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_int8_agrees_with_fp32_on_the_validation_texts(trained_dirs, mode):
+    from transformers import AutoTokenizer
+
+    from edgebert.quantize import validate
+
+    d = trained_dirs["good"]
+    quantize(d, QuantizeSettings(mode=mode, samples=64, seq_len=64))
+    v = Manifest.load(d).artifacts[f"model.int8-{mode}.onnx"]["validation"]
+    assert v["source"] == "builtin:rt-snippets/validation" and v["texts"] == 200 and v["min_agreement"] == 0.9
+    assert v["prediction_agreement"] >= 0.95 and v["max_abs_logit_diff"] < MAX_LOGIT_DIFF[mode]
+    # the texts checked are the validation split's first 200, at batch 1 and each at its own length
+    tok = AutoTokenizer.from_pretrained(str(d / "tokenizer"))
+    rows = validate.rows(tok, 64, 200)
+    assert [r[0].shape for r in rows] == [tok(t, return_tensors="np")["input_ids"].shape
+                                          for t in load_builtin("validation").texts[:200]]
+    assert not set(validate.texts(200)) & set(load_builtin("test").texts)
+    assert v["lengths"]["max"] > v["lengths"]["min"]  # unpadded: lengths differ
+
+
+def test_a_quantization_below_min_agreement_keeps_no_file(trained_dirs, tmp_path):
+    import shutil
+
+    d = tmp_path / "outlier"
+    shutil.copytree(trained_dirs["outlier"], d)
+    before = (d / "manifest.json").read_bytes()
+    for mode in ("dynamic", "static"):
+        result = run_cli("quantize", d, "--mode", mode, "--samples", "32", "--seq-len", "64")
+        assert_clean_error(result, 1, f"model.int8-{mode}.onnx: agreement with fp32 0.")
+        assert "on 200 validation texts is below --min-agreement 0.90; no file was kept" in result.output
+        assert not (d / f"model.int8-{mode}.onnx").exists()
+        assert (d / "manifest.json").read_bytes() == before and no_temp_files(d)
+    # the breakage is real: with the gate off the same quantization is kept and records the low agreement
+    assert run_cli("quantize", d, "--mode", "dynamic", "--min-agreement", "0").exit_code == 0
+    v = Manifest.load(d).artifacts["model.int8-dynamic.onnx"]["validation"]
+    assert v["prediction_agreement"] < 0.7 and v["min_agreement"] == 0.0
+    assert_clean_error(run_cli("quantize", d, "--mode", "dynamic", "--min-agreement", "1.5"), 2, "--min-agreement")
+    with pytest.raises(UsageError, match="between 0 and 1"):
+        quantize(d, QuantizeSettings(mode="dynamic", min_agreement=-0.1))
+
+
+def test_an_artifact_with_zeroed_int8_weights_fails_the_gate(trained_dirs, tmp_path):
+    """The gate itself on a deliberately broken artifact: the real int8 model with its int8 weights zeroed."""
+    from transformers import AutoTokenizer
+
+    from edgebert.errors import ValidationError
+    from edgebert.quantize import validate
+
+    d = trained_dirs["good"]
+    quantize(d, QuantizeSettings(mode="dynamic", seq_len=64))
+    model = onnx.load(str(d / "model.int8-dynamic.onnx"))
+    zeroed = 0
+    for t in model.graph.initializer:
+        if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 2:
+            t.CopyFrom(numpy_helper.from_array(np.zeros(tuple(t.dims), np.int8), t.name))
+            zeroed += 1
+    assert zeroed >= 14
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    tok = AutoTokenizer.from_pretrained(str(d / "tokenizer"))
+    v = validate.compare(str(d / "model.onnx"), str(broken), tok, 64, 0.9)
+    assert v["prediction_agreement"] < 0.9 and v["max_abs_logit_diff"] > 1.0
+    with pytest.raises(ValidationError, match=r"broken\.onnx: agreement with fp32 0\.\d+ on 200 validation texts"):
+        validate.gate("broken.onnx", v)
+    healthy = validate.compare(str(d / "model.onnx"), str(d / "model.int8-dynamic.onnx"), tok, 64, 0.9)
+    validate.gate("model.int8-dynamic.onnx", healthy)  # passes
+
+
+@pytest.mark.parametrize("edit,key", [
+    (lambda q: q["op_groups"][0].update(group="int4"), "op_groups[0].group: unknown value 'int4'"),
+    (lambda q: q["op_groups"][0]["ops"].update(MatMul="12"), "op_groups[0].ops[\"MatMul\"]: expected an integer"),
+    (lambda q: q["op_groups"][0].pop("why"), "op_groups[0].why: missing"),
+    (lambda q: q["op_groups_scope"].update(per="galaxy"), "op_groups_scope.per: unknown value"),
+])
+def test_a_crafted_op_groups_record_is_refused(trained_dirs, tmp_path, edit, key):
+    """Reports render op_groups as they are: the manifest schema checks them on load."""
+    import shutil
+
+    d = tmp_path / "d"
+    shutil.copytree(trained_dirs["good"], d)
+    quantize(d, QuantizeSettings(mode="dynamic", seq_len=64))
+    data = json.loads((d / "manifest.json").read_text())
+    edit(data["artifacts"]["model.int8-dynamic.onnx"]["quantization"])
+    (d / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(UsageError, match=re.escape(f'artifacts["model.int8-dynamic.onnx"].quantization.{key}')):
+        Manifest.load(d)
+
+
+def test_cli_default_min_agreement_is_the_library_default():
+    from edgebert.cli import main
+
+    option = next(p for p in main.commands["quantize"].params if p.name == "min_agreement")
+    assert option.default == QuantizeSettings(mode="dynamic").min_agreement == 0.9
 
 
 # ---------------------------------------------------------------------------------- errors

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,9 @@ from ..errors import UsageError
 BUILTIN_FILE = Path(__file__).parent / "builtin" / "rt_snippets.jsonl.gz"
 BUILTIN_NAME = "builtin:rt-snippets"
 BUILTIN_LABELS = {0: "negative", 1: "positive"}
-SPLITS = ("train", "calibration", "test")
+SPLITS = ("train", "validation", "calibration", "test")
+#: Rows of the stored train split that form ``validation``: the ones whose text has the smallest sha256.
+VALIDATION_SIZE = 500
 
 
 @dataclass(frozen=True)
@@ -36,17 +39,30 @@ class LabelledTexts:
 
 
 def load_builtin(split: str) -> LabelledTexts:
-    """One split of the built-in sentiment data (shipped with the package, shuffled once)."""
+    """One split of the built-in sentiment data (shipped with the package, shuffled once).
+
+    ``validation`` is carved from the stored train split: the ``VALIDATION_SIZE`` rows whose text has the
+    smallest sha256 (fixed on every machine, no seed involved); ``train`` is the rest. Quantization makes
+    its choices and checks on ``validation``, so ``test`` stays for reporting only.
+    """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    texts, labels = [], []
+    stored = "train" if split == "validation" else split
+    rows = []
     with gzip.open(BUILTIN_FILE, "rt", encoding="utf-8") as f:
         for line in f:
             row = json.loads(line)
-            if row["split"] == split:
-                texts.append(row["text"])
-                labels.append(int(row["label"]))
-    return LabelledTexts(f"{BUILTIN_NAME}/{split}", tuple(texts), tuple(labels))
+            if row["split"] == stored:
+                rows.append((row["text"], int(row["label"])))
+    if stored == "train":
+        held_out = _validation_texts([text for text, _ in rows])
+        rows = [r for r in rows if (r[0] in held_out) == (split == "validation")]
+    return LabelledTexts(f"{BUILTIN_NAME}/{split}", tuple(t for t, _ in rows), tuple(y for _, y in rows))
+
+
+def _validation_texts(train_texts: Sequence[str]) -> set[str]:
+    digest = {t: hashlib.sha256(t.encode("utf-8")).hexdigest() for t in train_texts}
+    return set(sorted(digest, key=digest.__getitem__)[:VALIDATION_SIZE])
 
 
 def _read_rows(path: Path) -> list[dict]:

@@ -4,16 +4,17 @@ Recipes are registered per (format, mode) in ``RECIPES``; ``quantize`` runs the 
 every fp32 format present (or ``settings.formats``). TFLite recipes live in ``tflite.py``.
 
 ONNX pipeline: load the fp32 graph -> apply the architecture's named rewrites (checked to be exact) ->
-ORT pre-processing -> the recipe's quantizer -> op accounting + a quick check against fp32 ->
-atomic write + manifest record. All ORT work happens in a private scratch dir.
+ORT pre-processing -> the recipe's quantizer -> op accounting -> agreement with fp32 on the built-in
+validation texts, which must reach ``min_agreement`` -> atomic write + manifest record. All ORT work
+happens in a private scratch dir; a model below the limit is never written.
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import onnx
 
@@ -22,7 +23,7 @@ from ..errors import EdgebertError, UsageError
 from ..fsutil import atomic_path
 from ..manifest import Manifest
 from ..progress import Progress, maybe_step
-from . import dynamic, inspect, rewrites, static, tflite, validate
+from . import dynamic, groups, inspect, rewrites, static, tflite, validate
 from .calibration import METHODS
 from .preprocess import load_fp32, pre_process, scratch_dir
 
@@ -34,9 +35,10 @@ class QuantizeSettings:
     text_column: str = "text"
     samples: int = 256               # calibration samples (static)
     method: str = "minmax"           # minmax | entropy | percentile
-    per_channel: bool = True          # per-output-channel weight scales: agreement with fp32 0.955 -> 0.979 (DistilBERT dynamic)
+    per_channel: bool = True          # per-output-channel weight scales (DistilBERT dynamic: agreement 0.952 -> 0.972)
     seq_len: int = 128               # calibration sequence length (ONNX; TFLite uses its fixed length)
     formats: tuple[str, ...] | None = None  # formats to quantize; None -> every fp32 format present
+    min_agreement: float = validate.MIN_AGREEMENT  # int8 vs fp32 predictions on validation texts; below: refused
 
 
 @dataclass(frozen=True)
@@ -50,16 +52,18 @@ class Recipe:
     run: Callable[..., dict]
     calibrated: bool
     format: str = "onnx"
+    why: Mapping[str, str] = field(default_factory=dict)      # op group -> reason (``groups.py``)
+    describe: Callable[..., str] = lambda settings: ""          # settings -> recipe_description
 
 
 #: (format, mode) -> recipe. ONNX recipes run in ``_quantize_onnx``; TFLite ones in ``tflite.run``.
 RECIPES: dict[tuple[str, str], Recipe] = {
     ("onnx", "dynamic"): Recipe("ort-dynamic-int8", "dynamic", "int8-dynamic", "model.int8-dynamic.onnx",
-                                dynamic.run, False),
+                                dynamic.run, False, why=dynamic.WHY, describe=dynamic.describe),
     ("onnx", "static"): Recipe("ort-static-qdq-int8", "static", "int8-static", "model.int8-static.onnx",
-                               static.run, True),
+                               static.run, True, why=static.WHY, describe=static.describe),
     **{("tflite", mode): Recipe(name, mode, f"int8-{mode}", f"model.int8-{mode}.tflite", fn, mode == "static",
-                                "tflite")
+                                "tflite", why=tflite.WHY[mode], describe=tflite.describe)
        for mode, (name, fn) in tflite.RECIPES.items()},
 }
 MODES = tuple(dict.fromkeys(mode for _, mode in RECIPES))
@@ -72,6 +76,7 @@ def recipe_for(settings: QuantizeSettings, fmt: str = "onnx") -> Recipe:
         raise UsageError(f"unknown calibration method {settings.method!r}; use one of {', '.join(METHODS)}")
     if settings.seq_len < 1:
         raise UsageError(f"sequence length must be positive (got {settings.seq_len})")
+    validate.check_min_agreement(settings.min_agreement)
     if (fmt, settings.mode) not in RECIPES:
         raise UsageError(f"no {settings.mode} int8 recipe for format {fmt!r}")
     return RECIPES[(fmt, settings.mode)]
@@ -128,6 +133,7 @@ def _quantize_tflite(directory: Path, manifest: Manifest, settings: QuantizeSett
         with maybe_step(progress, f"quantizing model.tflite ({recipe.name})"):
             details, summary, validation = tflite.run(recipe.mode, fp32_path, out, settings, tokenizer=tokenizer,
                                                       seq_len=seq_len, scratch=scratch, progress=progress)
+        validate.gate(recipe.artifact, validation)
         with atomic_path(directory / recipe.artifact) as tmp:
             shutil.copyfile(out, tmp)
     kept = ("mode", "calibration", "text_column", "samples", "method", "formats") if recipe.calibrated else ("mode",)
@@ -159,7 +165,7 @@ def _quantize_onnx(directory: Path, manifest: Manifest, settings: QuantizeSettin
     model = load_fp32(fp32_path)
     arch = models.get(manifest.architecture)
     tokenizer = _load_tokenizer(manifest)
-    inputs = validate.feeds(tokenizer, settings.seq_len)
+    rewrite_inputs = validate.feeds(tokenizer, settings.seq_len)
 
     with scratch_dir() as scratch:
         rewritten = scratch / "rewritten.onnx"
@@ -168,7 +174,8 @@ def _quantize_onnx(directory: Path, manifest: Manifest, settings: QuantizeSettin
             onnx.save(model, str(rewritten))
             for rec in applied:
                 if rec["sites"]:
-                    rec["max_abs_logit_diff_fp32"] = validate.check_rewrite(str(fp32_path), str(rewritten), inputs)
+                    rec["max_abs_logit_diff_fp32"] = validate.check_rewrite(str(fp32_path), str(rewritten),
+                                                                            rewrite_inputs)
         del model
         pre = scratch / "preprocessed.onnx"
         with maybe_step(progress, "ONNX Runtime pre-processing (shape inference, optimization)"):
@@ -183,8 +190,12 @@ def _quantize_onnx(directory: Path, manifest: Manifest, settings: QuantizeSettin
             except Exception as exc:
                 raise EdgebertError(f"the quantizer wrote an invalid model: {exc}") from exc
             summary = inspect.summarize(qmodel)
+            summary.update(groups.record(*inspect.group_counts(qmodel), recipe.why),
+                           recipe_description=recipe.describe(settings))
             del qmodel
-            validation = validate.compare(str(fp32_path), str(out), inputs)
+            validation = validate.compare(str(fp32_path), str(out), tokenizer, settings.seq_len,
+                                          settings.min_agreement)
+        validate.gate(recipe.artifact, validation)
         with atomic_path(directory / recipe.artifact) as tmp:
             shutil.copyfile(out, tmp)
 

@@ -19,6 +19,20 @@ OP_TYPES = ("MatMul", "Gemm", "Gather")
 WEIGHT_TYPE = "QInt8"
 REDUCE_RANGE = False
 
+#: ``op_groups`` reasons (see ``groups.py``).
+WHY = {
+    "dynamic int8": "int8 weights; ONNX Runtime quantizes the activations on every run (uint8, one scale per run)",
+    "int8 weights only": "int8 embedding tables: the rows a lookup reads are dequantized to float",
+    "float": "MatMuls with no constant weight (attention) are left to float by ONNX Runtime's dynamic "
+             "quantizer; Softmax, LayerNorm and activations are not quantized by this recipe",
+}
+
+
+def describe(settings) -> str:
+    scales = "per-channel" if settings.per_channel else "per-tensor"
+    return (f"ONNX Runtime dynamic int8: {scales} int8 weights for every weight MatMul/Gemm and int8 embedding "
+            "tables; activations quantized per run; attention MatMuls, Softmax, LayerNorm and GELU stay float")
+
 
 def run(pre_path: Path, out_path: Path, settings, **_) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
