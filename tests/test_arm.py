@@ -249,7 +249,9 @@ def test_real_check_on_a53_and_a76(tmp_path, tiny, arm_env):
             assert ins["status"] == "ok", ins
             # a tiny model's inference is ~1.5 M instructions, so the ~10 k of Python/allocator jitter per
             # call shows (built-in models: 2e-5); the spread is stated in every record
-            assert ins["per_inference"] > 100_000 and len(ins["counts"]) == 2 and ins["spread"] < 0.02
+            runs = 1 if rec is fp32 else 2  # fp32 inferences are the costly ones to emulate: one counted run
+            assert ins["per_inference"] > 100_000 and len(ins["counts"]) == runs
+            assert (ins["spread"] is None) if runs == 1 else ins["spread"] < 0.02
         counts[cpu] = int8["instructions"]["per_inference"]
     assert counts["cortex-a53"] != counts["cortex-a76"]  # dotprod changes ORT's int8 kernels
     text = markdown.render(report)
@@ -303,7 +305,7 @@ def test_real_tflite_under_qemu_with_instruction_count(tmp_path, arm_env):
         rec = recs[("cortex-a76", name)]
         assert rec["runtime"]["name"] == "litert" and rec["platform"]["machine"] == "aarch64"
         ins = rec["instructions"]
-        assert ins["status"] == "ok" and len(ins["counts"]) == 2 and ins["spread"] < 0.02, ins
+        assert ins["status"] == "ok" and len(ins["counts"]) == (1 if name == "model.tflite" else 2), ins
         ran = rec["emulation"]["passes"][0]["rows_by_input_length"]
         assert set(ran) <= {"32", "64"} and ran.get("32", 0) > 0  # short texts ran on the seq32 signature
     assert recs[("cortex-a76", "model.tflite")]["drift_vs_desktop"]["max_abs_logit_diff"] < 1e-4

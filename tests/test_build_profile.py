@@ -40,9 +40,14 @@ def test_summarize_ops_aggregates_per_op_type():
 
 
 def test_litert_profile_is_unavailable_with_the_reason():
-    assert "no per-op profiler" in runtimes.PROFILING_UNAVAILABLE["litert"]
+    from ai_edge_litert.interpreter import Interpreter
+
+    # the reason holds: the installed Python Interpreter has no call that returns op timings (if a
+    # future ai-edge-litert adds one, this fails and the profiler should be wired in)
+    assert not [n for n in dir(Interpreter) if "profil" in n.lower()], dir(Interpreter)
     rt = object.__new__(runtimes.get("litert"))
-    assert rt.profile(None, None, 3) == {"status": "unavailable", "reason": runtimes.PROFILING_UNAVAILABLE["litert"]}
+    out = rt.profile(None, None, 3)
+    assert out["status"] == "unavailable" and "benchmark_model" in out["reason"]
 
 
 def test_check_profile_flag_names_the_slowest_ops(tmp_path, tiny):

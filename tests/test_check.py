@@ -38,8 +38,29 @@ def test_check_accuracy_agreement_latency_and_outputs(tmp_path, tiny):
     assert fp32["status"] == int8["status"] == "ok", (fp32["error"], int8["error"])
     assert fp32["accuracy"] == pytest.approx(20 / 30)
     assert fp32["agreement"] == 1.0 and fp32["max_abs_logit_diff_vs_fp32"] == 0.0
-    assert 0.0 <= int8["agreement"] <= 1.0 and int8["max_abs_logit_diff_vs_fp32"] > 0
     import onnxruntime
+
+    # agreement and max |Δlogit| recomputed here, each text alone at its own length in ONNX Runtime
+    from edgebert.data.tokenize import encode
+    from support import load_tokenizer
+
+    enc = encode(load_tokenizer(tiny.tokenizer_dir), texts, FAST["seq_len"], pad_to_max=False)
+    outs = {}
+    for name in ("model.onnx", "model.int8-dynamic.onnx"):
+        sess = onnxruntime.InferenceSession(str(d / name), providers=["CPUExecutionProvider"])
+        rows = []
+        for i in range(len(texts)):
+            n = int(enc["attention_mask"][i].sum())
+            rows.append(sess.run(None, {"input_ids": enc["input_ids"][i:i + 1, :n],
+                                        "attention_mask": enc["attention_mask"][i:i + 1, :n]})[0])
+        outs[name] = np.concatenate(rows)
+    expected = float(np.mean(outs["model.onnx"].argmax(1) == outs["model.int8-dynamic.onnx"].argmax(1)))
+    assert int8["agreement"] == pytest.approx(expected)
+    assert int8["max_abs_logit_diff_vs_fp32"] == pytest.approx(
+        float(np.abs(outs["model.onnx"] - outs["model.int8-dynamic.onnx"]).max()), rel=1e-3, abs=1e-6)
+    assert int8["max_abs_logit_diff_vs_fp32"] > 0
+    lo, hi = int8["agreement_ci95"]
+    assert lo <= int8["agreement"] <= hi and hi - lo > 0.05  # 30 examples: a wide interval
 
     for rec in (fp32, int8):
         lat = rec["latency_ms"]

@@ -21,6 +21,9 @@ Example (every key, with its default)::
     method = "minmax"
     per_channel = true
 
+    [quantize]
+    min_agreement = 0.9  # int8 vs fp32 predictions on the validation texts; below: the artifact is refused
+
     [evaluation]
     data = ""          # labelled CSV/TSV/JSONL; "" = built-in test split
     text_column = "text"
@@ -88,6 +91,11 @@ class CalibrationConfig:
 
 
 @dataclass(frozen=True)
+class QuantizeConfig:
+    min_agreement: float = 0.9       # int8 vs fp32 predictions on the validation texts; below: no artifact
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     data: Path | None = None
     text_column: str = "text"
@@ -134,6 +142,7 @@ class BuildConfig:
     seq_len: int = 128
     output: Path = Path(DEFAULT_OUTPUT)
     calibration: CalibrationConfig = CalibrationConfig()
+    quantize: QuantizeConfig = QuantizeConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     devices: DevicesConfig = DevicesConfig()
     gates: GatesConfig = GatesConfig()
@@ -175,7 +184,7 @@ def default_config() -> BuildConfig:
     return BuildConfig(
         formats=formats,
         evaluation=EvaluationConfig(limit=1000, emulated_limit=500, runs=30, warmup=5),
-        gates=GatesConfig(max_accuracy_drop=1.5, min_accuracy=0.75, max_size_mb=100.0,
+        gates=GatesConfig(max_accuracy_drop=3.0, min_accuracy=0.75, max_size_mb=100.0,
                           max_latency_p90_ms=250.0, max_drift_vs_desktop=1.0, max_flip_rate=0.03,
                           max_instructions=DEFAULT_MAX_INSTRUCTIONS),
     )
@@ -287,7 +296,7 @@ class _Table:
                 raise self.err(key, f"unknown key (allowed in [{self.name}]: {allowed})")
 
 
-TABLES = ("build", "calibration", "evaluation", "devices", "gates")
+TABLES = ("build", "calibration", "quantize", "evaluation", "devices", "gates")
 
 
 def _models(t: _Table, base: Path) -> tuple[ModelSpec, ...]:
@@ -355,6 +364,11 @@ def parse(text: str, path: Path | None = None) -> BuildConfig:
         method=c.get("method", "str", "minmax", choices=CALIBRATION_METHODS),
         per_channel=c.get("per_channel", "bool", True))
 
+    q = tables["quantize"]
+    quantize = QuantizeConfig(min_agreement=q.get("min_agreement", "float", 0.9, low=0))
+    if quantize.min_agreement > 1:
+        raise q.err("min_agreement", f"is a fraction between 0 and 1, got {quantize.min_agreement:g}")
+
     e = tables["evaluation"]
     limit = e.get("limit", "int", 0, low=0)
     evaluation = EvaluationConfig(
@@ -400,7 +414,7 @@ def parse(text: str, path: Path | None = None) -> BuildConfig:
     for t in tables.values():
         t.finish()
     return BuildConfig(models=models, formats=formats, precisions=precisions, seq_len=seq_len, output=output,
-                       calibration=calibration, evaluation=evaluation, devices=devices, gates=gates,
+                       calibration=calibration, quantize=quantize, evaluation=evaluation, devices=devices, gates=gates,
                        source=str(path) if path else "text")
 
 
@@ -415,5 +429,5 @@ def load(path: str | Path) -> BuildConfig:
     return parse(text, path)
 
 
-__all__ = ["BuildConfig", "CalibrationConfig", "DevicesConfig", "EvaluationConfig", "GatesConfig", "ModelSpec",
+__all__ = ["BuildConfig", "CalibrationConfig", "QuantizeConfig", "DevicesConfig", "EvaluationConfig", "GatesConfig", "ModelSpec",
            "default_config", "load", "parse"]

@@ -218,7 +218,8 @@ def _prepare_model(spec, config: BuildConfig, out: Path, force: bool, progress: 
             continue
         settings = QuantizeSettings(mode=mode, calibration=cal.data, text_column=cal.text_column,
                                     samples=cal.samples, method=cal.method, per_channel=cal.per_channel,
-                                    seq_len=config.seq_len, formats=config.formats)
+                                    seq_len=config.seq_len, formats=config.formats,
+                                    min_agreement=config.quantize.min_agreement)
         names = [RECIPES[(f, mode)].artifact for f in config.formats]
         wanted.update(names)
         print_ = fp.fingerprint("quantize", export=fp_export["sha256"],

@@ -7,7 +7,7 @@ Both run the same measurement worker as the desktop, under QEMU:
   gets ``accuracy`` over all n (with its Wilson interval), ``emulation`` (which examples ran, the
   bound relied on, flips) and ``drift_vs_desktop``;
 - **instructions**: guest instructions per batch-1 inference at ``seq_len`` under the counting
-  emulator (a TCG plugin), ``COUNT_WARMUP`` + ``COUNT_RUNS`` marked inferences; the record gets
+  emulator (a TCG plugin), ``COUNT_WARMUP`` + 1 (fp32) or 2 (int8) marked inferences; the record gets
   ``instructions`` (median, every count, spread) and the emulator wall time of those runs.
 
 Emulator wall time is never device latency: it goes to ``emulated_wall`` (accuracy passes) and
@@ -25,16 +25,20 @@ from ..devices.worker import build_request
 from . import screening
 from .runner import DRIFT_REFERENCE, CheckPlan, Job, _order, accuracy_fields, read_logits, write_inputs
 
-COUNT_WARMUP, COUNT_RUNS = 1, 2   # counted runs: the first inference does lazy init (+0.3% ORT, +5-270% LiteRT)
+COUNT_WARMUP = 1                 # the first inference does lazy init (+0.3% ORT, +5-270% LiteRT): not counted
+# Counted runs after it: an fp32 inference at seq 128 costs 10-25 s of emulation, so one; int8 2-5 s, so
+# two (their spread is in the record). fp32 counts repeat across processes within 0.003% (tests/test_arm.py).
+COUNT_RUNS_FP32, COUNT_RUNS_INT8 = 1, 2
 
 EMULATED_DEFINITIONS = {
     "instructions_definition": (
         f"guest instructions executed by one batch-1 inference at seq_len (the latency input), counted by a "
-        f"QEMU TCG plugin between markers the worker issues around runtime.run; median of {COUNT_RUNS} runs "
-        f"after {COUNT_WARMUP} warm-up, single-threaded, with address-space randomisation off, a fixed hash "
+        f"QEMU TCG plugin between markers the worker issues around runtime.run; after {COUNT_WARMUP} warm-up, "
+        f"the median of {COUNT_RUNS_INT8} counted runs for int8 artifacts and 1 for fp32 ones (an fp32 inference "
+        f"costs 10-25 s of emulation), single-threaded, with address-space randomisation off, a fixed hash "
         f"seed and ONNX Runtime's telemetry thread disabled. Counts of the same artifact repeat within "
-        f"0.01% across runs and processes (each record states its spread = (max - min) / median of its "
-        f"runs). A deterministic, relative cost signal for the emulated CPU model, not milliseconds"),
+        f"0.01% across runs and processes on the built-in models (each int8 record states its spread = "
+        f"(max - min) / median of its runs; fp32 records have one run). A deterministic, relative cost signal for the emulated CPU model, not milliseconds"),
     "emulated_wall_definition": (
         "emulator wall time (QEMU user mode on the host): accuracy passes per emulated example, and the "
         "counted runs at seq_len. NOT device latency"),
@@ -144,7 +148,9 @@ def _count(plan: CheckPlan, name: str, device: _devices.Device) -> tuple[dict[st
                             model=str(plan.manifest.artifact_path(name).resolve()), threads=plan.threads(device),
                             inputs=str(inputs), outputs=str(plan.work / f"{stem}.count.logits.npz"),
                             result=str(plan.work / f"{stem}.count.result.json"), batch_size=1,
-                            warmup=COUNT_WARMUP, runs=COUNT_RUNS)
+                            warmup=COUNT_WARMUP,
+                            runs=COUNT_RUNS_FP32 if plan.manifest.artifacts[name]["precision"] == "fp32"
+                            else COUNT_RUNS_INT8)
     counted = device.count_instructions(request, plan.work)
     part: dict[str, Any] = {"instructions": {k: v for k, v in counted.items() if k != "wall_ms"}}
     if counted.get("wall_ms"):

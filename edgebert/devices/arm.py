@@ -136,7 +136,7 @@ class ArmDevice(Device):
                     "error": f"the plugin recorded {len(timed)} of {runs} marked inferences"}
         median = statistics.median_low(timed)
         out = {**base, "status": "ok", "per_inference": median, "counts": timed,
-               "spread": round((max(timed) - min(timed)) / median, 7) if median else 0.0,
+               "spread": (round((max(timed) - min(timed)) / median, 7) if median else 0.0) if len(timed) > 1 else None,
                "warmup": warmup, "runs": runs, "threads": request.get("threads"),
                "wall_ms": [round(float(x), 1) for x in (result.get("latency") or {}).get("samples_ms", [])]}
         if int(request.get("threads") or 1) != 1:
