@@ -214,7 +214,7 @@ def build(config: Path | None, output: Path | None, force: bool, as_json: bool, 
     import dataclasses
     import json
 
-    from .build import build as run_build, default_config, exit_code, load_config
+    from .pipeline import build as run_build, default_config, exit_code, load_config
 
     cfg = load_config(config) if config is not None else default_config()
     if no_setup:

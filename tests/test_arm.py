@@ -272,8 +272,8 @@ def test_real_flips_are_counted_against_the_desktop(tmp_path, tiny, arm_env):
     """A desktop reference whose predictions are all inverted: every emulated example flips."""
     from edgebert.check.emulated import emulated_jobs
     from edgebert.check.runner import finish, native_jobs, prepare, run_jobs
-    from edgebert.build.config import GatesConfig
-    from edgebert.build.gates import evaluate
+    from edgebert.pipeline.config import GatesConfig
+    from edgebert.pipeline.gates import evaluate
 
     d = make_artifact_dir(tmp_path / "art", tiny, artifacts=("int8",))
     plan = prepare(d, CheckSettings(devices=("cortex-a76",), limit=20, **FAST,

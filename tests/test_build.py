@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgebert.build import build, load_config
-from edgebert.build.gates import describe, evaluate
-from edgebert.build.config import GatesConfig
+from edgebert.pipeline import build, load_config
+from edgebert.pipeline.gates import describe, evaluate
+from edgebert.pipeline.config import GatesConfig
 from edgebert.cli import main
 from edgebert.fsutil import sha256_file
 from edgebert.manifest import Manifest

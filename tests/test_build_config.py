@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgebert.build import default_config, load_config, parse_config
-from edgebert.build.config import BuildConfig
+from edgebert.pipeline import default_config, load_config, parse_config
+from edgebert.pipeline.config import BuildConfig
 from edgebert.cli import main
 from edgebert.errors import UsageError
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edgebert.build.gates import evaluate
-from edgebert.build.config import GatesConfig
+from edgebert.pipeline.gates import evaluate
+from edgebert.pipeline.config import GatesConfig
 from edgebert.report import html
 from test_build import _rec, _report
 

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from edgebert.build.runner import _drop_unwanted, _reusable
+from edgebert.pipeline.runner import _drop_unwanted, _reusable
 from edgebert.check import CheckSettings, check
 from edgebert.check.runner import _file_problem
 from edgebert.errors import UsageError
@@ -367,7 +367,7 @@ def test_symlink_planted_after_load_is_refused_on_use(sandbox):
 
 @pytest.mark.parametrize("name", ["..", "."])
 def test_build_model_named_dot_or_dotdot_is_refused(name):
-    from edgebert.build import parse_config
+    from edgebert.pipeline import parse_config
 
     with pytest.raises(UsageError, match=f"build.models: .*name '{re.escape(name)}' is not a directory name"):
         parse_config(f'[build]\nmodels = [{{name = "{name}", source = "distilbert"}}]\n')

@@ -204,7 +204,7 @@ def _gate_cell(results: list[dict[str, Any]]) -> tuple[str, str]:
     bad = [g for g in results if not g["passed"]]
     if not bad:
         return "pass", f'<span class="tag pass">pass ({len(results)})</span>'
-    from ..build.gates import fmt_value
+    from ..pipeline.gates import fmt_value
 
     why = "; ".join(
         (f"{g['gate']}: {fmt_value(g['value'], g['unit'])} vs "
@@ -321,7 +321,7 @@ def _page(title: str, body: str) -> str:
 
 def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]]) -> str:
     """The build report: verdict, failed gates, then per device a table and two plots (all models)."""
-    from ..build.gates import describe
+    from ..pipeline.gates import describe
 
     gate_results: dict[tuple[str, str, str], list] = {}
     for m in summary["models"]:

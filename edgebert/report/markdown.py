@@ -235,7 +235,7 @@ def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> st
 
 # --- build-level report (``edgebert build``) ---------------------------------------------------
 def _gate_table(results: list[dict[str, Any]]) -> list[str]:
-    from ..build.gates import fmt_value
+    from ..pipeline.gates import fmt_value
 
     lines = ["| Status | Model | Artifact | Device | Gate | Measured | Limit |", "|---|---|---|---|---|---:|---:|"]
     for g in results:

@@ -1,5 +1,8 @@
 """``edgebert build``: one config -> every artifact of the matrix, checked per device, gated, reported.
 
+The package is ``pipeline/``, not ``build/``: tools and .gitignore patterns treat a folder named
+build/ as generated output.
+
 ``config.py`` (the TOML config as frozen dataclasses), ``fingerprint.py`` (input fingerprints for
 incremental builds), ``gates.py`` (limits per record), ``runner.py`` (the build itself).
 """
