@@ -40,7 +40,7 @@ def test_catalog_registers_every_cpu_model():
         assert dev.cpu.dotprod is dotprod and dev.cpu.qemu_cpu == name
         assert dev.cpu.stands_for in dev.description and dev.cpu.isa in dev.description
         assert dev.default_threads == 1
-        assert dev.counting_expected() is (name not in ("cortex-a55", "cortex-a710"))  # Debian QEMU 7.2 lacks those
+        assert dev.counting_expected()  # the counting QEMU built by `devices setup` has every catalog model
         assert dev.runtimes == devices.get("desktop").runtimes  # the same runtimes, the same worker
         assert dev.info()["cpu_model"]["features"] == dev.cpu.features
     assert "i8mm" in devices.get("cortex-a710").cpu.features
@@ -93,6 +93,12 @@ def test_read_counts(tmp_path):
     f = tmp_path / "counts.txt"
     f.write_text("0 1500\n1 1400\n2 1400\ntotal 99999\n")
     assert arm_setup.read_counts(f) == [(0, 1500), (1, 1400), (2, 1400)]
+    f.write_text("0 1500 dotprod=500 i8mm=0 sve=0 fp_fma=100 simd_other=300 scalar=600 bogus=7\ntotal 9\n")
+    assert arm_setup.read_class_counts(f) == [(0, 1500, {"dotprod": 500, "i8mm": 0, "sve": 0, "fp_fma": 100,
+                                                          "simd_other": 300, "scalar": 600})]
+    fields = arm.class_fields(arm_setup.read_class_counts(f)[0][2], 1500)
+    assert fields["class_shares"]["dotprod"] == pytest.approx(1 / 3, abs=1e-4)
+    assert fields["classes"]["scalar"] == 600 and arm.class_fields({}, 1500) == {}
 
 
 # --- failures -------------------------------------------------------------------------------------
@@ -159,9 +165,6 @@ def test_a_count_missing_where_the_cpu_model_has_one_fails_the_record():
         r = rec({"status": "ok", "per_inference": 10})
         finish_emulated(r, devices.get(cpu))
         assert r["status"] == "ok"
-    r = rec({"status": "unavailable", "error": "QEMU 7.2 has no cortex-a55 model"})  # cannot count there
-    finish_emulated(r, devices.get("cortex-a55"))
-    assert r["status"] == "ok"
 
 
 def test_report_shows_emulated_columns():
@@ -254,8 +257,21 @@ def test_real_check_on_a53_and_a76(tmp_path, tiny, arm_env):
             assert (ins["spread"] is None) if runs == 1 else ins["spread"] < 0.02
         counts[cpu] = int8["instructions"]["per_inference"]
     assert counts["cortex-a53"] != counts["cortex-a76"]  # dotprod changes ORT's int8 kernels
+    # kernel-path evidence: the classes add up to the count; int8 GEMMs ran SDOT/UDOT on the A76, none on
+    # the A53 (no dot product there); fp32 GEMMs ran vector FMLA on both
+    for cpu in ("cortex-a53", "cortex-a76"):
+        for art in ("model.onnx", "model.int8-dynamic.onnx"):
+            ins = recs[(cpu, art)]["instructions"]
+            assert sum(ins["classes"].values()) == ins["per_inference"], ins
+            assert abs(sum(ins["class_shares"].values()) - 1) < 1e-3
+        assert recs[(cpu, "model.onnx")]["instructions"]["classes"]["fp_fma"] > 0
+    assert recs[("cortex-a76", "model.int8-dynamic.onnx")]["instructions"]["classes"]["dotprod"] > 1000
+    assert recs[("cortex-a53", "model.int8-dynamic.onnx")]["instructions"]["classes"]["dotprod"] == 0
     text = markdown.render(report)
     assert "## cortex-a53" in text and "Drift vs desktop" in text
+    a53_text, a76_text = text.split("## cortex-a76")[0].split("## cortex-a53")[1], text.split("## cortex-a76")[1]
+    assert "Kernel path" in a76_text and "dot product (SDOT/UDOT)" in a76_text
+    assert "dot product (SDOT/UDOT)" not in a53_text  # a 0% class is not listed
 
     # the counts repeat across processes: a second count of the same artifact agrees within 0.1%
     dev = devices.get("cortex-a53")
@@ -266,6 +282,22 @@ def test_real_check_on_a53_and_a76(tmp_path, tiny, arm_env):
     assert first["status"] == second["status"] == "ok", (first, second)
     assert abs(first["per_inference"] - second["per_inference"]) <= 1e-3 * first["per_inference"]
     assert all(abs(a - b) <= 1e-3 * a for a, b in zip(first["counts"], second["counts"]))
+
+
+def test_real_counts_on_a55_and_a710_show_their_int8_kernels(tmp_path, tiny, arm_env):
+    """The counting QEMU built by `devices setup` has every catalog model: the A55 runs dot products,
+    the A710 int8 matrix multiplies (i8mm), for the same int8 artifact."""
+    d = make_artifact_dir(tmp_path / "art", tiny)
+    classes = {}
+    for cpu in ("cortex-a55", "cortex-a710"):
+        work = tmp_path / cpu
+        work.mkdir()
+        req = _count_request(work, d / "model.int8-dynamic.onnx", "onnxruntime", FAST["seq_len"], warmup=1, runs=1)
+        ins = devices.get(cpu).count_instructions(req, work)
+        assert ins["status"] == "ok", ins
+        classes[cpu] = ins["classes"]
+    assert classes["cortex-a55"]["dotprod"] > 1000 and classes["cortex-a55"]["i8mm"] == 0
+    assert classes["cortex-a710"]["i8mm"] > 1000
 
 
 def test_real_flips_are_counted_against_the_desktop(tmp_path, tiny, arm_env):

@@ -259,3 +259,30 @@ def test_gate_evaluation():
     assert "3,000.0 M instructions" in describe(ins)
     assert "did not run (load failed: boom)" in describe(next(r for r in results if r["gate"] == "runs"))
     assert evaluate("m", report, GatesConfig()) == [r for r in results if r["gate"] == "runs"]  # no gates: only runs
+
+
+def test_int8_kernel_share_gate_fails_an_int8_artifact_without_dot_products_where_the_cpu_has_them():
+    def ins(dot, i8mm=0):
+        total = 1000
+        classes = {"dotprod": dot, "i8mm": i8mm, "scalar": total - dot - i8mm}
+        return {"status": "ok", "per_inference": total, "classes": classes,
+                "class_shares": {k: v / total for k, v in classes.items()}}
+
+    cpu = {"features": ["neon", "fp16", "dotprod"]}
+    report = {"devices": {"cortex-a76": {"emulated": True, "cpu_model": cpu},
+                          "cortex-a53": {"emulated": True, "cpu_model": {"features": ["neon"]}}},
+              "records": [
+                  _rec("model.onnx", "fp32", "cortex-a76", latency_ms=None, instructions=ins(0)),
+                  _rec("model.int8-dynamic.onnx", "int8-dynamic", "cortex-a76", latency_ms=None, instructions=ins(0)),
+                  _rec("model.int8-static.onnx", "int8-static", "cortex-a76", latency_ms=None,
+                       instructions=ins(0, i8mm=300)),
+                  _rec("model.int8-dynamic.onnx", "int8-dynamic", "cortex-a53", latency_ms=None, instructions=ins(0)),
+              ]}
+    results = [r for r in evaluate("m", report, GatesConfig(min_int8_kernel_share=0.01))
+               if r["gate"] == "min_int8_kernel_share"]
+    # fp32 and the A53 (no dot product) are not gated; int8 without SDOT fails, with SMMLA passes
+    assert {(r["artifact"], r["device"], r["passed"]) for r in results} == {
+        ("model.int8-dynamic.onnx", "cortex-a76", False), ("model.int8-static.onnx", "cortex-a76", True)}
+    bad = next(r for r in results if not r["passed"])
+    assert bad["comparison"] == ">=" and bad["value"] == 0.0 and "limit ≥ 1.00%" in describe(bad)
+    assert not [r for r in evaluate("m", report, GatesConfig()) if r["gate"] == "min_int8_kernel_share"]  # opt-in

@@ -109,6 +109,8 @@ def line_of(text: str, needle: str) -> int:
     (("limit = 500", "limit = 5.5"), "evaluation.limit", "limit = 5.5", "must be an integer"),
     (("threads = 2", "threads = true"), "devices.threads", "threads =", "must be an integer"),
     (("min_accuracy = 0.8", "min_accuracy = 80"), "gates.min_accuracy", "min_accuracy =", "fraction"),
+    (("min_accuracy = 0.8", "min_accuracy = 0.8\nmin_int8_kernel_share = 5"), "gates.min_int8_kernel_share",
+     "min_int8_kernel_share =", "fraction"),
     (("max_size_mb = 30", "max_size_mb = -1"), "gates.max_size_mb", "max_size_mb =", "at least 0"),
     (('method = "minmax"', 'method = "kl"'), "calibration.method", "method =", "choose from"),
     (('formats = ["onnx"]', 'formats = ["onnx", "coreml"]'), "build.formats", "formats =", "'coreml'"),

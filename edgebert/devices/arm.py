@@ -36,7 +36,7 @@ class CpuModel:
     features: tuple[str, ...]  # ISA features that change int8/fp32 kernel choice
     stands_for: str           # the real-world device class
     cores: int                # cores of the typical device (for reference; see ``threads``)
-    counting: bool = True     # the counting QEMU (Debian bookworm's 7.2, the only plugin-capable build) has it
+    counting: bool = True     # the counting QEMU (built by `devices setup`) emulates it
     threads: int = 1          # default runtime threads: 1, the only setting with exact instruction counts
 
     @property
@@ -48,13 +48,13 @@ CPU_MODELS: tuple[CpuModel, ...] = (
     CpuModel("cortex-a53", "cortex-a53", "Armv8.0-A", ("neon",),
              "low-end phones and the Raspberry Pi 3 (in-order, no dot product)", 4),
     CpuModel("cortex-a55", "cortex-a55", "Armv8.2-A", ("neon", "fp16", "dotprod"),
-             "efficiency cores of most phones since 2018; low-end phones (in-order)", 4, counting=False),
+             "efficiency cores of most phones since 2018; low-end phones (in-order)", 4),
     CpuModel("cortex-a72", "cortex-a72", "Armv8.0-A", ("neon",),
              "the Raspberry Pi 4 and 2016-era phone big cores (no dot product)", 4),
     CpuModel("cortex-a76", "cortex-a76", "Armv8.2-A", ("neon", "fp16", "dotprod"),
              "Pixel-class phone big cores (2019-2021) and the Raspberry Pi 5", 4),
     CpuModel("cortex-a710", "cortex-a710", "Armv9.0-A", ("neon", "fp16", "dotprod", "i8mm", "bf16", "sve2"),
-             "2022 flagship phone big cores (int8 matrix multiply, SVE2)", 4, counting=False),
+             "2022 flagship phone big cores (int8 matrix multiply, SVE2)", 4),
     CpuModel("neoverse-n1", "neoverse-n1", "Armv8.2-A", ("neon", "fp16", "dotprod"),
              "AWS Graviton2 and Ampere Altra servers", 64),
 )
@@ -113,6 +113,8 @@ class ArmDevice(Device):
         runs single-threaded with address-space randomisation off, a fixed hash seed and ONNX Runtime's
         telemetry thread disabled, so counts repeat across processes; successive inferences in one
         process differ by ~0.001% (allocator state; ``spread`` = (max - min) / median).
+        ``classes``/``class_shares``: the instruction classes of the median run (dot product, i8mm, SVE,
+        vector FP multiply-add, other SIMD/FP, scalar; see ``qemu/insn_count.c``).
         ``wall_ms``: the emulator wall time of each counted run (NOT device latency).
         """
         env = self.env()
@@ -128,20 +130,33 @@ class ArmDevice(Device):
                                     work / f"{self.name}.{Path(request['model']).name}.count-request.json")
         if result.get("status") != "ok":
             return {**base, "status": "failed", "error": f"counting run: {result.get('error')}"}
-        rows = _setup.read_counts(counts_file) if counts_file.is_file() else []
+        rows = _setup.read_class_counts(counts_file) if counts_file.is_file() else []
         warmup, runs = int(request.get("warmup", 0)), int(request.get("runs", 1))
-        timed = [c for i, c in rows if i >= warmup]
+        timed_rows = [(c, classes) for i, c, classes in rows if i >= warmup]
+        timed = [c for c, _ in timed_rows]
         if len(timed) != runs:
             return {**base, "status": "failed",
                     "error": f"the plugin recorded {len(timed)} of {runs} marked inferences"}
         median = statistics.median_low(timed)
+        classes = next(cls for c, cls in timed_rows if c == median)
         out = {**base, "status": "ok", "per_inference": median, "counts": timed,
+               **class_fields(classes, median),
                "spread": (round((max(timed) - min(timed)) / median, 7) if median else 0.0) if len(timed) > 1 else None,
                "warmup": warmup, "runs": runs, "threads": request.get("threads"),
                "wall_ms": [round(float(x), 1) for x in (result.get("latency") or {}).get("samples_ms", [])]}
         if int(request.get("threads") or 1) != 1:
             out["note"] = "more than one thread: counts include other threads' work and need not repeat"
         return out
+
+
+def class_fields(classes: dict[str, int], total: int) -> dict[str, Any]:
+    """``classes`` (instructions per class in the median run) and ``class_shares`` (of its total).
+
+    Why: the shares show which kernel path ran, e.g. that int8 GEMMs on a dot-product core ran SDOT.
+    """
+    if not classes or not total:
+        return {}
+    return {"classes": dict(classes), "class_shares": {k: round(v / total, 4) for k, v in classes.items()}}
 
 
 class _Counter(Device):

@@ -8,13 +8,12 @@ as an ordinary user, with private apt state):
 - ``site/``: the aarch64 wheels of numpy, onnxruntime and ai-edge-litert, at the host's versions.
 - ``qemu/qemu-aarch64``: QEMU 10 user mode (static, from bookworm-backports ``qemu-user``): runs the
   worker for accuracy and drift; it emulates ``/proc/cpuinfo`` per ``-cpu`` model.
-- ``qemu-plugin/``: QEMU 7.2 user mode from bookworm (the only Debian build that is dynamic and
-  loads TCG plugins; backports' QEMU 10 user mode is static-only) with the shared libraries it needs
-  that a stock host may lack, and ``libinsn_count.so``, our instruction counter
-  (``qemu/insn_count.c``) compiled against the ``qemu-plugin.h`` of Debian's qemu 7.2 source.
+- ``qemu-plugin/``: QEMU 10 user mode built from Debian trixie's qemu 10.0 source package with
+  TCG plugin support (Debian ships QEMU 10 user mode static-only, which cannot load plugins; see
+  ``qemu_build.py``), the glib libraries it links, and ``libinsn_count.so``, our instruction and
+  instruction-class counter (``qemu/insn_count.c``) compiled against that source's ``qemu-plugin.h``.
 - ``prefix/MODEL/``: per CPU model, the sysroot plus a ``proc/cpuinfo`` captured from QEMU 10's
-  emulation of that model. QEMU 7.2 passes the host's x86 ``/proc/cpuinfo`` through (onnxruntime's
-  import then crashes); with ``-L prefix/MODEL`` it reads this file instead.
+  emulation of that model (the counting runs use ``-L prefix/MODEL``, so both QEMUs see the same).
 
 Each step writes into a temporary directory, renames it into place, then writes its stamp
 (``stamps/STEP.json``, holding the step's inputs, e.g. versions): an interrupted run resumes at the
@@ -39,14 +38,14 @@ from typing import Any, Callable
 
 from ..errors import EdgebertError
 from ..fsutil import cache_dir
+from . import qemu_build
 
 DEBIAN = "http://deb.debian.org/debian"
 SUITE = "bookworm"
 BACKPORTS = "bookworm-backports"
+QEMU_SOURCE_SUITE = "trixie"  # backports' qemu source is not on the mirror; trixie's is the same 10.0 line
 PYTHON = "python3.11"
 SYSROOT_PACKAGES = (PYTHON, "libstdc++6", "libgomp1")
-# QEMU 7.2's dynamic qemu-aarch64 links these; the rest (glib, gnutls, zlib, libc) are on any host.
-PLUGIN_QEMU_LIBS = ("libcapstone4", "liburing2", "libnuma1")
 WHEEL_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_27_aarch64",
                    "manylinux_2_28_aarch64")
 RUNTIME_WHEELS = ("numpy", "onnxruntime", "ai-edge-litert")
@@ -130,8 +129,7 @@ class ArmEnv:
         cpus = stamp.get("info", {}).get("plugin_qemu_cpus", [])
         if cpu not in cpus:
             version = stamp.get("info", {}).get("plugin_qemu_version", "?")
-            return (f"QEMU {version} (the only Debian QEMU user-mode build that loads TCG plugins) "
-                    f"has no {cpu} model")
+            return f"the plugin-capable QEMU {version} has no {cpu} model"
         if not (self.prefix(cpu) / "proc" / "cpuinfo").is_file():
             return f"no captured /proc/cpuinfo for {cpu}; run `edgebert devices setup`"
         return None
@@ -281,7 +279,7 @@ class _Ctx:
 
 SOURCES = {
     "arm64": [f"deb {DEBIAN} {SUITE} main"],
-    "amd64": [f"deb {DEBIAN} {SUITE} main", f"deb {DEBIAN} {BACKPORTS} main", f"deb-src {DEBIAN} {SUITE} main"],
+    "amd64": [f"deb {DEBIAN} {SUITE} main", f"deb {DEBIAN} {BACKPORTS} main", f"deb-src {DEBIAN} {QEMU_SOURCE_SUITE} main"],
 }
 
 
@@ -357,45 +355,36 @@ def _extract_member(deb: Path, member: str, dest: Path) -> None:
 
 
 def _step_plugin_qemu(ctx: _Ctx, key: dict) -> dict:
+    """QEMU 10 user mode with plugin support, built from Debian's qemu source package, + the counter."""
     apt = ctx.apt("amd64")
-    debs = apt.download([f"qemu-user/{SUITE}", *PLUGIN_QEMU_LIBS], ctx.work / "debs")
-    unpacked = _fresh(ctx.work / "unpacked")
-    for deb in debs:
-        _dpkg_x(deb, unpacked)
+    src = apt.download_source(key["source"], ctx.work / "src")
+    orig = next((p for p in src if p.name.endswith(".orig.tar.xz")), None)
+    if orig is None:
+        raise SetupError(f"the {key['source']} source package has no .orig.tar.xz")
+    debs = apt.download(list(key["glib_packages"]), ctx.work / "debs")
+    sysroot = qemu_build.unpack_sysroot(debs, _fresh(ctx.work / "glib"), _dpkg_x)
+    built = qemu_build.build_qemu(orig, sysroot, _fresh(ctx.work / "build"), _run)
     tree = _fresh(ctx.work / "qemu-plugin")
-    shutil.copy2(unpacked / "usr/bin/qemu-aarch64", tree / "qemu-aarch64")
-    (tree / "lib").mkdir()
-    for lib in (unpacked / "usr/lib/x86_64-linux-gnu").glob("*.so*"):
-        shutil.copy2(lib, tree / "lib" / lib.name, follow_symlinks=True)
+    shutil.copy2(built, tree / "qemu-aarch64")
+    try:
+        qemu_build.copy_runtime_libs(sysroot, tree / "lib")
+    except FileNotFoundError as exc:
+        raise SetupError(str(exc)) from None
     env = {**os.environ, "LD_LIBRARY_PATH": str(tree / "lib")}
     qemu = [str(tree / "qemu-aarch64")]
     version = _qemu_version(qemu, env)
-    helptext = _run([*qemu, "-h"], "running the plugin QEMU", env=env)
-    if "-plugin" not in helptext:
-        raise SetupError(f"QEMU {version} from {SUITE} was built without TCG plugin support")
-    listing = subprocess.run([*qemu, "-cpu", "help"], env=env, capture_output=True, text=True).stdout
-    cpus = [ln.strip() for ln in listing.splitlines()[1:] if ln.strip()]  # exits 1 after listing
+    if "-plugin" not in _run([*qemu, "-h"], "running the plugin QEMU", env=env):
+        raise SetupError(f"the QEMU {version} build has no TCG plugin support")
+    cpus = qemu_build.cpu_models(qemu, env)
     if not cpus:
-        raise SetupError(f"QEMU {version} from {SUITE} lists no CPU models")
-    # qemu-plugin.h of the same QEMU: from Debian's qemu source package
-    src = apt.download_source(f"qemu/{SUITE}", ctx.work / "src")
-    orig = next((p for p in src if p.name.endswith(".orig.tar.xz")), None)
-    if orig is None:
-        raise SetupError("the qemu source package has no .orig.tar.xz")
-    with tarfile.open(orig, "r:xz") as tar:
-        for info in tar:
-            if info.name.endswith("include/qemu/qemu-plugin.h"):
-                (tree / "include").mkdir()
-                (tree / "include" / "qemu-plugin.h").write_bytes(tar.extractfile(info).read())
-                break
-        else:
-            raise SetupError(f"{orig.name} has no include/qemu/qemu-plugin.h")
-    shutil.rmtree(ctx.work / "src")
-    _run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-I", str(tree / "include"), str(PLUGIN_SOURCE),
+        raise SetupError(f"the QEMU {version} build lists no CPU models")
+    source_dir = built.parents[1]
+    includes = [a for d in qemu_build.plugin_include_dirs(source_dir, sysroot) for a in ("-I", str(d))]
+    _run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", *includes, str(PLUGIN_SOURCE),
           "-o", str(tree / "libinsn_count.so")], "compiling the instruction-counting plugin")
     _publish(tree, ctx.env.plugin_qemu.parent)
     return {"info": {"plugin_qemu_version": version, "plugin_qemu_cpus": cpus,
-                     "plugin_qemu_package": next(d.name for d in debs if d.name.startswith("qemu-user"))}}
+                     "plugin_qemu_package": f"{orig.name} (built: aarch64-linux-user, --enable-plugins)"}}
 
 
 def _step_prefixes(ctx: _Ctx, key: dict) -> dict:
@@ -449,9 +438,11 @@ def steps() -> list[Step]:
              lambda: dict(zip(("versions", "notes"), wheel_versions()))),
         Step("qemu", f"Fetching QEMU user mode ({BACKPORTS} qemu-user)", _step_qemu,
              lambda: {"package": f"qemu-user/{BACKPORTS}"}),
-        Step("plugin-qemu", f"Fetching the plugin-capable QEMU ({SUITE}) and compiling the instruction counter",
-             _step_plugin_qemu, lambda: {"package": f"qemu-user/{SUITE}", "libs": list(PLUGIN_QEMU_LIBS),
-                                          "source_sha": _file_digest(PLUGIN_SOURCE)}),
+        Step("plugin-qemu", f"Building QEMU user mode with plugins from Debian's qemu source ({QEMU_SOURCE_SUITE}; "
+             "~2 min on 2 cores) and compiling the instruction counter", _step_plugin_qemu,
+             lambda: {"source": f"qemu/{QEMU_SOURCE_SUITE}", "glib_packages": list(qemu_build.GLIB_DEV_PACKAGES),
+                      "configure": list(qemu_build.CONFIGURE_FLAGS), "tools": list(qemu_build.BUILD_TOOLS),
+                      "source_sha": _file_digest(PLUGIN_SOURCE)}),
         Step("prefixes", "Capturing each CPU model's /proc/cpuinfo", _step_prefixes,
              lambda: {"cpus": _cpus()}),
     ]
@@ -568,7 +559,7 @@ def count_selftest(env: ArmEnv, cpu: str, work: Path) -> list[int]:
 
 
 def plugin_command(env: ArmEnv, cpu: str, counts: Path) -> list[str]:
-    """``qemu-aarch64 -plugin ... -cpu CPU -L prefix/CPU python3.11`` (QEMU 7.2 with the counter).
+    """``qemu-aarch64 -plugin ... -cpu CPU -L prefix/CPU python3.11`` (the plugin-capable QEMU with the counter).
 
     Started with address-space randomisation off (``setarch -R``, when present) so that memory
     layout, and with it allocator paths and alignment-dependent kernel paths, repeat across runs.
@@ -583,11 +574,28 @@ def plugin_host_env(env: ArmEnv) -> dict[str, str]:
     return {"LD_LIBRARY_PATH": str(env.plugin_libs), "PYTHONHASHSEED": "0"}
 
 
+INSTRUCTION_CLASSES = ("dotprod", "i8mm", "sve", "fp_fma", "simd_other", "scalar")
+
+
 def read_counts(path: Path) -> list[tuple[int, int]]:
     """(inference index, instructions) lines the plugin wrote, in order."""
+    return [(i, total) for i, total, _ in read_class_counts(path)]
+
+
+def read_class_counts(path: Path) -> list[tuple[int, int, dict[str, int]]]:
+    """(inference index, instructions, {class: instructions}) per marked inference, in order.
+
+    Lines are ``i total dotprod=.. i8mm=.. ...`` (see ``qemu/insn_count.c`` for the classes); a line
+    without classes (an older counter) gives an empty dict.
+    """
     rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[0].isdigit():
-            rows.append((int(parts[0]), int(parts[1])))
+        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+            classes = {}
+            for field in parts[2:]:
+                name, _, value = field.partition("=")
+                if name in INSTRUCTION_CLASSES and value.isdigit():
+                    classes[name] = int(value)
+            rows.append((int(parts[0]), int(parts[1]), classes))
     return rows

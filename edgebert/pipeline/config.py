@@ -52,6 +52,8 @@ Example (every key, with its default)::
     max_drift_vs_desktop = 1.0 # emulated devices: max |logit diff| vs the desktop run
     max_flips_vs_desktop = 2   # emulated devices: predictions that differ from the desktop's
     max_flip_rate = 0.02       # emulated devices: 95% upper bound of the flip rate vs the desktop
+    min_int8_kernel_share = 0.01  # opt-in: int8 artifacts on a CPU model with dot product / i8mm must run
+                                  # those instructions (share of the counted inference; default: off)
 
     [gates.max_instructions]   # guest instructions per inference, per emulated device
     cortex-a53 = 2.0e9
@@ -128,6 +130,7 @@ class GatesConfig:
     max_drift_vs_desktop: float | None = None  # emulated devices: max |logit diff| vs desktop
     max_flips_vs_desktop: int | None = None    # emulated devices: prediction flips vs desktop
     max_flip_rate: float | None = None         # emulated devices: 95% upper bound of the flip rate
+    min_int8_kernel_share: float | None = None  # emulated, int8, CPU with dotprod/i8mm: SDOT/SMMLA share (opt-in)
     max_instructions: tuple[tuple[str, float], ...] = ()  # (emulated device, instructions per inference)
 
     def instructions_limit(self, device: str) -> float | None:
@@ -408,9 +411,12 @@ def parse(text: str, path: Path | None = None) -> BuildConfig:
         max_drift_vs_desktop=g.get("max_drift_vs_desktop", "float", None, low=0),
         max_flips_vs_desktop=g.get("max_flips_vs_desktop", "int", None, low=0),
         max_flip_rate=g.get("max_flip_rate", "float", None, low=0),
+        min_int8_kernel_share=g.get("min_int8_kernel_share", "float", None, low=0),
         max_instructions=tuple(instructions))
-    if gates.min_accuracy is not None and gates.min_accuracy > 1:
-        raise g.err("min_accuracy", f"is a fraction between 0 and 1, got {gates.min_accuracy:g}")
+    for name in ("min_accuracy", "min_int8_kernel_share"):
+        value = getattr(gates, name)
+        if value is not None and value > 1:
+            raise g.err(name, f"is a fraction between 0 and 1, got {value:g}")
     for t in tables.values():
         t.finish()
     return BuildConfig(models=models, formats=formats, precisions=precisions, seq_len=seq_len, output=output,

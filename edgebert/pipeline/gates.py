@@ -63,6 +63,10 @@ GATES: tuple[Gate, ...] = (
          lambda r: None if r.drift_flips is None else float(r.drift_flips), lambda g, d: g.max_flips_vs_desktop),
     Gate("max_flip_rate", "95% upper bound of the rate of predictions that differ from the desktop run",
          "fraction", _emulated, lambda r: r.flip_rate_upper95, lambda g, d: g.max_flip_rate),
+    Gate("min_int8_kernel_share", "share of dot-product / int8-matmul instructions (SDOT/UDOT/SMMLA/UMMLA/"
+         "USMMLA/USDOT) in the counted inference, for int8 artifacts on CPU models that have them", "fraction",
+         lambda r, e: e and r.precision != "fp32" and r.cpu_has_int8_dot, lambda r: r.int8_kernel_share,
+         lambda g, d: g.min_int8_kernel_share, upper=False),
     Gate("max_instructions", "guest instructions per inference", "instructions", _emulated,
          lambda r: None if r.instructions is None else float(r.instructions),
          lambda g, d: g.instructions_limit(d)),

@@ -12,7 +12,7 @@ import math
 from html import escape
 from typing import Any
 
-from .markdown import accuracy_text, agreement_text, flips_text, instructions_text
+from .markdown import accuracy_text, agreement_text, flips_text, instructions_text, kernel_path_text
 from .tables import DeviceTable, Row, device_tables
 
 PASS, FAIL, NONE = "#1a7f37", "#cf222e", "#6e7781"
@@ -226,7 +226,7 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
              if emulated
              else ["p50 ms", "p90 ms", "Speed-up"])
     head += ["Size MB", "Size ratio", "Gates"]
-    rows_html, size_pts, cost_pts, slowest = [], [], [], []
+    rows_html, size_pts, cost_pts, slowest, paths = [], [], [], [], []
     notes: dict[str, list[str]] = {}
     for model, _, row in items:
         results = gate_results.get((model, row.artifact, device), [])
@@ -262,6 +262,9 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
                       f"<td>{_n(row.speedup, '.2f', '×')}</td>"]
         cells += [f"<td>{_n(row.size_mb, '.2f')}</td>", f"<td>{_n(row.size_ratio, '.2f', '×')}</td>",
                   f"<td>{gate_html}</td>"]
+        if emulated and row.instruction_shares:  # kernel path: a list below the table, like slowest ops
+            paths.append(f"<li>{escape((model + '/') if multi else '')}<code>{escape(row.artifact)}</code>: "
+                         f"{escape(kernel_path_text(row))}</li>")
         if not emulated:  # slowest operators: a list below the table (a column made it 1,800 px wide)
             ops = ", ".join(f"{op} {ms:.1f} ms ({share * 100:.0f}%)" for op, ms, share in row.top_ops[:3])
             if ops:
@@ -295,6 +298,8 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
             f'{"".join(rows_html)}</tbody></table></div>'
             + (f'<p class="note">Slowest operators (per-op profile, batch 1, top 3 by kernel time):</p>'
                f'<ul class="ops">{"".join(slowest)}</ul>' if slowest else "")
+            + (f'<p class="note">Kernel path (instruction classes of the counted inference, share of its '
+               f'instructions):</p><ul class="ops">{"".join(paths)}</ul>' if paths else "")
             + "".join(f'<p class="note">{escape(n)} ({escape(", ".join(sorted(set(a))))})</p>'
                       for n, a in notes.items() if n != "—")
             + f'<p class="note">{legend}</p><div class="plots">'

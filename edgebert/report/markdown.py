@@ -113,6 +113,24 @@ def instructions_text(row: Row) -> str:
     return f"{row.instructions / 1e6:.2f}{spread}"
 
 
+CLASS_LABELS = {"dotprod": "dot product (SDOT/UDOT)", "i8mm": "int8 matmul (SMMLA/UMMLA)", "sve": "other SVE",
+                "fp_fma": "vector FP multiply-add", "simd_other": "other SIMD/FP", "scalar": "scalar"}
+
+
+def kernel_path_text(row: Row) -> str:
+    """The instruction classes that ran, e.g. "dot product (SDOT/UDOT) 49% · other SIMD/FP 30% · ..."."""
+    return " · ".join(f"{CLASS_LABELS.get(k, k)} {share * 100:.1f}%" for k, share in row.instruction_shares
+                      if share > 0)
+
+
+def _kernel_paths(table: DeviceTable) -> list[str]:
+    rows = [r for r in table.rows if r.instruction_shares]
+    if not rows:
+        return []
+    return ["", "Kernel path (instruction classes of the counted inference, share of its instructions):", ""] + [
+        f"- `{row.artifact}`: {_cell(kernel_path_text(row))}" for row in rows]
+
+
 def _emulation_notes(table: DeviceTable) -> list[str]:
     """How each emulated accuracy was obtained: what ran under emulation and the bound relied on."""
     rows = [r for r in table.rows if r.emulation]
@@ -183,6 +201,7 @@ def _table(table: DeviceTable) -> list[str]:
     if notes:
         lines += [""] + [f"- `{row.artifact}`: {_cell(row.instructions_note)}" for row in notes]
     if table.emulated:
+        lines += _kernel_paths(table)
         lines += _emulation_notes(table)
     lines += _side_by_side(table)
     lines += _profile(table)

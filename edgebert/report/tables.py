@@ -48,6 +48,9 @@ class Row:
     flip_rate_upper95: float | None = None    # emulated: 95% upper bound of the flip rate vs desktop
     instructions_spread: float | None = None  # (max - min) / median of the counted runs
     emulation: dict | None = None             # emulated: the record's ``emulation`` summary (method, counts, bound)
+    instruction_shares: tuple[tuple[str, float], ...] = ()  # emulated: (class, share of the median counted run)
+    cpu_has_int8_dot: bool = False            # emulated: the CPU model has dot product or i8mm instructions
+    int8_kernel_share: float | None = None    # emulated: share of SDOT/UDOT + SMMLA/UMMLA/USMMLA/USDOT instructions
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,12 @@ def _instructions(rec: dict[str, Any] | None) -> int | None:
     return ins.get("per_inference") if ins.get("status") == "ok" else None
 
 
-def _emulated_fields(r: dict[str, Any], ref: dict[str, Any] | None) -> dict[str, Any]:
+INT8_DOT_FEATURES = ("dotprod", "i8mm")
+INT8_DOT_CLASSES = ("dotprod", "i8mm")
+
+
+def _emulated_fields(r: dict[str, Any], ref: dict[str, Any] | None,
+                     cpu_features: tuple[str, ...] = ()) -> dict[str, Any]:
     """Row fields of an emulated record: drift vs desktop, instructions (or why none), wall time."""
     if not r.get("emulated"):
         return {}
@@ -91,7 +99,22 @@ def _emulated_fields(r: dict[str, Any], ref: dict[str, Any] | None) -> dict[str,
             "instructions_spread": ins.get("spread") if ok and ins.get("status") == "ok" else None,
             "instructions": _instructions(r) if ok else None,
             "instructions_ratio": _ratio(_instructions(r), _instructions(ref)) if ok else None,
-            "instructions_note": note, "emulated_ms_per_example": wall.get("ms_per_example") if ok else None}
+            "instructions_note": note, "emulated_ms_per_example": wall.get("ms_per_example") if ok else None,
+            "instruction_shares": _shares(ins) if ok and ins.get("status") == "ok" else (),
+            "cpu_has_int8_dot": any(f in cpu_features for f in INT8_DOT_FEATURES),
+            "int8_kernel_share": _int8_kernel_share(ins) if ok else None}
+
+
+def _int8_kernel_share(ins: dict[str, Any]) -> float | None:
+    """Share of the dot-product and int8-matmul classes (None when the count has no classes)."""
+    shares = ins.get("class_shares") if ins.get("status") == "ok" else None
+    return sum(float(shares.get(c, 0.0)) for c in INT8_DOT_CLASSES) if shares else None
+
+
+def _shares(ins: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    """Instruction classes of the counted run, largest first (empty for a counter without classes)."""
+    shares = ins.get("class_shares") or {}
+    return tuple(sorted(((k, float(v)) for k, v in shares.items()), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _profile_fields(r: dict[str, Any]) -> dict[str, Any]:
@@ -112,6 +135,8 @@ def device_tables(report: dict[str, Any]) -> list[DeviceTable]:
         recs = [r for r in records if r["device"] == device]
         by_name = {r["artifact"]: r for r in recs}
         rows = []
+        info = report.get("devices", {}).get(device, {})
+        features = tuple((info.get("cpu_model") or {}).get("features") or ())
         for r in recs:
             ref = by_name.get(r.get("reference") or "")
             ref_ok = ref is not None and ref["status"] == "ok"
@@ -135,10 +160,9 @@ def device_tables(report: dict[str, Any]) -> list[DeviceTable]:
                 peak_rss_mb=r.get("peak_rss_mb") if ok else None,
                 runtime=" ".join(x for x in ((r.get("runtime") or {}).get("name"),
                                              (r.get("runtime") or {}).get("version")) if x) or None,
-                **_emulated_fields(r, ref),
+                **_emulated_fields(r, ref, features),
                 **_profile_fields(r),
             ))
-        info = report.get("devices", {}).get(device, {})
         cpus = [((r.get("platform") or {}).get("cpu")) for r in recs if r.get("platform")]
         tables.append(DeviceTable(
             device=device, description=info.get("description", ""),
