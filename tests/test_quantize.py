@@ -443,3 +443,15 @@ def test_corrupt_or_missing_fp32_model(artifact_dirs, tmp_path):
         quantize(d, QuantizeSettings(mode="dynamic"))
     after = sorted(p.name for p in d.iterdir())
     assert after == [n for n in before if n != "model.onnx"]  # nothing half-written left behind
+
+
+def test_reduce_range_follows_the_host_isa():
+    from edgebert.quantize.host_isa import cpu_flags, reduce_range_choice
+
+    flags = cpu_flags("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n\nprocessor\t: 1\nflags\t: other\n")
+    assert flags == {"fpu", "sse2", "avx2", "fma"}
+    on, why = reduce_range_choice("x86_64", flags)
+    assert on and "without VNNI" in why                       # u8s8 saturates: 7-bit weights
+    assert reduce_range_choice("x86_64", flags | {"avx512_vnni"})[0] is False
+    assert reduce_range_choice("x86_64", flags | {"avx_vnni"})[0] is False
+    assert reduce_range_choice("aarch64", set())[0] is False   # ARM kernels do not saturate

@@ -4,8 +4,8 @@ Only MatMul/Gemm and the embedding Gathers (int8 tables: ~4x smaller file, same 
 quantized: ORT turns ``Conv`` into ``ConvInteger`` (slow or missing kernels),
 so convolutions must have been rewritten to MatMul first (see ``rewrites``). Signed int8 weights
 (u8s8) run ORT's fast VNNI/ARM dot-product kernels; on this host QUInt8 weights (u8u8) measured
-~1.8x slower than QInt8 (see the benchmark). ``reduce_range`` (7-bit weights) only matters on x86
-without VNNI, where u8s8 can saturate; it is off, and recorded, so the artifact is reproducible.
+~1.8x slower than QInt8 (see the benchmark). ``reduce_range`` (7-bit weights) is on only on an x86
+host without VNNI, where u8s8 saturates (``host_isa.py``); the choice and its reason are recorded.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import EdgebertError
+from .host_isa import host_reduce_range
 from .preprocess import quiet_ort
 
 OP_TYPES = ("MatMul", "Gemm", "Gather")
 WEIGHT_TYPE = "QInt8"
-REDUCE_RANGE = False
 
 #: ``op_groups`` reasons (see ``groups.py``).
 WHY = {
@@ -35,16 +35,17 @@ def describe(settings) -> str:
 
 
 def run(pre_path: Path, out_path: Path, settings, **_) -> dict:
+    reduce_range, reduce_range_why = host_reduce_range()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     try:
         with quiet_ort():
             quantize_dynamic(str(pre_path), str(out_path), op_types_to_quantize=list(OP_TYPES),
-                             per_channel=settings.per_channel, reduce_range=REDUCE_RANGE,
+                             per_channel=settings.per_channel, reduce_range=reduce_range,
                              weight_type=getattr(QuantType, WEIGHT_TYPE))
     except Exception as exc:
         raise EdgebertError(f"ONNX Runtime dynamic quantization failed: {exc}") from exc
     return {
         "weight_type": WEIGHT_TYPE, "activation_type": "QUInt8 (computed per run)",
-        "per_channel": settings.per_channel, "reduce_range": REDUCE_RANGE, "op_types": list(OP_TYPES),
+        "per_channel": settings.per_channel, "reduce_range": reduce_range, "reduce_range_why": reduce_range_why, "op_types": list(OP_TYPES),
     }

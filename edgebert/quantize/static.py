@@ -23,12 +23,12 @@ from pathlib import Path
 
 from ..errors import EdgebertError
 from .calibration import BATCH_SIZE, TokenBatchReader, _ort_method, collect_ranges, load_calibration_texts
+from .host_isa import host_reduce_range
 from .preprocess import quiet_ort
 
 OP_TYPES = ("MatMul", "Gemm", "Gather")
 ACTIVATION_TYPE = "QUInt8"
 WEIGHT_TYPE = "QInt8"
-REDUCE_RANGE = False
 
 #: ``op_groups`` reasons (see ``groups.py``).
 WHY = {
@@ -51,6 +51,7 @@ def describe(settings) -> str:
 
 
 def run(pre_path: Path, out_path: Path, settings, *, tokenizer, scratch: Path, progress=None, **_) -> dict:
+    reduce_range, reduce_range_why = host_reduce_range()
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
@@ -76,7 +77,7 @@ def run(pre_path: Path, out_path: Path, settings, *, tokenizer, scratch: Path, p
             quantize_static(
                 str(pre_path), str(static_out), None, quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(OP_TYPES), per_channel=settings.per_channel,
-                reduce_range=REDUCE_RANGE, activation_type=getattr(QuantType, ACTIVATION_TYPE),
+                reduce_range=reduce_range, activation_type=getattr(QuantType, ACTIVATION_TYPE),
                 weight_type=getattr(QuantType, WEIGHT_TYPE),
                 nodes_to_exclude=sorted({*excluded, *activation_matmuls, *post_gelu}),
                 calibrate_method=_ort_method(settings.method), calibration_cache_path=str(cache),
@@ -84,14 +85,14 @@ def run(pre_path: Path, out_path: Path, settings, *, tokenizer, scratch: Path, p
             if post_gelu:
                 quantize_dynamic(str(static_out), str(out_path), nodes_to_quantize=post_gelu,
                                  op_types_to_quantize=["MatMul"], weight_type=getattr(QuantType, WEIGHT_TYPE),
-                                 per_channel=settings.per_channel, reduce_range=REDUCE_RANGE)
+                                 per_channel=settings.per_channel, reduce_range=reduce_range)
             else:
                 static_out.replace(out_path)
     except Exception as exc:
         raise EdgebertError(f"ONNX Runtime static quantization failed: {exc}") from exc
     return {
         "format": "QDQ", "weight_type": WEIGHT_TYPE, "activation_type": ACTIVATION_TYPE,
-        "per_channel": settings.per_channel, "reduce_range": REDUCE_RANGE, "op_types": list(OP_TYPES),
+        "per_channel": settings.per_channel, "reduce_range": reduce_range, "reduce_range_why": reduce_range_why, "op_types": list(OP_TYPES),
         "calibration": {
             "source": texts.source, "samples": len(texts.texts), "seq_len": settings.seq_len,
             "method": settings.method, "batch_size": BATCH_SIZE, "batches": result.batches,
