@@ -237,3 +237,14 @@ def test_build_writes_a_baseline_passes_against_it_and_fails_on_a_regression(tmp
     # a damaged baseline: one line, exit 2, before anything is built
     file.write_text('{"kind": "edgebert-baseline", "schema_version": 1, "records": {"tiny": 3}}', encoding="utf-8")
     assert_clean_error(run_cli("build", cfg, "-o", out, "--baseline", file), 2, "records.tiny must be an object")
+
+
+def test_cli_refuses_a_missing_baseline_or_a_bad_output_before_building(tmp_path):
+    cfg = tmp_path / "edgebert.toml"
+    cfg.write_text(CONFIG.format(src=tmp_path / "never-built"), encoding="utf-8")
+    out = tmp_path / "out"
+    assert_clean_error(run_cli("build", cfg, "-o", out, "--baseline", tmp_path / "nope.json"), 2,
+                       "nope.json: no such file")
+    assert_clean_error(run_cli("build", cfg, "-o", out, "--write-baseline", tmp_path / "no-dir" / "b.json"), 2,
+                       "not a file in an existing directory")
+    assert not out.exists()
