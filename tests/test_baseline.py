@@ -156,6 +156,8 @@ def test_write_load_round_trip_is_byte_stable(tmp_path):
     ('{"kind": "edgebert-baseline", "schema_version": 1, "records": {"m": {"a": {"desktop": '
      '{"speed": 1}}}}}', "unknown figure 'speed'"),
     ('{"kind": "edgebert-baseline", "schema_version": 1, "records": {}, "exec": "rm"}', "unknown key 'exec'"),
+    ('{"kind": "edgebert-baseline", "schema_version": 1, "records": {"m": {"a | <b>": {}}}}',
+     "is not a model, artifact or device name"),
 ])
 def test_damaged_baseline_is_a_usage_error_naming_the_problem(tmp_path, content, match):
     path = tmp_path / "baseline.json"

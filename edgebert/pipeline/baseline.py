@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,14 @@ def _check_figure(where: str, key: str, value: Any) -> None:
         raise UsageError(f"{where}: {key} must be positive, got {value!r}")
 
 
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")  # model, artifact and device names as edgebert makes them
+
+
 def _name(where: str, value: Any) -> str:
-    if not isinstance(value, str) or not value or len(value) > 200:
-        raise UsageError(f"{where}: names must be non-empty strings of at most 200 characters, got {value!r}")
+    """Names reach the reports' tables: only the characters edgebert's own names use (no markup)."""
+    if not _NAME.fullmatch(value):
+        raise UsageError(f"{where}: {value[:60]!r} is not a model, artifact or device name "
+                         "(letters, digits, '.', '_', '-'; at most 200)")
     return value
 
 
