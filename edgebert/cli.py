@@ -202,8 +202,17 @@ def check(directory: Path, devices: tuple[str, ...], data: Path | None, text_col
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout (progress stays on stderr).")
 @click.option("--no-setup", is_flag=True,
               help="Do not set up the emulated-ARM environment when a device needs it: fail and say how.")
+@click.option("--baseline", "baseline", type=click.Path(path_type=Path), default=None,
+              help="Gate regressions against this baseline file (instructions +2%, accuracy -0.5 pt, size +2% by "
+                   "default; see the config's [baseline] table).")
+@click.option("--write-baseline", "write_baseline", type=click.Path(path_type=Path), default=None,
+              help="Write this build's baseline (JSON to commit) to this file.")
+@click.option("--max-latency-increase", type=click.FloatRange(min=0), default=None,
+              help="With --baseline: also gate desktop latency p50 (fraction, e.g. 0.10) [default: the config's "
+                   "baseline.max_latency_increase, else information only].")
 @handle_errors
-def build(config: Path | None, output: Path | None, force: bool, as_json: bool, no_setup: bool) -> None:
+def build(config: Path | None, output: Path | None, force: bool, as_json: bool, no_setup: bool,
+          baseline: Path | None, write_baseline: Path | None, max_latency_increase: float | None) -> None:
     """Build, check and gate the whole matrix of CONFIG (TOML; default: the built-in config).
 
     \b
@@ -219,7 +228,11 @@ def build(config: Path | None, output: Path | None, force: bool, as_json: bool, 
     cfg = load_config(config) if config is not None else default_config()
     if no_setup:
         cfg = dataclasses.replace(cfg, devices=dataclasses.replace(cfg.devices, setup=False))
-    summary = run_build(cfg, output, force=force, progress=_progress())
+    if max_latency_increase is not None:
+        cfg = dataclasses.replace(cfg, baseline=dataclasses.replace(cfg.baseline,
+                                                                    max_latency_increase=max_latency_increase))
+    summary = run_build(cfg, output, force=force, progress=_progress(), baseline=baseline,
+                        write_baseline=write_baseline)
     out = Path(summary["output"])
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -233,6 +246,13 @@ def build(config: Path | None, output: Path | None, force: bool, as_json: bool, 
                        f"({'built/checked: ' + ', '.join(built) if built else 'all reused'})")
         for failure in summary["gates"]["failures"]:
             click.echo(f"gate failed: {failure['message']}")
+        vs = summary.get("baseline")
+        if vs:
+            new = sum(r["status"] == "new" for r in vs["records"])
+            click.echo(f"baseline {vs['file']}: {len(vs['records']) - new} records compared, {new} new, "
+                       f"{len(vs['missing'])} missing")
+        if write_baseline is not None:
+            click.echo(f"wrote baseline {write_baseline}")
         click.echo(f"{summary['status'].upper()}: {summary['gates']['checked']} gate checks, "
                    f"{summary['gates']['failed']} failed; reports: {out / 'report.md'}, {out / 'report.html'}, "
                    f"{out / 'summary.json'} ({summary['seconds']:.0f}s)")
