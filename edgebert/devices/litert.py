@@ -46,6 +46,26 @@ def _builtin_names(schema) -> dict[int, str]:
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
 
 
+def operator_names(model, schema=None) -> list[tuple[str, int]]:
+    """(name, version) of each operator code of a parsed ``schema.Model``: the one place opcodes are decoded.
+
+    The builtin code is the larger of ``BuiltinCode`` and ``DeprecatedBuiltinCode`` (codes above 127
+    live only in the first; older files carry the code only in the second). Custom ops are
+    ``CUSTOM:<code>``; an unknown builtin is ``BUILTIN_<n>``.
+    """
+    schema = schema or _schema()
+    names = _builtin_names(schema)
+    out = []
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+        if code == schema.BuiltinOperator.CUSTOM:
+            out.append((f"CUSTOM:{(oc.CustomCode() or b'?').decode('utf-8', 'replace')}", int(oc.Version())))
+        else:
+            out.append((names.get(code, f"BUILTIN_{code}"), int(oc.Version())))
+    return out
+
+
 def inspect_model(data: bytes) -> dict[str, Any]:
     """Op accounting of a ``.tflite`` flatbuffer (no interpreter needed).
 
@@ -60,16 +80,7 @@ def inspect_model(data: bytes) -> dict[str, Any]:
         raise ValueError("not a TFLite flatbuffer (no TFL3 identifier)")
     try:
         model = schema.Model.GetRootAs(data, 0)
-        names = _builtin_names(schema)
-        codes = []
-        for i in range(model.OperatorCodesLength()):
-            oc = model.OperatorCodes(i)
-            code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
-            if code == schema.BuiltinOperator.CUSTOM:
-                custom = (oc.CustomCode() or b"?").decode("utf-8", "replace")
-                codes.append((f"CUSTOM:{custom}", int(oc.Version())))
-            else:
-                codes.append((names.get(code, f"BUILTIN_{code}"), int(oc.Version())))
+        codes = operator_names(model, schema)
         counts: Counter = Counter()
         versions: dict[str, int] = {}
         quantized: Counter = Counter()

@@ -121,22 +121,32 @@ class OnnxRuntimeCPU(Runtime):
     formats = ("onnx",)
     module = "onnxruntime"
 
-    def __init__(self, model_path: str, threads: int):
-        ort = self.import_module()
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = int(threads)
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3  # errors only: warnings would drown the worker's stderr
+    def __init__(self, model_path: str | bytes, threads: int):
+        """``model_path``: a file path, or the serialized model (export/quantize validation)."""
         self._threads = int(threads)
         self._model_path = model_path
-        self.session = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
+        self.session = self.new_session()
         self._inputs = [i.name for i in self.session.get_inputs()]
         missing = {"input_ids"} - set(self._inputs)
         if missing:
             raise ValueError(f"model has no input 'input_ids' (inputs: {', '.join(self._inputs)})")
         self._output = self.session.get_outputs()[0].name
+
+    def new_session(self, profile_prefix: str | None = None):
+        """The one place edgebert creates an ONNX Runtime session: CPU provider, ``threads`` intra-op
+        threads, sequential, all graph optimisations, errors-only logging (warnings would drown the
+        worker's stderr); with ``profile_prefix``, ORT's profiler on (a second session, never the timed one)."""
+        ort = self.import_module()
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self._threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        if profile_prefix:
+            so.enable_profiling = True
+            so.profile_file_prefix = profile_prefix
+        return ort.InferenceSession(self._model_path, so, providers=["CPUExecutionProvider"])
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -159,19 +169,10 @@ class OnnxRuntimeCPU(Runtime):
         import os
         import tempfile
 
-        ort = self.import_module()
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self._threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         feeds = {k: feeds[k] for k in self._inputs if k in feeds}
         with tempfile.TemporaryDirectory(prefix="edgebert-profile-") as tmp:
-            so.enable_profiling = True
-            so.profile_file_prefix = os.path.join(tmp, "ort")
-            session = ort.InferenceSession(self._model_path, so, providers=["CPUExecutionProvider"])
+            session = self.new_session(profile_prefix=os.path.join(tmp, "ort"))
             for _ in range(runs + 1):
                 session.run([self._output], feeds)
             with open(session.end_profiling(), encoding="utf-8") as f:

@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..devices.litert import fit_length
 from ..errors import ValidationError
 
 SHORT = "A gorgeous, witty film."
@@ -93,7 +94,7 @@ def validate_lengths(model: torch.nn.Module, run: Callable[[dict[str, np.ndarray
     for length in lengths:
         fitting = [c for c in cases if c.inputs["input_ids"].shape[1] <= length]
         padded = [Case(c.name, c.batch, c.padded,
-                       {k: np.pad(v, ((0, 0), (0, length - v.shape[1]))) for k, v in c.inputs.items()})
+                       {k: fit_length(v, length) for k, v in c.inputs.items()})
                   for c in fitting]
         if not padded:
             continue

@@ -63,10 +63,10 @@ def consumers_of(data: bytes, sources: tuple[str, ...] = OUTLIER_SOURCES,
     """
     from ai_edge_litert import schema_py_generated as schema
 
+    from ..devices.litert import operator_names
+
     model = schema.Model.GetRootAs(data, 0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    codes = [names.get(max(int(model.OperatorCodes(i).BuiltinCode()), int(model.OperatorCodes(i).DeprecatedBuiltinCode())))
-             for i in range(model.OperatorCodesLength())]
+    codes = [name for name, _ in operator_names(model, schema)]
     found = []
     for s in range(model.SubgraphsLength()):
         sg = model.Subgraphs(s)
