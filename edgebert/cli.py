@@ -303,8 +303,9 @@ def devices_setup(verify: bool, force: bool) -> None:
 
     \b
     Debian bookworm arm64 Python 3.11 sysroot, aarch64 wheels of numpy/onnxruntime/ai-edge-litert
-    (host versions), QEMU 10 user mode (bookworm-backports), and the plugin-capable QEMU 7.2
-    (bookworm) with edgebert's instruction-counting plugin compiled with gcc. No root needed.
+    (host versions), QEMU 10 user mode (bookworm-backports), the plugin-capable QEMU 7.2 (bookworm)
+    and QEMU 10 user mode built with plugins from Debian's source (~3 min; for cortex-a55/a710,
+    which 7.2 lacks), with edgebert's instruction-counting plugin compiled with gcc. No root needed.
     """
     from .devices import setup as arm_setup
 
@@ -327,7 +328,8 @@ def devices_setup(verify: bool, force: bool) -> None:
     summary = arm_setup.setup(env, progress=_progress(), force=force)
     done = "built " + ", ".join(summary["ran"]) if summary["ran"] else "already set up"
     click.echo(f"{summary['root']}: {done} ({summary['seconds']}s, {summary['size_mb']} MB); QEMU "
-               f"{summary.get('qemu_version')}, counting QEMU {summary.get('plugin_qemu_version')}; wheels "
+               f"{summary.get('qemu_version')}, counting QEMU {summary.get('plugin_qemu72_version')} and "
+               f"{summary.get('plugin_qemu_version') or '(10: not built)'}; wheels "
                + ", ".join(f"{k} {v}" for k, v in (summary.get("wheels") or {}).items()))
     for note in summary.get("wheel_notes") or ():
         click.echo(f"note: {note}")

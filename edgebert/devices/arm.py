@@ -99,7 +99,7 @@ class ArmDevice(Device):
         setup_info = env.info()
         return {**super().info(), "cpu_model": asdict(self.cpu),
                 "qemu": {"cpu": self.cpu.qemu_cpu, "version": setup_info.get("qemu_version"),
-                         "counting_version": setup_info.get("plugin_qemu_version")},
+                         "counting_version": env.counting_version(self.cpu.qemu_cpu)},
                 "sysroot_wheels": setup_info.get("wheels")}
 
     # --- instruction counts -----------------------------------------------------------------
@@ -120,7 +120,7 @@ class ArmDevice(Device):
         env = self.env()
         reason = env.missing() or env.counting_missing(self.cpu.qemu_cpu)
         base = {"method": "guest instructions between worker markers, QEMU TCG plugin (insn_count.c)",
-                "qemu_version": env.info().get("plugin_qemu_version"), "cpu": self.cpu.qemu_cpu}
+                "qemu_version": env.counting_version(self.cpu.qemu_cpu), "cpu": self.cpu.qemu_cpu}
         if reason:
             return {**base, "status": "unavailable", "error": reason}
         counts_file = work / f"{self.name}.{Path(request['model']).name}.insns.txt"
@@ -175,7 +175,7 @@ class _Counter(Device):
 
     def worker_env(self) -> dict[str, str]:
         env = self.device.env()
-        return {**_setup._guest_env(env), **_setup.plugin_host_env(env)}
+        return {**_setup._guest_env(env), **_setup.plugin_host_env(env, self.device.cpu.qemu_cpu)}
 
 
 def _register() -> None:

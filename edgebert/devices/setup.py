@@ -43,6 +43,8 @@ from . import qemu_build
 DEBIAN = "http://deb.debian.org/debian"
 SUITE = "bookworm"
 BACKPORTS = "bookworm-backports"
+# QEMU 7.2's dynamic qemu-aarch64 links these; the rest (glib, gnutls, zlib, libc) are on any host.
+PLUGIN_QEMU_LIBS = ("libcapstone4", "liburing2", "libnuma1")
 QEMU_SOURCE_SUITE = "trixie"  # backports' qemu source is not on the mirror; trixie's is the same 10.0 line
 PYTHON = "python3.11"
 SYSROOT_PACKAGES = (PYTHON, "libstdc++6", "libgomp1")
@@ -80,17 +82,25 @@ class ArmEnv:
     def qemu(self) -> Path:
         return self.root / "qemu" / "qemu-aarch64"
 
-    @property
-    def plugin_qemu(self) -> Path:
-        return self.root / "qemu-plugin" / "qemu-aarch64"
+    def counting_root(self, which: str) -> Path:
+        """``qemu72``: bookworm's QEMU 7.2 (fetched); ``qemu10``: QEMU 10 built from source (on demand)."""
+        return self.root / ("qemu-plugin" if which == "qemu72" else "qemu-plugin10")
 
-    @property
-    def plugin_libs(self) -> Path:
-        return self.root / "qemu-plugin" / "lib"
+    def counting_qemu(self, cpu: str) -> str | None:
+        """Which counting QEMU counts ``cpu``: 7.2 where it has the model (counts do not depend on
+        whether the QEMU 10 build was made), else the QEMU 10 build; None if neither is set up."""
+        for which, step, cpus_key in (("qemu72", "plugin-qemu", "plugin_qemu72_cpus"),
+                                      ("qemu10", "plugin-qemu10", "plugin_qemu_cpus")):
+            stamp = self.stamp(step)
+            if stamp and cpu in stamp.get("info", {}).get(cpus_key, []) and \
+                    (self.counting_root(which) / "libinsn_count.so").exists():
+                return which
+        return None
 
-    @property
-    def plugin(self) -> Path:
-        return self.root / "qemu-plugin" / "libinsn_count.so"
+    def counting_version(self, cpu: str) -> str | None:
+        which = self.counting_qemu(cpu)
+        key = {"qemu72": "plugin_qemu72_version", "qemu10": "plugin_qemu_version"}.get(which or "")
+        return self.info().get(key) if key else None
 
     def prefix(self, cpu: str) -> Path:
         return self.root / "prefix" / cpu
@@ -108,7 +118,7 @@ class ArmEnv:
     def info(self) -> dict[str, Any]:
         """What setup recorded (versions, QEMU builds), for reports; {} if not set up."""
         out = {}
-        for step in ("wheels", "qemu", "plugin-qemu"):
+        for step in ("wheels", "qemu", "plugin-qemu", "plugin-qemu10"):
             stamp = self.stamp(step) or {}
             out.update(stamp.get("info", {}))
         return out
@@ -123,13 +133,11 @@ class ArmEnv:
 
     def counting_missing(self, cpu: str) -> str | None:
         """None when instructions can be counted on ``cpu``; else why not."""
-        stamp = self.stamp("plugin-qemu")
-        if stamp is None or not self.plugin.exists() or not self.plugin_qemu.exists():
-            return "the plugin-capable QEMU is not set up; run `edgebert devices setup`"
-        cpus = stamp.get("info", {}).get("plugin_qemu_cpus", [])
-        if cpu not in cpus:
-            version = stamp.get("info", {}).get("plugin_qemu_version", "?")
-            return f"the plugin-capable QEMU {version} has no {cpu} model"
+        if self.counting_qemu(cpu) is None:
+            if self.stamp("plugin-qemu") is None:
+                return "the plugin-capable QEMU is not set up; run `edgebert devices setup`"
+            return (f"QEMU 7.2 (the only Debian user-mode build that loads plugins) has no {cpu} model and "
+                    f"the QEMU 10 counting build is not set up; run `edgebert devices setup`")
         if not (self.prefix(cpu) / "proc" / "cpuinfo").is_file():
             return f"no captured /proc/cpuinfo for {cpu}; run `edgebert devices setup`"
         return None
@@ -279,7 +287,8 @@ class _Ctx:
 
 SOURCES = {
     "arm64": [f"deb {DEBIAN} {SUITE} main"],
-    "amd64": [f"deb {DEBIAN} {SUITE} main", f"deb {DEBIAN} {BACKPORTS} main", f"deb-src {DEBIAN} {QEMU_SOURCE_SUITE} main"],
+    "amd64": [f"deb {DEBIAN} {SUITE} main", f"deb {DEBIAN} {BACKPORTS} main", f"deb-src {DEBIAN} {SUITE} main",
+              f"deb-src {DEBIAN} {QEMU_SOURCE_SUITE} main"],
 }
 
 
@@ -354,6 +363,49 @@ def _extract_member(deb: Path, member: str, dest: Path) -> None:
         raise SetupError(f"{deb.name} has no {member}")
 
 
+def _step_plugin_qemu72(ctx: _Ctx, key: dict) -> dict:
+    """Bookworm's QEMU 7.2 user mode (dynamic, loads plugins; 18 s to fetch) + the counter."""
+    apt = ctx.apt("amd64")
+    debs = apt.download([f"qemu-user/{SUITE}", *PLUGIN_QEMU_LIBS], ctx.work / "debs")
+    unpacked = _fresh(ctx.work / "unpacked")
+    for deb in debs:
+        _dpkg_x(deb, unpacked)
+    tree = _fresh(ctx.work / "qemu-plugin")
+    shutil.copy2(unpacked / "usr/bin/qemu-aarch64", tree / "qemu-aarch64")
+    (tree / "lib").mkdir()
+    for lib in (unpacked / "usr/lib/x86_64-linux-gnu").glob("*.so*"):
+        shutil.copy2(lib, tree / "lib" / lib.name, follow_symlinks=True)
+    env = {**os.environ, "LD_LIBRARY_PATH": str(tree / "lib")}
+    qemu = [str(tree / "qemu-aarch64")]
+    version = _qemu_version(qemu, env)
+    helptext = _run([*qemu, "-h"], "running the plugin QEMU", env=env)
+    if "-plugin" not in helptext:
+        raise SetupError(f"QEMU {version} from {SUITE} was built without TCG plugin support")
+    listing = subprocess.run([*qemu, "-cpu", "help"], env=env, capture_output=True, text=True).stdout
+    cpus = [ln.strip() for ln in listing.splitlines()[1:] if ln.strip()]  # exits 1 after listing
+    if not cpus:
+        raise SetupError(f"QEMU {version} from {SUITE} lists no CPU models")
+    # qemu-plugin.h of the same QEMU: from Debian's qemu source package
+    src = apt.download_source(f"qemu/{SUITE}", ctx.work / "src")
+    orig = next((p for p in src if p.name.endswith(".orig.tar.xz")), None)
+    if orig is None:
+        raise SetupError("the qemu source package has no .orig.tar.xz")
+    with tarfile.open(orig, "r:xz") as tar:
+        for info in tar:
+            if info.name.endswith("include/qemu/qemu-plugin.h"):
+                (tree / "include").mkdir()
+                (tree / "include" / "qemu-plugin.h").write_bytes(tar.extractfile(info).read())
+                break
+        else:
+            raise SetupError(f"{orig.name} has no include/qemu/qemu-plugin.h")
+    shutil.rmtree(ctx.work / "src")
+    _run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-I", str(tree / "include"), str(PLUGIN_SOURCE),
+          "-o", str(tree / "libinsn_count.so")], "compiling the instruction-counting plugin")
+    _publish(tree, ctx.env.counting_root("qemu72"))
+    return {"info": {"plugin_qemu72_version": version, "plugin_qemu72_cpus": cpus,
+                     "plugin_qemu72_package": next(d.name for d in debs if d.name.startswith("qemu-user"))}}
+
+
 def _step_plugin_qemu(ctx: _Ctx, key: dict) -> dict:
     """QEMU 10 user mode with plugin support, built from Debian's qemu source package, + the counter."""
     apt = ctx.apt("amd64")
@@ -382,7 +434,7 @@ def _step_plugin_qemu(ctx: _Ctx, key: dict) -> dict:
     includes = [a for d in qemu_build.plugin_include_dirs(source_dir, sysroot) for a in ("-I", str(d))]
     _run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", *includes, str(PLUGIN_SOURCE),
           "-o", str(tree / "libinsn_count.so")], "compiling the instruction-counting plugin")
-    _publish(tree, ctx.env.plugin_qemu.parent)
+    _publish(tree, ctx.env.counting_root("qemu10"))
     return {"info": {"plugin_qemu_version": version, "plugin_qemu_cpus": cpus,
                      "plugin_qemu_package": f"{orig.name} (built: aarch64-linux-user, --enable-plugins)"}}
 
@@ -420,6 +472,7 @@ class Step:
     message: str
     run: Callable[[_Ctx, dict], dict]
     key: Callable[[], dict]
+    optional: bool = False  # run only when ``setup(..., counting_cpus=...)`` needs it
 
 
 def _cpus() -> list[str]:
@@ -438,13 +491,19 @@ def steps() -> list[Step]:
              lambda: dict(zip(("versions", "notes"), wheel_versions()))),
         Step("qemu", f"Fetching QEMU user mode ({BACKPORTS} qemu-user)", _step_qemu,
              lambda: {"package": f"qemu-user/{BACKPORTS}"}),
-        Step("plugin-qemu", f"Building QEMU user mode with plugins from Debian's qemu source ({QEMU_SOURCE_SUITE}; "
-             "~2 min on 2 cores) and compiling the instruction counter", _step_plugin_qemu,
-             lambda: {"source": f"qemu/{QEMU_SOURCE_SUITE}", "glib_packages": list(qemu_build.GLIB_DEV_PACKAGES),
-                      "configure": list(qemu_build.CONFIGURE_FLAGS), "tools": list(qemu_build.BUILD_TOOLS),
-                      "source_sha": _file_digest(PLUGIN_SOURCE)}),
+        Step("plugin-qemu", f"Fetching the plugin-capable QEMU 7.2 ({SUITE}) and compiling the instruction counter",
+             _step_plugin_qemu72, lambda: {"package": f"qemu-user/{SUITE}", "libs": list(PLUGIN_QEMU_LIBS),
+                                            "source_sha": _file_digest(PLUGIN_SOURCE)}),
         Step("prefixes", "Capturing each CPU model's /proc/cpuinfo", _step_prefixes,
              lambda: {"cpus": _cpus()}),
+        # last, and only when asked for: QEMU 7.2 lacks cortex-a55 / cortex-a710 (see ``qemu_build.py``)
+        Step("plugin-qemu10", f"Building QEMU 10 user mode with plugins from Debian's qemu source "
+             f"({QEMU_SOURCE_SUITE}; ~3 min on 2 cores) for counting on CPU models QEMU 7.2 lacks",
+             _step_plugin_qemu, lambda: {"source": f"qemu/{QEMU_SOURCE_SUITE}",
+                                         "glib_packages": list(qemu_build.GLIB_DEV_PACKAGES),
+                                         "configure": list(qemu_build.CONFIGURE_FLAGS),
+                                         "tools": list(qemu_build.BUILD_TOOLS),
+                                         "source_sha": _file_digest(PLUGIN_SOURCE)}, optional=True),
     ]
 
 
@@ -464,8 +523,16 @@ def _tree_size(path: Path) -> int:
     return total
 
 
-def setup(env: ArmEnv | None = None, progress=None, force: bool = False) -> dict[str, Any]:
-    """Run every step whose stamp is missing or stale; return a summary (steps run, size, seconds)."""
+QEMU72_CPUS_HINT = ("cortex-a53", "cortex-a72", "cortex-a76", "neoverse-n1")  # models bookworm's 7.2 has
+
+
+def setup(env: ArmEnv | None = None, progress=None, force: bool = False,
+          counting_cpus: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Run every step whose stamp is missing or stale; return a summary (steps run, size, seconds).
+
+    ``counting_cpus``: the CPU models instructions will be counted on; the QEMU 10 counting build
+    (~3 min) runs only when one of them is not in QEMU 7.2. None (``edgebert devices setup``): all.
+    """
     from ..progress import maybe_step
 
     env = env or default_env()
@@ -474,11 +541,14 @@ def setup(env: ArmEnv | None = None, progress=None, force: bool = False) -> dict
     start, ran = time.perf_counter(), []
     rerun = force
     for step in steps():
+        if step.optional and not _wanted(env, counting_cpus):
+            continue
         key = step.key()
         stamp = env.stamp(step.name)
-        if not rerun and stamp is not None and stamp.get("key") == json.loads(json.dumps(key)):
+        # later steps depend on earlier ones; the optional QEMU 10 build depends only on its own key
+        if (not rerun or step.optional) and stamp is not None and stamp.get("key") == json.loads(json.dumps(key)):
             continue
-        rerun = True  # later steps depend on earlier ones
+        rerun = True
         (env.stamps / f"{step.name}.json").unlink(missing_ok=True)
         work = _fresh(env.root / "tmp" / step.name)
         with maybe_step(progress, step.message):
@@ -493,6 +563,13 @@ def setup(env: ArmEnv | None = None, progress=None, force: bool = False) -> dict
     shutil.rmtree(env.root / "tmp", ignore_errors=True)
     return {"root": str(env.root), "ran": ran, "seconds": round(time.perf_counter() - start, 1),
             "size_mb": round(_tree_size(env.root) / 1e6, 1), **env.info()}
+
+
+def _wanted(env: ArmEnv, counting_cpus: tuple[str, ...] | None) -> bool:
+    """Whether the QEMU 10 counting build is needed for ``counting_cpus`` (None: every catalog model)."""
+    cpus = _cpus() if counting_cpus is None else list(counting_cpus)
+    have = (env.stamp("plugin-qemu") or {}).get("info", {}).get("plugin_qemu72_cpus") or QEMU72_CPUS_HINT
+    return any(c not in have for c in cpus)
 
 
 # --- verification (`devices setup --check`) ------------------------------------------------------
@@ -554,7 +631,7 @@ def count_selftest(env: ArmEnv, cpu: str, work: Path) -> list[int]:
             f"for i in range(3):\n libc.syscall({MARKER_SYSCALL}, 1, i); a @ a; libc.syscall({MARKER_SYSCALL}, 2, i)\n")
     out = work / "counts.txt"
     cmd = plugin_command(env, cpu, out) + ["-c", code]
-    _run(cmd, f"the instruction counter on {cpu}", env={**_guest_env(env), **plugin_host_env(env)}, timeout=300)
+    _run(cmd, f"the instruction counter on {cpu}", env={**_guest_env(env), **plugin_host_env(env, cpu)}, timeout=300)
     return [c for _, c in read_counts(out)]
 
 
@@ -565,13 +642,16 @@ def plugin_command(env: ArmEnv, cpu: str, counts: Path) -> list[str]:
     layout, and with it allocator paths and alignment-dependent kernel paths, repeat across runs.
     """
     norandom = ["setarch", platform.machine(), "-R"] if shutil.which("setarch") else []
-    return [*norandom, str(env.plugin_qemu), "-plugin", f"{env.plugin},out={counts},nr={MARKER_SYSCALL}",
+    root = env.counting_root(env.counting_qemu(cpu) or "qemu72")
+    return [*norandom, str(root / "qemu-aarch64"), "-plugin",
+            f"{root / 'libinsn_count.so'},out={counts},nr={MARKER_SYSCALL}",
             "-cpu", cpu, "-L", str(env.prefix(cpu)), str(env.python)]
 
 
-def plugin_host_env(env: ArmEnv) -> dict[str, str]:
+def plugin_host_env(env: ArmEnv, cpu: str) -> dict[str, str]:
     """Host libraries of the plugin QEMU, and a fixed hash seed (dict/set layouts repeat across runs)."""
-    return {"LD_LIBRARY_PATH": str(env.plugin_libs), "PYTHONHASHSEED": "0"}
+    root = env.counting_root(env.counting_qemu(cpu) or "qemu72")
+    return {"LD_LIBRARY_PATH": str(root / "lib"), "PYTHONHASHSEED": "0"}
 
 
 INSTRUCTION_CLASSES = ("dotprod", "i8mm", "sve", "fp_fma", "simd_other", "scalar")

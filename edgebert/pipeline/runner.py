@@ -124,7 +124,12 @@ def _drop_unwanted(directory: Path, wanted: set[str], info: Callable[[str], None
 # --- steps -------------------------------------------------------------------------------------
 def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]:
     """Emulated devices need the ARM environment: set it up (config ``devices.setup``) or say how."""
-    missing = [(d, registry.get(d).unavailable_reason()) for d in config.devices.names]
+    counting = tuple(registry.get(d).cpu.qemu_cpu for d in config.devices.names
+                     if registry.get(d).emulated and registry.get(d).counts_instructions)
+    missing = [(d, registry.get(d).unavailable_reason()
+                or (registry.get(d).env().counting_missing(registry.get(d).cpu.qemu_cpu)
+                    if registry.get(d).emulated and registry.get(d).counts_instructions else None))
+               for d in config.devices.names]
     missing = [(d, why) for d, why in missing if why]
     if not missing:
         return []
@@ -134,7 +139,7 @@ def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]
                          f"[devices] setup = true")
     from ..devices import setup as arm_setup
 
-    summary = arm_setup.setup(arm_setup.default_env(), progress=progress)
+    summary = arm_setup.setup(arm_setup.default_env(), progress=progress, counting_cpus=counting)
     still = [d for d in config.devices.names if registry.get(d).unavailable_reason()]
     if still:
         raise EdgebertError(f"device {still[0]} is still unavailable after `edgebert devices setup`: "
