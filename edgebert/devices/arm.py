@@ -90,6 +90,10 @@ class ArmDevice(Device):
     def unavailable_reason(self) -> str | None:
         return self.env().missing()
 
+    def setup_missing(self) -> str | None:
+        """The accuracy environment, and the counting QEMU for this CPU model (its count is required)."""
+        return self.unavailable_reason() or self.env().counting_missing(self.cpu.qemu_cpu)
+
     def counting_expected(self) -> bool:
         """Whether this CPU model should have instruction counts (a missing one then fails its record)."""
         return self.cpu.counting

@@ -124,12 +124,9 @@ def _drop_unwanted(directory: Path, wanted: set[str], info: Callable[[str], None
 # --- steps -------------------------------------------------------------------------------------
 def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]:
     """Emulated devices need the ARM environment: set it up (config ``devices.setup``) or say how."""
-    counting = tuple(registry.get(d).cpu.qemu_cpu for d in config.devices.names
-                     if registry.get(d).emulated and registry.get(d).counts_instructions)
-    missing = [(d, registry.get(d).unavailable_reason()
-                or (registry.get(d).env().counting_missing(registry.get(d).cpu.qemu_cpu)
-                    if registry.get(d).emulated and registry.get(d).counts_instructions else None))
-               for d in config.devices.names]
+    devices = [registry.get(d) for d in config.devices.names]
+    counting = tuple(dev.cpu.qemu_cpu for dev in devices if dev.counts_instructions)
+    missing = [(dev.name, dev.setup_missing()) for dev in devices]
     missing = [(d, why) for d, why in missing if why]
     if not missing:
         return []
