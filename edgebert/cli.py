@@ -99,8 +99,9 @@ export.help = f"Export MODEL ({SUPPORTED_MODELS}) to the artifact directory OUTP
               help="Calibration samples (static).")
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True, help="Calibration method (static).")
-@click.option("--per-channel/--per-tensor", default=True, show_default=True,
-              help="Weight scales per output channel (better agreement with fp32) or one per tensor.")
+@click.option("--per-channel/--per-tensor", default=None,
+              help="Weight scales per output channel or one per tensor [default: the --target preset's choice "
+                   "for dynamic, per-channel for static].")
 @click.option("--seq-len", type=click.IntRange(min=2), default=128, show_default=True,
               help="Calibration sequence length (ONNX; a TFLite model calibrates at its fixed length).")
 @click.option("--format", "formats", multiple=True,
@@ -108,9 +109,12 @@ export.help = f"Export MODEL ({SUPPORTED_MODELS}) to the artifact directory OUTP
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.9, show_default=True,
               help="Keep an int8 model only if its predictions agree with fp32 on at least this fraction of the "
                    "built-in validation texts (200, batch 1); 0 turns the check off.")
+@click.option("--target", type=click.Choice(["auto", "x86-vnni", "arm-dotprod", "arm-nodot"]), default="auto",
+              show_default=True, help="CPU the dynamic int8 ONNX recipe is tuned for (auto: this machine).")
 @handle_errors
 def quantize(directory: Path, mode: str, calibration: Path | None, text_column: str, samples: int,
-             method: str, per_channel: bool, seq_len: int, formats: tuple[str, ...], min_agreement: float) -> None:
+             method: str, per_channel: bool | None, seq_len: int, formats: tuple[str, ...], min_agreement: float,
+             target: str) -> None:
     """Quantize the fp32 artifacts in DIRECTORY to int8 (adds model.int8-<mode>.onnx / .tflite).
 
     Each int8 model is compared with its fp32 parent on the built-in validation texts and kept only if
@@ -122,7 +126,7 @@ def quantize(directory: Path, mode: str, calibration: Path | None, text_column: 
     Manifest.load(directory)  # a clear error before any heavy import
     settings = QuantizeSettings(mode=mode, calibration=calibration, text_column=text_column, samples=samples,
                                 method=method, per_channel=per_channel, seq_len=seq_len,
-                                formats=tuple(formats) or None, min_agreement=min_agreement)
+                                formats=tuple(formats) or None, min_agreement=min_agreement, target=target)
     names = run_quantize(directory, settings, progress=_progress())
     manifest = Manifest.load(directory)
     for name in names:
