@@ -34,6 +34,7 @@ from ..manifest import MANIFEST_NAME, Manifest, now_iso
 from ..progress import Progress
 from . import fingerprint as fp
 from . import gates as gates_mod
+from . import shard as shard_mod
 from .config import BuildConfig
 
 SUMMARY_NAME = "summary.json"
@@ -172,7 +173,7 @@ def _device_fingerprint(names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _prepare_model(spec, config: BuildConfig, out: Path, force: bool, progress: Progress | None,
-                 hook: Hook | None) -> dict[str, Any]:
+                 hook: Hook | None, share: shard_mod.Whole | None = None) -> dict[str, Any]:
     from ..check.runner import REPORT_NAME
     from ..export import EXPORTERS, ExportSettings, export
     from ..quantize import RECIPES, QuantizeSettings, quantize
@@ -239,7 +240,8 @@ def _prepare_model(spec, config: BuildConfig, out: Path, force: bool, progress: 
         "check", artifacts={n: r["sha256"] for n, r in manifest.artifacts.items()},
         settings={**check_settings.to_json(), "devices": list(config.devices.names),
                   "emulated_limit": config.evaluation.emulated_limit},
-        data=fp.file_digest(config.evaluation.data), devices=_device_fingerprint(config.devices.names))
+        data=fp.file_digest(config.evaluation.data), devices=_device_fingerprint(config.devices.names),
+        **(share.fingerprint(spec.name) if share else {}))
     recorded = (manifest.data.get("build") or {}).get("check") or {}
     report_path = directory / REPORT_NAME
     check_reused = (not force and recorded.get("fingerprint") == fp_check["sha256"] and report_path.is_file()
@@ -282,10 +284,12 @@ class _Checks:
     accuracy pass runs (the drift reference) and its emulated jobs go to a background pool while the
     next model builds; the desktop latency phases run last, when no emulator is running."""
 
-    def __init__(self, config: BuildConfig, progress: Progress | None, hook: Hook | None):
+    def __init__(self, config: BuildConfig, progress: Progress | None, hook: Hook | None,
+                 share: shard_mod.Whole | None = None):
         from ..check.runner import JobRunner
 
         self.config, self.progress, self.hook = config, progress, hook
+        self.share = share or shard_mod.Whole(config)  # --shard: only this share's jobs and records
         self.plans: dict[str, Any] = {}
         self.seconds = {"desktop_accuracy": 0.0, "emulated_wall": 0.0, "emulated_after_last_model": 0.0,
                         "desktop_latency": 0.0}
@@ -309,9 +313,9 @@ class _Checks:
         t0 = time.perf_counter()
         plan = prepare(Path(m["directory"]), _check_settings(self.config), self.progress, label=m["name"])
         self.plans[m["name"]] = plan
-        run_jobs(native_jobs(plan, "accuracy"), 1, self.progress, f"{m['name']}: accuracy on native devices")
+        run_jobs(self.share.jobs(m["name"], native_jobs(plan, "accuracy")), 1, self.progress, f"{m['name']}: accuracy on native devices")
         self.seconds["desktop_accuracy"] += time.perf_counter() - t0
-        jobs = emulated_jobs(plan)
+        jobs = self.share.jobs(m["name"], emulated_jobs(plan))
         if jobs and self.first_submit is None:
             self.first_submit = time.perf_counter()
         self.emulated.submit(jobs)
@@ -328,13 +332,14 @@ class _Checks:
             self.seconds["emulated_after_last_model"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         for name, plan in self.plans.items():
-            run_jobs(native_jobs(plan, "latency"), 1, self.progress, f"{name}: latency on native devices (alone)")
+            run_jobs(self.share.jobs(name, native_jobs(plan, "latency")), 1, self.progress, f"{name}: latency on native devices (alone)")
         self.seconds["desktop_latency"] = time.perf_counter() - t0
         for m in models:
             if m["status"] != "ok":
                 continue
             c = m["_check"]
             if m["name"] in self.plans:
+                self.share.prune(m["name"], self.plans[m["name"]])
                 m["_report"] = finish(self.plans.pop(m["name"]))
                 _stamp_check(Path(m["directory"]), c["print"])
             else:
@@ -351,11 +356,12 @@ class _Checks:
 
 def build(config: BuildConfig, output: str | Path | None = None, *, force: bool = False,
           progress: Progress | None = None, hook: Hook | None = None, baseline: str | Path | None = None,
-          write_baseline: str | Path | None = None) -> dict[str, Any]:
+          write_baseline: str | Path | None = None, shard: shard_mod.ShardSpec | None = None) -> dict[str, Any]:
     """Run the build; write summary.json, report.md and report.html under the output dir; return the summary.
 
     ``baseline``: a baseline file to gate regressions against (loaded and validated before anything is
-    built); ``write_baseline``: where to write this build's baseline (after the reports)."""
+    built); ``write_baseline``: where to write this build's baseline (after the reports); ``shard``:
+    do only this share of the (model, device) pairs (``shard.py``; ``merge.py`` combines the parts)."""
     from . import baseline as baseline_mod
 
     out = Path(output or config.output).resolve()
@@ -366,18 +372,19 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
         raise UsageError(f"--write-baseline {write_baseline}: not a file in an existing directory")
     start = time.perf_counter()
     started = now_iso()
+    share = shard_mod.for_build(config, shard)
     with _lock(out):
-        for spec in config.models:  # a crafted or damaged manifest stops the build before any file is touched
+        for spec in share.models():  # a crafted or damaged manifest stops the build before any file is touched
             _load_manifest(out / spec.name)
         t0 = time.perf_counter()
-        setup_ran = _ensure_devices(config, progress)
+        setup_ran = _ensure_devices(share.setup_config(), progress)
         setup_seconds = round(time.perf_counter() - t0, 1)
         models = []
-        checks = _Checks(config, progress, hook)
+        checks = _Checks(config, progress, hook, share)
         try:
-            for spec in config.models:
+            for spec in share.models():
                 try:
-                    models.append(_prepare_model(spec, config, out, force, progress, hook))
+                    models.append(_prepare_model(spec, config, out, force, progress, hook, share))
                 except UsageError:
                     raise
                 except EdgebertError as exc:  # this model failed; the others still build
@@ -417,6 +424,7 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
                       "failures": [{**g, "message": gates_mod.describe(g)} for g in failures]},
             "reused": all(s["reused"] for m in models for s in m["steps"]) and bool(models),
             "baseline": vs_baseline,
+            **share.summary(),
         }
         write_json_atomic(out / SUMMARY_NAME, summary)
         reports = _reports(summary)
