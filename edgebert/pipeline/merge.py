@@ -34,7 +34,15 @@ from . import fingerprint as fp
 from . import gates as gates_mod
 from . import shard as shard_mod
 from .config import BaselineConfig, BuildConfig, GatesConfig
-from .runner import REPORT_HTML, REPORT_MD, SUMMARY_NAME, SUMMARY_SCHEMA_VERSION, _finish_model, _lock, _phases
+from .runner import (
+    REPORT_HTML,
+    REPORT_MD,
+    SUMMARY_NAME,
+    SUMMARY_SCHEMA_VERSION,
+    _finish_model,
+    _lock,
+    _phases,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 # Config keys that may differ between the parts of one build (where the config file was read from).
