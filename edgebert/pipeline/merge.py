@@ -243,8 +243,8 @@ def _merged_records(name: str, owners: list[Part], reports: list[dict[str, Any]]
     return sorted(records.values(), key=lambda r: (order.index(r["device"]), rank[r["artifact"]]))
 
 
-def _copy_model(src: Path, dst: Path, manifest: Manifest) -> None:
-    """``src`` -> ``dst`` (replacing it) with no symlink and every artifact matching its recorded hash."""
+def _verify_copy(src: Path, manifest: Manifest) -> None:
+    """A model directory of a part has no symlink and every artifact matches its recorded hash."""
     for p in src.rglob("*"):
         if p.is_symlink():
             raise UsageError(f"{p}: a symbolic link in a part; refusing to merge it")
@@ -252,6 +252,10 @@ def _copy_model(src: Path, dst: Path, manifest: Manifest) -> None:
         problem = _file_problem(manifest, n)
         if problem:
             raise UsageError(f"{src}: {problem}")
+
+
+def _copy_model(src: Path, dst: Path) -> None:
+    """``src`` -> ``dst``, replacing it (hidden temp and lock files left out)."""
     tmp, old = dst.parent / f".{dst.name}.merge.tmp", dst.parent / f".{dst.name}.old.tmp"
     for t in (tmp, old):
         if t.exists():
@@ -271,16 +275,26 @@ def _file_problem(manifest: Manifest, name: str) -> str | None:
     return problem(manifest, name)
 
 
-def _merge_model(name: str, owners: list[Part], out: Path, config: BuildConfig) -> tuple[dict[str, Any], dict | None]:
-    """The merged model entry of summary.json and its report (None when the model failed to build)."""
-    from ..check.runner import REPORT_NAME
+@dataclass
+class _ModelPlan:
+    """What the merge of one model will write, every input verified."""
 
+    name: str
+    owners: list[Part]
+    entries: list[dict[str, Any]]
+    failed: dict[str, Any] | None = None
+    checked: list[tuple[Manifest, dict[str, Any], dict[str, Any]]] = dataclasses.field(default_factory=list)
+    records: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def _verify_model(name: str, owners: list[Part]) -> _ModelPlan:
+    """Every check on one model's parts, before anything is written."""
+    if not owners:
+        raise UsageError(f"{name}: no part has any (model, device) pair of it; the split is incomplete")
     entries = [p.model(name) for p in owners]
-    failed = [(p, e) for p, e in zip(owners, entries) if e.get("status") != "ok"]
+    failed = [e for e in entries if e.get("status") != "ok"]
     if failed:
-        entry = dict(failed[0][1])
-        entry["directory"] = str(out / name)
-        return entry, None
+        return _ModelPlan(name, owners, entries, failed=failed[0])
     checked = [_check_record(p, name) for p in owners]
     first_inputs = checked[0][1]
     for p, (_, inputs, _) in zip(owners[1:], checked[1:]):
@@ -290,10 +304,22 @@ def _merge_model(name: str, owners: list[Part], out: Path, config: BuildConfig) 
                              f"were they built from the same model and data?")
     manifest0, _, _ = checked[0]
     records = _merged_records(name, owners, [c[2] for c in checked], manifest0)
-    directory = out / name
-    _copy_model(owners[0].directory / name, directory, manifest0)
+    _verify_copy(owners[0].directory / name, manifest0)
+    return _ModelPlan(name, owners, entries, checked=checked, records=records)
 
-    report = {**checked[0][2], "directory": str(directory.resolve()), "records": records}
+
+def _merge_model(plan: _ModelPlan, out: Path, config: BuildConfig) -> tuple[dict[str, Any], dict | None]:
+    """Write one merged model; its entry of summary.json and its report (None when it failed to build)."""
+    from ..check.runner import REPORT_NAME
+
+    name, owners, entries, checked = plan.name, plan.owners, plan.entries, plan.checked
+    if plan.failed is not None:
+        return {**plan.failed, "directory": str(out / name)}, None
+    first_inputs = checked[0][1]
+    directory = out / name
+    _copy_model(owners[0].directory / name, directory)
+
+    report = {**checked[0][2], "directory": str(directory.resolve()), "records": plan.records}
     write_json_atomic(directory / REPORT_NAME, report)
     manifest = Manifest.load(directory)
     for (part_manifest, _, _), part in zip(checked, owners):
@@ -354,12 +380,12 @@ def merge(output: str | Path, part_dirs: list[str | Path], *, baseline: str | Pa
         raise UsageError(f"--write-baseline {write_baseline}: not a file in an existing directory")
     cfg_json = parts[0].summary["config"]
     config = _config_for_gates(cfg_json, max_latency_increase)
+    plans = [_verify_model(m["name"], [p for p in parts if p.owned(m["name"])]) for m in cfg_json["models"]]
 
     with _lock(out):
         models, model_reports = [], {}
-        for m in cfg_json["models"]:
-            owners = [p for p in parts if p.owned(m["name"])]
-            entry, report = _merge_model(m["name"], owners, out, config)
+        for plan in plans:
+            entry, report = _merge_model(plan, out, config)
             models.append(entry)
             if report is not None:
                 model_reports[entry["name"]] = report
