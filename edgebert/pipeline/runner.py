@@ -377,7 +377,7 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
         for spec in share.models():  # a crafted or damaged manifest stops the build before any file is touched
             _load_manifest(out / spec.name)
         t0 = time.perf_counter()
-        setup_ran = _ensure_devices(share.setup_config(), progress)
+        setup_ran = _ensure_devices(config, progress)
         setup_seconds = round(time.perf_counter() - t0, 1)
         models = []
         checks = _Checks(config, progress, hook, share)

@@ -17,12 +17,13 @@ shards, which they are for the same inputs and tool versions (export and quantiz
 deterministic here).
 
 :class:`Whole` (no ``--shard``) and :class:`Share` answer the same questions, so the build asks them
-without an ``if`` at each place: which models, which devices to set up, which check jobs, which records.
+without an ``if`` at each place: which models, which check jobs, which records. Every shard sets up
+every device of the config (a no-op once cached), even a desktop-only share: the device fingerprints,
+which the merge compares, must be the same in every part.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -83,9 +84,6 @@ class Whole:
     def models(self) -> tuple[ModelSpec, ...]:
         return self.config.models
 
-    def setup_config(self) -> BuildConfig:
-        return self.config
-
     def fingerprint(self, model: str) -> dict[str, Any]:
         return {}
 
@@ -117,12 +115,6 @@ class Share(Whole):
         from .. import devices as registry
 
         return any(registry.get(d).emulated for d in self.owned.get(model, ()))
-
-    def setup_config(self) -> BuildConfig:
-        """The config narrowed to this shard's devices: a desktop-only shard sets up no ARM environment."""
-        used = tuple(d for d in self.config.devices.names if any(d in ds for ds in self.owned.values()))
-        return dataclasses.replace(self.config, devices=dataclasses.replace(self.config.devices,
-                                                                             names=used or ("desktop",)))
 
     def fingerprint(self, model: str) -> dict[str, Any]:
         """Added to the check's fingerprint: a check of another share is never reused for this one."""
