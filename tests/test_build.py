@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgebert.pipeline import build, load_config
-from edgebert.pipeline.gates import describe, evaluate
+from edgebert.gate_result import describe
+from edgebert.pipeline.gates import evaluate
 from edgebert.pipeline.config import GatesConfig
 from edgebert.cli import main
 from edgebert.fsutil import sha256_file

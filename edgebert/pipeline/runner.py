@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .. import devices as registry
-from .. import safepath
+from .. import gate_result, safepath
 from ..errors import EdgebertError, UsageError
 from ..fsutil import write_json_atomic, write_text_atomic
 from ..manifest import Manifest, now_iso
@@ -295,7 +295,7 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
             "phases": _phases(models, setup_seconds, checks.seconds),
             "models": models,
             "gates": {"checked": len(results), "failed": len(failures),
-                      "failures": [{**g, "message": gates_mod.describe(g)} for g in failures]},
+                      "failures": [{**g, "message": gate_result.describe(g)} for g in failures]},
             "reused": all(s["reused"] for m in models for s in m["steps"]) and bool(models),
             "baseline": vs_baseline,
         }

@@ -173,6 +173,8 @@ def device_tables(report: dict[str, Any]) -> list[DeviceTable]:
 
 
 PRECISION_ORDER = ("fp32", "int8-dynamic", "int8-static")
+#: The figures a regression baseline keeps per record (``pipeline/baseline.py``), in report column order.
+BASELINE_FIGURES = ("accuracy", "instructions_per_inference", "size_bytes", "latency_p50_ms")
 
 
 @dataclass(frozen=True)
