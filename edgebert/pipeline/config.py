@@ -73,14 +73,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..check.screening import METHODS as SCREENING_METHODS
 from ..errors import UsageError
-from ..manifest import PRECISIONS
+from ..vocabulary import ARCHITECTURES, CALIBRATION_METHODS, FORMATS, PRECISIONS, SCREENING_METHODS
 
 DEFAULT_OUTPUT = "edgebert-build"
-DEFAULT_MODELS = ("distilbert", "squeezebert")
+DEFAULT_MODELS = ARCHITECTURES
 DEFAULT_DEVICES = ("desktop", "cortex-a53", "cortex-a76")
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
 @dataclass(frozen=True)
@@ -94,7 +92,7 @@ class CalibrationConfig:
     data: Path | None = None
     text_column: str = "text"
     samples: int = 256
-    method: str = "minmax"
+    method: str = CALIBRATION_METHODS[0]
     per_channel: bool = True
 
 
@@ -110,7 +108,7 @@ class EvaluationConfig:
     label_column: str = "label"
     limit: int | None = None         # desktop (native) devices; None = all
     emulated_limit: int | None = 500  # emulated ARM devices: the first N examples (None = all)
-    emulated_method: str = "screened"  # "screened" | "all" (edgebert/check/screening.py)
+    emulated_method: str = SCREENING_METHODS[0]  # "screened" | "all" (edgebert/check/screening.py)
     emulated_probe: int = 32         # random examples emulated per int8 artifact
     emulated_probe_fp32: int = 4     # per fp32 artifact
     emulated_safety: float = 1.5     # drift bound = safety x the largest drift measured
@@ -200,7 +198,7 @@ def default_config() -> BuildConfig:
     two emulated ARM cores, gates loose enough for the built-in models (under 15 minutes on 2 cores)."""
     from ..export import EXPORTERS
 
-    formats = tuple(f for f in ("onnx", "tflite") if f in EXPORTERS)
+    formats = tuple(f for f in FORMATS if f in EXPORTERS)
     return BuildConfig(
         formats=formats,
         evaluation=EvaluationConfig(limit=1000, emulated_limit=500, runs=30, warmup=5),

@@ -21,11 +21,12 @@ from .markdown import (
     instructions_text,
     kernel_path_text,
 )
+from ..vocabulary import PRECISIONS
 from .tables import BASELINE_FIGURES, DeviceTable, Row, device_tables
 
 PASS, FAIL, NONE = "#1a7f37", "#cf222e", "#6e7781"
 SHAPES = ("circle", "square", "triangle", "diamond")
-PRECISION_SHORT = {"fp32": "fp32", "int8-dynamic": "int8-dyn", "int8-static": "int8-st"}
+PRECISION_SHORT = {p: p.replace("dynamic", "dyn").replace("static", "st") for p in PRECISIONS}  # plot labels
 
 CSS = """
 body{font:14px/1.45 -apple-system,BlinkMacSystemFont,"Segoe UI",Helvetica,Arial,sans-serif;color:#1f2328;
