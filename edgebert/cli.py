@@ -286,7 +286,7 @@ def devices_setup(verify: bool, force: bool) -> None:
     (host versions), QEMU 10 user mode (bookworm-backports), and the plugin-capable QEMU 7.2
     (bookworm) with edgebert's instruction-counting plugin compiled with gcc. No root needed.
     """
-    from .devices import setup as arm_setup
+    from .devices.arm import setup as arm_setup
 
     env = arm_setup.default_env()
     if verify:
