@@ -11,6 +11,7 @@ import json
 import platform
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,6 +48,16 @@ def test_catalog_registers_every_cpu_model():
     assert "i8mm" in devices.get("cortex-a710").cpu.features
     assert "Raspberry Pi 3" in devices.get("cortex-a53").description
     assert "Graviton2" in devices.get("neoverse-n1").description
+
+
+def test_running_an_arm_device_never_imports_the_installer():
+    """The catalog, environment and device modules do not need ``devices setup``'s code (no import cycle)."""
+    code = ("import sys; from edgebert import devices; d = devices.get('cortex-a76'); d.python_command(); d.worker_env();"
+            "print(sorted(m for m in sys.modules if m.startswith('edgebert.devices.arm')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert eval(out.stdout.strip().splitlines()[-1]) == [
+        "edgebert.devices.arm", "edgebert.devices.arm.catalog", "edgebert.devices.arm.device",
+        "edgebert.devices.arm.environment"]
 
 
 def test_device_command_and_missing_environment(tmp_path, monkeypatch):

@@ -82,7 +82,7 @@ def test_worker_imports_only_numpy_and_the_runtime(tmp_path, tiny):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     third_party = set(eval(proc.stdout.strip().splitlines()[-1]))
-    third_party -= {"__main__", "worker", "runtimes", "litert", "_distutils_hack"} | {m for m in third_party if "editable" in m}
+    third_party -= {"__main__", "worker", "runtimes", "ort_session", "litert", "_distutils_hack"} | {m for m in third_party if "editable" in m}
     assert third_party == {"numpy", "onnxruntime"}
 
 
@@ -110,3 +110,48 @@ def test_worker_that_dies_is_reported(tmp_path, tiny):
     res = Crashing().run_worker(_request(tmp_path, tiny, random_texts(2)), tmp_path / "r.json")
     assert res["status"] == "failed" and res["error"] == "worker killed by SIGKILL without a result"
     assert "" not in devices.names()
+
+
+# --- one ONNX Runtime session factory, used by check, export and quantize validation -----------------
+def test_every_onnx_runtime_session_comes_from_the_factory(tiny):
+    """Export and quantize validation run the Runtime ``check`` measures with, with its session options."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgebert.devices import ort_session
+    from edgebert.export.validate import runtime_runner
+    from edgebert.quantize import validate as qvalidate
+
+    edgebert_dir = Path(devices.__file__).parents[1]
+    creators = sorted(str(p.relative_to(edgebert_dir)) for p in edgebert_dir.rglob("*.py")
+                      if "InferenceSession(" in p.read_text(encoding="utf-8"))
+    assert creators == ["devices/ort_session.py"]
+
+    ids = np.array([[5, 17, 30, 9, 0, 0], [7, 8, 9, 10, 11, 12]], np.int64)  # the tiny vocabulary has 32 tokens
+    mask = (ids != 0).astype(np.int64)
+    from_path = runtimes.get("onnxruntime")(str(tiny.fp32), threads=2)
+    from_bytes = runtimes.get("onnxruntime")(tiny.fp32.read_bytes(), threads=1)
+    quantize_check = qvalidate.onnx_runner(onnx.load(str(tiny.fp32)))
+    export_check = runtime_runner(from_bytes)
+    expected = from_path.run(ids, mask)
+    assert expected.shape == (2, 2) and expected.dtype == np.float32
+    np.testing.assert_allclose(from_bytes.run(ids, mask), expected, atol=1e-5)
+    np.testing.assert_array_equal(quantize_check(ids, mask), from_bytes.run(ids, mask))
+    np.testing.assert_array_equal(export_check({"input_ids": ids, "attention_mask": mask}), from_bytes.run(ids, mask))
+    for runtime, threads in ((from_path, 2), (from_bytes, 1), (quantize_check.__self__, 1)):
+        so = runtime.session.get_session_options()
+        assert so.intra_op_num_threads == threads and so.inter_op_num_threads == 1
+        assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        assert so.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL and so.log_severity_level == 3
+        assert runtime.settings() == {"providers": ["CPUExecutionProvider"], "intra_op_num_threads": threads,
+                                      **ort_session.SETTINGS}
+
+
+def test_fixed_shape_rows_are_fitted_one_way():
+    """Rows are right-padded with [PAD]=0 (mask 0) or cut to a signature's length: runtime and export validation."""
+    from edgebert.devices.litert import fit_length
+
+    a = np.array([[1, 2, 3], [4, 5, 0]], np.int64)
+    np.testing.assert_array_equal(fit_length(a, 5), [[1, 2, 3, 0, 0], [4, 5, 0, 0, 0]])
+    np.testing.assert_array_equal(fit_length(a, 2), [[1, 2], [4, 5]])
+    np.testing.assert_array_equal(fit_length(a, 3), a)

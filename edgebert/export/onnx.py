@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
+from ..devices.runtimes import OnnxRuntimeCPU
 from ..fsutil import atomic_path
 from ..progress import maybe_step
-from .validate import validate, validation_cases
+from .validate import runtime_runner, validate, validation_cases
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAMES = ("logits",)
@@ -38,16 +39,6 @@ def _quiet():
     finally:
         for lg, lvl in zip(loggers, levels):
             lg.setLevel(lvl)
-
-
-def _ort_runner(path: Path):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return lambda inputs: sess.run(["logits"], inputs)[0]
 
 
 def export_onnx(model: torch.nn.Module, tokenizer, out_path: Path, seq_len: int, atol: float,
@@ -75,7 +66,8 @@ def export_onnx(model: torch.nn.Module, tokenizer, out_path: Path, seq_len: int,
         proto = onnx.load(str(tmp))
         onnx.checker.check_model(proto)
         with maybe_step(progress, f"Validating ONNX against PyTorch on {len(cases)} input shapes"):
-            validation = validate(model, _ort_runner(tmp), cases, atol, f"{out_path.name}")
+            validation = validate(model, runtime_runner(OnnxRuntimeCPU(str(tmp), threads=1)), cases, atol,
+                                  f"{out_path.name}")
         opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
         nodes = len(proto.graph.node)
     return {

@@ -2,6 +2,8 @@
 
 Cases cover batch 1 and 4, padded and unpadded rows, and two sequence lengths (a short natural one
 and the export's full sequence length), built from real texts so token statistics are realistic.
+The artifact runs on the same :class:`~edgebert.devices.runtimes.Runtime` that ``check`` measures
+with (``runtime_runner``), so what was validated is what gets measured.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..devices.litert import fit_length
+from ..devices.runtimes import Runtime
 from ..errors import ValidationError
 
 SHORT = "A gorgeous, witty film."
@@ -51,6 +55,11 @@ def torch_logits(model: torch.nn.Module, inputs: dict[str, np.ndarray]) -> np.nd
     with torch.inference_mode():
         out = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
     return out.logits.float().numpy()
+
+
+def runtime_runner(runtime: Runtime) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """A case's inputs -> logits on ``runtime`` (what :func:`validate` calls)."""
+    return lambda inputs: runtime.run(inputs["input_ids"], inputs["attention_mask"])
 
 
 def validate(
@@ -93,7 +102,7 @@ def validate_lengths(model: torch.nn.Module, run: Callable[[dict[str, np.ndarray
     for length in lengths:
         fitting = [c for c in cases if c.inputs["input_ids"].shape[1] <= length]
         padded = [Case(c.name, c.batch, c.padded,
-                       {k: np.pad(v, ((0, 0), (0, length - v.shape[1]))) for k, v in c.inputs.items()})
+                       {k: fit_length(v, length) for k, v in c.inputs.items()})
                   for c in fitting]
         if not padded:
             continue

@@ -53,20 +53,13 @@ def run(model: onnx.ModelProto | str, inputs: dict[str, np.ndarray]) -> np.ndarr
 
 
 def onnx_runner(model: onnx.ModelProto | str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """(input_ids, attention_mask) -> logits on one ONNX Runtime CPU session, 1 thread (batch-1 rows of
-    ~27 tokens: 1 thread ran the 200-text check 1.8x faster than the default on 2 shared cores)."""
-    import onnxruntime as ort
+    """(input_ids, attention_mask) -> logits on the ONNX Runtime runtime ``check`` measures with, 1 thread
+    (batch-1 rows of ~27 tokens: 1 thread ran the 200-text check 1.8x faster than the default on 2 shared
+    cores). ``model``: a graph in memory or a file path."""
+    from ..devices.runtimes import OnnxRuntimeCPU
 
     data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    names = {i.name for i in session.get_inputs()}
-
-    def run_one(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        feeds_ = {k: v for k, v in (("input_ids", ids), ("attention_mask", mask)) if k in names}
-        return session.run(None, feeds_)[0]
-    return run_one
+    return OnnxRuntimeCPU(data, threads=1).run
 
 
 def check_rewrite(original, rewritten, inputs) -> float:
