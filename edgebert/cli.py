@@ -99,8 +99,9 @@ export.help = f"Export MODEL ({SUPPORTED_MODELS}) to the artifact directory OUTP
               help="Calibration samples (static).")
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True, help="Calibration method (static).")
-@click.option("--per-channel/--per-tensor", default=True, show_default=True,
-              help="Weight scales per output channel (better agreement with fp32) or one per tensor.")
+@click.option("--per-channel/--per-tensor", default=None,
+              help="Weight scales per output channel or one per tensor [default: the --target preset's choice "
+                   "for dynamic, per-channel for static].")
 @click.option("--seq-len", type=click.IntRange(min=2), default=128, show_default=True,
               help="Calibration sequence length (ONNX; a TFLite model calibrates at its fixed length).")
 @click.option("--format", "formats", multiple=True,
@@ -108,9 +109,12 @@ export.help = f"Export MODEL ({SUPPORTED_MODELS}) to the artifact directory OUTP
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.9, show_default=True,
               help="Keep an int8 model only if its predictions agree with fp32 on at least this fraction of the "
                    "built-in validation texts (200, batch 1); 0 turns the check off.")
+@click.option("--target", type=click.Choice(["auto", "x86-vnni", "arm-dotprod", "arm-nodot"]), default="auto",
+              show_default=True, help="CPU the dynamic int8 ONNX recipe is tuned for (auto: this machine).")
 @handle_errors
 def quantize(directory: Path, mode: str, calibration: Path | None, text_column: str, samples: int,
-             method: str, per_channel: bool, seq_len: int, formats: tuple[str, ...], min_agreement: float) -> None:
+             method: str, per_channel: bool | None, seq_len: int, formats: tuple[str, ...], min_agreement: float,
+             target: str) -> None:
     """Quantize the fp32 artifacts in DIRECTORY to int8 (adds model.int8-<mode>.onnx / .tflite).
 
     Each int8 model is compared with its fp32 parent on the built-in validation texts and kept only if
@@ -122,7 +126,7 @@ def quantize(directory: Path, mode: str, calibration: Path | None, text_column: 
     Manifest.load(directory)  # a clear error before any heavy import
     settings = QuantizeSettings(mode=mode, calibration=calibration, text_column=text_column, samples=samples,
                                 method=method, per_channel=per_channel, seq_len=seq_len,
-                                formats=tuple(formats) or None, min_agreement=min_agreement)
+                                formats=tuple(formats) or None, min_agreement=min_agreement, target=target)
     names = run_quantize(directory, settings, progress=_progress())
     manifest = Manifest.load(directory)
     for name in names:
@@ -202,8 +206,17 @@ def check(directory: Path, devices: tuple[str, ...], data: Path | None, text_col
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout (progress stays on stderr).")
 @click.option("--no-setup", is_flag=True,
               help="Do not set up the emulated-ARM environment when a device needs it: fail and say how.")
+@click.option("--baseline", "baseline", type=click.Path(path_type=Path), default=None,
+              help="Gate regressions against this baseline file (instructions +2%, accuracy -0.5 pt, size +2% by "
+                   "default; see the config's [baseline] table).")
+@click.option("--write-baseline", "write_baseline", type=click.Path(path_type=Path), default=None,
+              help="Write this build's baseline (JSON to commit) to this file.")
+@click.option("--max-latency-increase", type=click.FloatRange(min=0), default=None,
+              help="With --baseline: also gate desktop latency p50 (fraction, e.g. 0.10) [default: the config's "
+                   "baseline.max_latency_increase, else information only].")
 @handle_errors
-def build(config: Path | None, output: Path | None, force: bool, as_json: bool, no_setup: bool) -> None:
+def build(config: Path | None, output: Path | None, force: bool, as_json: bool, no_setup: bool,
+          baseline: Path | None, write_baseline: Path | None, max_latency_increase: float | None) -> None:
     """Build, check and gate the whole matrix of CONFIG (TOML; default: the built-in config).
 
     \b
@@ -219,7 +232,11 @@ def build(config: Path | None, output: Path | None, force: bool, as_json: bool, 
     cfg = load_config(config) if config is not None else default_config()
     if no_setup:
         cfg = dataclasses.replace(cfg, devices=dataclasses.replace(cfg.devices, setup=False))
-    summary = run_build(cfg, output, force=force, progress=_progress())
+    if max_latency_increase is not None:
+        cfg = dataclasses.replace(cfg, baseline=dataclasses.replace(cfg.baseline,
+                                                                    max_latency_increase=max_latency_increase))
+    summary = run_build(cfg, output, force=force, progress=_progress(), baseline=baseline,
+                        write_baseline=write_baseline)
     out = Path(summary["output"])
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -233,6 +250,13 @@ def build(config: Path | None, output: Path | None, force: bool, as_json: bool, 
                        f"({'built/checked: ' + ', '.join(built) if built else 'all reused'})")
         for failure in summary["gates"]["failures"]:
             click.echo(f"gate failed: {failure['message']}")
+        vs = summary.get("baseline")
+        if vs:
+            new = sum(r["status"] == "new" for r in vs["records"])
+            click.echo(f"baseline {vs['file']}: {len(vs['records']) - new} records compared, {new} new, "
+                       f"{len(vs['missing'])} missing")
+        if write_baseline is not None:
+            click.echo(f"wrote baseline {write_baseline}")
         click.echo(f"{summary['status'].upper()}: {summary['gates']['checked']} gate checks, "
                    f"{summary['gates']['failed']} failed; reports: {out / 'report.md'}, {out / 'report.html'}, "
                    f"{out / 'summary.json'} ({summary['seconds']:.0f}s)")
@@ -283,8 +307,9 @@ def devices_setup(verify: bool, force: bool) -> None:
 
     \b
     Debian bookworm arm64 Python 3.11 sysroot, aarch64 wheels of numpy/onnxruntime/ai-edge-litert
-    (host versions), QEMU 10 user mode (bookworm-backports), and the plugin-capable QEMU 7.2
-    (bookworm) with edgebert's instruction-counting plugin compiled with gcc. No root needed.
+    (host versions), QEMU 10 user mode (bookworm-backports), the plugin-capable QEMU 7.2 (bookworm)
+    and QEMU 10 user mode built with plugins from Debian's source (~3 min; for cortex-a55/a710,
+    which 7.2 lacks), with edgebert's instruction-counting plugin compiled with gcc. No root needed.
     """
     from .devices.arm import setup as arm_setup
 
@@ -307,7 +332,8 @@ def devices_setup(verify: bool, force: bool) -> None:
     summary = arm_setup.setup(env, progress=_progress(), force=force)
     done = "built " + ", ".join(summary["ran"]) if summary["ran"] else "already set up"
     click.echo(f"{summary['root']}: {done} ({summary['seconds']}s, {summary['size_mb']} MB); QEMU "
-               f"{summary.get('qemu_version')}, counting QEMU {summary.get('plugin_qemu_version')}; wheels "
+               f"{summary.get('qemu_version')}, counting QEMU {summary.get('plugin_qemu72_version')} and "
+               f"{summary.get('plugin_qemu_version') or '(10: not built)'}; wheels "
                + ", ".join(f"{k} {v}" for k, v in (summary.get("wheels") or {}).items()))
     for note in summary.get("wheel_notes") or ():
         click.echo(f"note: {note}")

@@ -343,10 +343,13 @@ def test_broken_int8_tflite_fails_the_min_agreement_gate(cli_dir, tmp_path, tok_
     broken = tmp_path / "broken.tflite"
     assert zero_int8_weights(cli_dir / "model.int8-dynamic.tflite", broken) >= 10
     v = tfl.compare(cli_dir / "model.tflite", broken, tok, MULTI, 0.9)
-    assert v["prediction_agreement"] < 0.9 and v["max_abs_logit_diff"] > MAX_LOGIT_DIFF["model.int8-static.tflite"]
+    good = tfl.compare(cli_dir / "model.tflite", cli_dir / "model.int8-dynamic.tflite", tok, MULTI, 0.9)
+    # the broken weights show in both figures: far lower agreement, several times the good artifact's drift
+    assert v["prediction_agreement"] < 0.9 <= good["prediction_agreement"]
+    assert v["max_abs_logit_diff"] > 3 * good["max_abs_logit_diff"]
     with pytest.raises(ValidationError, match=r"broken\.tflite: agreement with fp32 0\.\d+ on 200 validation"):
         validate.gate("broken.tflite", v)
-    validate.gate("ok", tfl.compare(cli_dir / "model.tflite", cli_dir / "model.int8-dynamic.tflite", tok, MULTI, 0.9))
+    validate.gate("ok", good)
 
 
 def test_cli_quantize_below_min_agreement_keeps_no_tflite(tmp_path):

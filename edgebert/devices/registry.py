@@ -69,12 +69,16 @@ class Device:
         """None when the device can run now; otherwise one line saying what to set up."""
         return None
 
+    def setup_missing(self) -> str | None:
+        """What `edgebert devices setup` must still provide before a build measures everything here."""
+        return self.unavailable_reason()
+
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "emulated": self.emulated,
                 "runtimes": dict(self.runtimes), "default_threads": self.default_threads}
 
     def count_instructions(self, request: dict[str, Any], work: Path) -> dict[str, Any]:
-        """Guest instructions per inference for ``request`` (see ``arm.py``); never raises."""
+        """Guest instructions per inference for ``request`` (see ``arm/device.py``); never raises."""
         return {"status": "unavailable", "error": f"device {self.name} does not count instructions"}
 
     # --- running the worker -------------------------------------------------------------------

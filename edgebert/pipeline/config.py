@@ -57,6 +57,12 @@ Example (every key, with its default)::
 
     [gates.max_instructions]   # guest instructions per inference, per emulated device
     cortex-a53 = 2.0e9
+
+    [baseline]         # regression limits vs ``edgebert build --baseline FILE`` (unused without it)
+    max_instructions_increase = 0.02  # fraction: +2% guest instructions per inference
+    max_accuracy_drop = 0.5           # points
+    max_size_increase = 0.02          # fraction: +2% bytes
+    max_latency_increase = 0.10       # fraction, desktop p50; default: not gated (information only)
 """
 
 from __future__ import annotations
@@ -138,6 +144,16 @@ class GatesConfig:
 
 
 @dataclass(frozen=True)
+class BaselineConfig:
+    """Regression limits against a baseline file (``baseline.py``); None = information only."""
+
+    max_instructions_increase: float | None = 0.02  # fraction of the baseline's instructions per inference
+    max_accuracy_drop: float | None = 0.5           # points below the baseline's accuracy
+    max_size_increase: float | None = 0.02          # fraction of the baseline's size in bytes
+    max_latency_increase: float | None = None       # fraction of the baseline's desktop p50 (noisy: opt-in)
+
+
+@dataclass(frozen=True)
 class BuildConfig:
     models: tuple[ModelSpec, ...] = tuple(ModelSpec(m, m) for m in DEFAULT_MODELS)
     formats: tuple[str, ...] = ("onnx",)
@@ -149,6 +165,7 @@ class BuildConfig:
     evaluation: EvaluationConfig = EvaluationConfig()
     devices: DevicesConfig = DevicesConfig()
     gates: GatesConfig = GatesConfig()
+    baseline: BaselineConfig = BaselineConfig()
     source: str = "built-in default"          # where the config came from (for reports)
 
     @property
@@ -299,7 +316,7 @@ class _Table:
                 raise self.err(key, f"unknown key (allowed in [{self.name}]: {allowed})")
 
 
-TABLES = ("build", "calibration", "quantize", "evaluation", "devices", "gates")
+TABLES = ("build", "calibration", "quantize", "evaluation", "devices", "gates", "baseline")
 
 
 def _models(t: _Table, base: Path) -> tuple[ModelSpec, ...]:
@@ -417,11 +434,15 @@ def parse(text: str, path: Path | None = None) -> BuildConfig:
         value = getattr(gates, name)
         if value is not None and value > 1:
             raise g.err(name, f"is a fraction between 0 and 1, got {value:g}")
+    bl = tables["baseline"]
+    defaults = BaselineConfig()
+    baseline = BaselineConfig(**{f.name: bl.get(f.name, "float", getattr(defaults, f.name), low=0)
+                                 for f in fields(BaselineConfig)})
     for t in tables.values():
         t.finish()
     return BuildConfig(models=models, formats=formats, precisions=precisions, seq_len=seq_len, output=output,
                        calibration=calibration, quantize=quantize, evaluation=evaluation, devices=devices, gates=gates,
-                       source=str(path) if path else "text")
+                       baseline=baseline, source=str(path) if path else "text")
 
 
 def load(path: str | Path) -> BuildConfig:
@@ -435,5 +456,5 @@ def load(path: str | Path) -> BuildConfig:
     return parse(text, path)
 
 
-__all__ = ["BuildConfig", "CalibrationConfig", "QuantizeConfig", "DevicesConfig", "EvaluationConfig", "GatesConfig", "ModelSpec",
+__all__ = ["BaselineConfig", "BuildConfig", "CalibrationConfig", "QuantizeConfig", "DevicesConfig", "EvaluationConfig", "GatesConfig", "ModelSpec",
            "default_config", "load", "parse"]

@@ -124,7 +124,9 @@ def _drop_unwanted(directory: Path, wanted: set[str], info: Callable[[str], None
 # --- steps -------------------------------------------------------------------------------------
 def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]:
     """Emulated devices need the ARM environment: set it up (config ``devices.setup``) or say how."""
-    missing = [(d, registry.get(d).unavailable_reason()) for d in config.devices.names]
+    devices = [registry.get(d) for d in config.devices.names]
+    counting = tuple(dev.cpu.qemu_cpu for dev in devices if dev.counts_instructions)
+    missing = [(dev.name, dev.setup_missing()) for dev in devices]
     missing = [(d, why) for d, why in missing if why]
     if not missing:
         return []
@@ -134,7 +136,7 @@ def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]
                          f"[devices] setup = true")
     from ..devices.arm import setup as arm_setup
 
-    summary = arm_setup.setup(arm_setup.default_env(), progress=progress)
+    summary = arm_setup.setup(arm_setup.default_env(), progress=progress, counting_cpus=counting)
     still = [d for d in config.devices.names if registry.get(d).unavailable_reason()]
     if still:
         raise EdgebertError(f"device {still[0]} is still unavailable after `edgebert devices setup`: "
@@ -162,9 +164,9 @@ def _device_fingerprint(names: tuple[str, ...]) -> dict[str, Any]:
         device = registry.get(name)
         info = device.info()
         if device.emulated:
-            from ..devices.arm import setup as arm_setup
+            from ..devices.arm.environment import default_env
 
-            info["env"] = arm_setup.default_env().info()
+            info["env"] = default_env().info()
         out[name] = info
     return out
 
@@ -348,11 +350,20 @@ class _Checks:
 
 
 def build(config: BuildConfig, output: str | Path | None = None, *, force: bool = False,
-          progress: Progress | None = None, hook: Hook | None = None) -> dict[str, Any]:
-    """Run the build; write summary.json, report.md and report.html under the output dir; return the summary."""
+          progress: Progress | None = None, hook: Hook | None = None, baseline: str | Path | None = None,
+          write_baseline: str | Path | None = None) -> dict[str, Any]:
+    """Run the build; write summary.json, report.md and report.html under the output dir; return the summary.
+
+    ``baseline``: a baseline file to gate regressions against (loaded and validated before anything is
+    built); ``write_baseline``: where to write this build's baseline (after the reports)."""
+    from . import baseline as baseline_mod
+
     out = Path(output or config.output).resolve()
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a directory")
+    previous = baseline_mod.load(baseline) if baseline is not None else None
+    if write_baseline is not None and (Path(write_baseline).is_dir() or not Path(write_baseline).parent.is_dir()):
+        raise UsageError(f"--write-baseline {write_baseline}: not a file in an existing directory")
     start = time.perf_counter()
     started = now_iso()
     with _lock(out):
@@ -377,10 +388,20 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
             checks.finish(models)
         finally:
             checks.close()
+        model_reports = {}
         for m in models:
             if m["status"] == "ok":
-                _finish_model(m, config, m.pop("_report"))
+                model_reports[m["name"]] = m.pop("_report")
+                _finish_model(m, config, model_reports[m["name"]])
                 m.pop("_check", None)
+        figures = baseline_mod.figures(models, model_reports)
+        vs_baseline = None
+        if previous is not None:
+            regressions, vs_baseline = baseline_mod.compare(previous, figures, config.baseline)
+            for m in models:
+                m["gates"] += [g for g in regressions if g["model"] == m["name"]]
+            vs_baseline = {"file": str(Path(baseline).resolve()), "limits": dataclasses.asdict(config.baseline),
+                           **vs_baseline}
         results = [g for m in models for g in m["gates"]]
         failures = [g for g in results if not g["passed"]]
         failed_models = [m for m in models if m["status"] != "ok"]
@@ -395,6 +416,7 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
             "gates": {"checked": len(results), "failed": len(failures),
                       "failures": [{**g, "message": gates_mod.describe(g)} for g in failures]},
             "reused": all(s["reused"] for m in models for s in m["steps"]) and bool(models),
+            "baseline": vs_baseline,
         }
         write_json_atomic(out / SUMMARY_NAME, summary)
         reports = _reports(summary)
@@ -407,6 +429,8 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
         if step_summary:
             with open(step_summary, "a", encoding="utf-8") as f:
                 f.write(md + "\n")
+        if write_baseline is not None:
+            baseline_mod.write(write_baseline, figures)
     return summary
 
 

@@ -4,8 +4,10 @@ Only MatMul/Gemm and the embedding Gathers (int8 tables: ~4x smaller file, same 
 quantized: ORT turns ``Conv`` into ``ConvInteger`` (slow or missing kernels),
 so convolutions must have been rewritten to MatMul first (see ``rewrites``). Signed int8 weights
 (u8s8) run ORT's fast VNNI/ARM dot-product kernels; on this host QUInt8 weights (u8u8) measured
-~1.8x slower than QInt8 (see the benchmark). ``reduce_range`` (7-bit weights) only matters on x86
-without VNNI, where u8s8 can saturate; it is off, and recorded, so the artifact is reproducible.
+~1.8x slower than QInt8 (see the benchmark). ``reduce_range`` (7-bit weights) is on only on an x86
+host without VNNI, where u8s8 saturates (``host_isa.py``): the validation gate runs on this host, so it
+follows the host whatever the target; the choice and its reason are recorded.
+What to quantize and with which weight type comes from the target's preset (``presets.py``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import EdgebertError
+from . import presets
+from .host_isa import host_reduce_range
 from .preprocess import quiet_ort
 
-OP_TYPES = ("MatMul", "Gemm", "Gather")
-WEIGHT_TYPE = "QInt8"
-REDUCE_RANGE = False
+OP_TYPES = presets.WEIGHT_ONLY  # what every preset quantizes today (kept for the recipe benchmark)
 
 #: ``op_groups`` reasons (see ``groups.py``).
 WHY = {
@@ -29,22 +31,30 @@ WHY = {
 
 
 def describe(settings) -> str:
-    scales = "per-channel" if settings.per_channel else "per-tensor"
-    return (f"ONNX Runtime dynamic int8: {scales} int8 weights for every weight MatMul/Gemm and int8 embedding "
-            "tables; activations quantized per run; attention MatMuls, Softmax, LayerNorm and GELU stay float")
+    target, preset, _ = presets.resolve(settings.target)
+    scales = "per-channel" if presets.per_channel(settings.per_channel, preset) else "per-tensor"
+    weights = "uint8" if preset.weight_type == "QUInt8" else "int8"
+    attention = "attention MatMuls int8 (per-run scales)" if preset.quantize_attention else "attention MatMuls"
+    return (f"ONNX Runtime dynamic int8 for {target}: {scales} {weights} weights for every weight MatMul/Gemm and int8 embedding "
+            f"tables; activations quantized per run; {attention}, Softmax, LayerNorm and GELU stay float")
 
 
 def run(pre_path: Path, out_path: Path, settings, **_) -> dict:
+    reduce_range, reduce_range_why = host_reduce_range()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    target, preset, chosen = presets.resolve(settings.target)
+    per_channel = presets.per_channel(settings.per_channel, preset)
     try:
         with quiet_ort():
-            quantize_dynamic(str(pre_path), str(out_path), op_types_to_quantize=list(OP_TYPES),
-                             per_channel=settings.per_channel, reduce_range=REDUCE_RANGE,
-                             weight_type=getattr(QuantType, WEIGHT_TYPE))
+            quantize_dynamic(str(pre_path), str(out_path), op_types_to_quantize=list(preset.op_types),
+                             per_channel=per_channel, reduce_range=reduce_range,
+                             weight_type=getattr(QuantType, preset.weight_type),
+                             extra_options={"MatMulConstBOnly": not preset.quantize_attention})
     except Exception as exc:
         raise EdgebertError(f"ONNX Runtime dynamic quantization failed: {exc}") from exc
     return {
-        "weight_type": WEIGHT_TYPE, "activation_type": "QUInt8 (computed per run)",
-        "per_channel": settings.per_channel, "reduce_range": REDUCE_RANGE, "op_types": list(OP_TYPES),
+        "weight_type": preset.weight_type, "activation_type": "QUInt8 (computed per run)",
+        "per_channel": per_channel, "reduce_range": reduce_range, "reduce_range_why": reduce_range_why,
+        "op_types": list(preset.op_types), "target": presets.record(target, preset, chosen),
     }

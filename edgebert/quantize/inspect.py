@@ -38,6 +38,30 @@ NAMED_FLOAT_OPS = ("Softmax", "LayerNormalization", "SkipLayerNormalization", "G
 LAYOUT_OPS = {"Transpose", "Reshape", "Split", "Squeeze", "Unsqueeze", "Slice", "Identity"}
 
 
+GELU_OPS = ("Gelu", "FastGelu", "BiasGelu")
+
+
+def is_gelu(node, producers, depth: int = 3) -> bool:
+    """A GELU op, or the last ``Mul`` of the TorchScript exporter's erf form ``x*0.5*(1+erf(x/sqrt2))``."""
+    if node is None:
+        return False
+    if node.op_type in GELU_OPS:
+        return True
+    if node.op_type != "Mul":
+        return False
+
+    def erf_above(n, left: int) -> bool:
+        for t in n.input:
+            p = producers.get(t)
+            if p is None:
+                continue
+            if p.op_type == "Erf" or (left > 1 and p.op_type in ("Mul", "Add", "Div") and erf_above(p, left - 1)):
+                return True
+        return False
+
+    return erf_above(node, depth)
+
+
 def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
 
@@ -138,7 +162,7 @@ def group_counts(model: onnx.ModelProto) -> tuple[dict[str, Counter], dict[str, 
             counts[group][base] += 1
             if dynamic:
                 src = _source(node.input[0], producers)
-                gelu_fed[base] += int(src is not None and src.op_type in ("Gelu", "FastGelu", "BiasGelu"))
+                gelu_fed[base] += int(is_gelu(src, producers))
         elif op == "Gather" and node.input and node.input[0] in int8_tables:
             counts["int8 weights only"]["Gather"] += 1
         elif op == "Gather" and node.input and _dq_fed(node.input[0], producers, consts):

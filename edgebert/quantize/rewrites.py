@@ -70,7 +70,7 @@ def conv1x1_to_matmul(model: onnx.ModelProto) -> int:
     (a block-diagonal dense weight would be g times bigger and do g times the work).
     """
     graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
+    inits = _constants(graph)
     fresh = _Names(graph, "conv1x1")
     new_nodes: list[onnx.NodeProto] = []
     new_inits: list[onnx.TensorProto] = []
@@ -114,7 +114,7 @@ def conv1x1_to_matmul(model: onnx.ModelProto) -> int:
             y = yb
         new_nodes.append(helper.make_node("Transpose", [y], [node.output[0]], perm=[0, 2, 1],
                                           name=fresh(f"{base}_out_transpose")))
-        dead_inits.add(node.input[1])
+        dead_inits.add(inits[node.input[1]].name)
     if not count:
         return 0
     still_used = {t for n in new_nodes for t in n.input}
@@ -124,6 +124,16 @@ def conv1x1_to_matmul(model: onnx.ModelProto) -> int:
     del graph.node[:]
     graph.node.extend(new_nodes)
     return count
+
+
+def _constants(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
+    """Initializers by name, plus ``Identity`` outputs of initializers (the TorchScript exporter shares
+    equal tensors, e.g. all-zero biases, through Identity nodes)."""
+    consts = {t.name: t for t in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "Identity" and n.input and n.input[0] in consts:
+            consts[n.output[0]] = consts[n.input[0]]
+    return consts
 
 
 def _is_conv1x1(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> bool:

@@ -23,12 +23,13 @@ from pathlib import Path
 
 from ..errors import EdgebertError
 from .calibration import BATCH_SIZE, TokenBatchReader, _ort_method, collect_ranges, load_calibration_texts
+from .host_isa import host_reduce_range
+from .inspect import is_gelu
 from .preprocess import quiet_ort
 
 OP_TYPES = ("MatMul", "Gemm", "Gather")
 ACTIVATION_TYPE = "QUInt8"
 WEIGHT_TYPE = "QInt8"
-REDUCE_RANGE = False
 
 #: ``op_groups`` reasons (see ``groups.py``).
 WHY = {
@@ -44,17 +45,19 @@ WHY = {
 
 
 def describe(settings) -> str:
-    scales = "per-channel" if settings.per_channel else "per-tensor"
+    scales = "per-channel" if settings.per_channel is not False else "per-tensor"
     return (f"ONNX Runtime static int8 (QDQ): {scales} int8 weights and calibrated uint8 activations "
             f"({settings.method}) for the weight MatMuls/Gemms and embedding lookups; the GELU-fed FFN output "
             "MatMuls get per-run activation scales; attention MatMuls, Softmax, LayerNorm and GELU stay float")
 
 
 def run(pre_path: Path, out_path: Path, settings, *, tokenizer, scratch: Path, progress=None, **_) -> dict:
+    reduce_range, reduce_range_why = host_reduce_range()
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
 
+    per_channel = settings.per_channel is not False  # None (unset): per-channel
     texts = load_calibration_texts(settings.calibration, settings.text_column, settings.samples)
     reader = TokenBatchReader(tokenizer, texts.texts, settings.seq_len)
     try:
@@ -75,8 +78,8 @@ def run(pre_path: Path, out_path: Path, settings, *, tokenizer, scratch: Path, p
         with quiet_ort():
             quantize_static(
                 str(pre_path), str(static_out), None, quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(OP_TYPES), per_channel=settings.per_channel,
-                reduce_range=REDUCE_RANGE, activation_type=getattr(QuantType, ACTIVATION_TYPE),
+                op_types_to_quantize=list(OP_TYPES), per_channel=per_channel,
+                reduce_range=reduce_range, activation_type=getattr(QuantType, ACTIVATION_TYPE),
                 weight_type=getattr(QuantType, WEIGHT_TYPE),
                 nodes_to_exclude=sorted({*excluded, *activation_matmuls, *post_gelu}),
                 calibrate_method=_ort_method(settings.method), calibration_cache_path=str(cache),
@@ -84,14 +87,14 @@ def run(pre_path: Path, out_path: Path, settings, *, tokenizer, scratch: Path, p
             if post_gelu:
                 quantize_dynamic(str(static_out), str(out_path), nodes_to_quantize=post_gelu,
                                  op_types_to_quantize=["MatMul"], weight_type=getattr(QuantType, WEIGHT_TYPE),
-                                 per_channel=settings.per_channel, reduce_range=REDUCE_RANGE)
+                                 per_channel=per_channel, reduce_range=reduce_range)
             else:
                 static_out.replace(out_path)
     except Exception as exc:
         raise EdgebertError(f"ONNX Runtime static quantization failed: {exc}") from exc
     return {
         "format": "QDQ", "weight_type": WEIGHT_TYPE, "activation_type": ACTIVATION_TYPE,
-        "per_channel": settings.per_channel, "reduce_range": REDUCE_RANGE, "op_types": list(OP_TYPES),
+        "per_channel": per_channel, "reduce_range": reduce_range, "reduce_range_why": reduce_range_why, "op_types": list(OP_TYPES),
         "calibration": {
             "source": texts.source, "samples": len(texts.texts), "seq_len": settings.seq_len,
             "method": settings.method, "batch_size": BATCH_SIZE, "batches": result.batches,
@@ -119,8 +122,9 @@ def _activation_matmuls(model) -> list[str]:
 
 
 def _post_gelu_matmuls(model) -> list[str]:
-    """Weight MatMuls whose activation input comes from a GELU, looking through layout-only ops
-    (SqueezeBERT's rewritten convolutions put Transpose/Split between the two)."""
+    """Weight MatMuls whose activation input comes from a GELU (an op, or the TorchScript exporter's erf
+    form), looking through layout-only ops (SqueezeBERT's rewritten convolutions put Transpose/Split
+    between the two)."""
     consts = _constant_names(model)
     producer = {o: n for n in model.graph.node for o in n.output}
 
@@ -128,7 +132,7 @@ def _post_gelu_matmuls(model) -> list[str]:
         node = producer.get(tensor)
         while node is not None and node.op_type in LAYOUT_OPS:
             node = producer.get(node.input[0])
-        return node is not None and node.op_type == "Gelu"
+        return is_gelu(node, producer)
 
     return [n.name for n in model.graph.node
             if n.op_type == "MatMul" and consts.intersection(n.input)

@@ -324,6 +324,29 @@ def _page(title: str, body: str) -> str:
             f"<body><main>{body}</main></body></html>\n")
 
 
+def _baseline_section(vs: dict[str, Any]) -> str:
+    """The "vs baseline" card: deltas per (model, artifact, device); new and missing records said so."""
+    from ..pipeline.baseline import format_delta
+
+    figs = ("accuracy", "instructions_per_inference", "size_bytes", "latency_p50_ms")
+    gated = vs.get("limits", {}).get("max_latency_increase") is not None
+    rows = []
+    for r in vs["records"]:
+        cells = ["—"] * 4 if r["status"] == "new" else [format_delta(r.get(f), f) for f in figs]
+        rows.append((r, cells, "new" if r["status"] == "new" else ""))
+    rows += [(r, ["—"] * 4, "missing (in the baseline, not built)") for r in vs.get("missing", ())]
+    body = "".join(
+        f'<tr><td class="l">{escape(r["model"])}</td><td class="l"><code>{escape(r["artifact"])}</code></td>'
+        f'<td class="l">{escape(r["device"])}</td>' + "".join(f"<td>{escape(c)}</td>" for c in cells)
+        + f'<td class="l">{escape(note)}</td></tr>'
+        for r, cells, note in rows)
+    return (f'<h2>vs baseline</h2><div class="card"><p>Baseline <code>{escape(vs["file"])}</code>; accuracy in '
+            f'points, the others new / baseline − 1{"" if gated else "; p50 is information only"}.</p>'
+            '<table><tr><th class="l">Model</th><th class="l">Artifact</th><th class="l">Device</th>'
+            "<th>Accuracy Δ</th><th>Instructions Δ</th>"
+            f"<th>Size Δ</th><th>p50 Δ</th><th></th></tr>{body}</table></div>")
+
+
 def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]]) -> str:
     """The build report: verdict, failed gates, then per device a table and two plots (all models)."""
     from ..pipeline.gates import describe
@@ -358,6 +381,8 @@ def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]]) ->
     if gates["failures"]:
         body.append('<h2>Failed gates</h2><div class="card"><ul>' + "".join(
             f"<li>{escape(f['message'])}</li>" for f in gates["failures"]) + "</ul></div>")
+    if summary.get("baseline"):
+        body.append(_baseline_section(summary["baseline"]))
     models = list(reports)
     for device, items in _by_device(reports).items():
         body.append(_device_section(device, items, gate_results, models))

@@ -266,6 +266,27 @@ def _gate_table(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _baseline_table(vs: dict[str, Any]) -> list[str]:
+    """The "vs baseline" section: one row per (model, artifact, device), deltas (p50: information)."""
+    from ..pipeline.baseline import format_delta
+
+    gated = vs.get("limits", {}).get("max_latency_increase") is not None
+    lines = [f"## vs baseline", "", f"Baseline `{vs['file']}`; accuracy in points, the others new / baseline - 1"
+             f"{'' if gated else '; p50 is information only'}.", "",
+             "| Model | Artifact | Device | Accuracy Δ | Instructions Δ | Size Δ | p50 Δ | |",
+             "|---|---|---|---:|---:|---:|---:|---|"]
+    for r in vs["records"]:
+        cells = [format_delta(r.get(f), f) for f in
+                 ("accuracy", "instructions_per_inference", "size_bytes", "latency_p50_ms")]
+        if r["status"] == "new":
+            cells = [DASH] * 4
+        lines.append(f"| {r['model']} | `{r['artifact']}` | {r['device']} | " + " | ".join(cells)
+                     + f" | {'new' if r['status'] == 'new' else ''} |")
+    lines += [f"| {r['model']} | `{r['artifact']}` | {r['device']} | {DASH} | {DASH} | {DASH} | {DASH} | "
+              f"missing (in the baseline, not built) |" for r in vs.get("missing", ())]
+    return lines + [""]
+
+
 def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]]) -> str:
     """Markdown for a build: verdict, gate failures, artifacts (reused or built), then each model's report."""
     gates = summary["gates"]
@@ -285,6 +306,8 @@ def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]]) ->
     all_gates = [g for m in summary["models"] for g in m["gates"]]
     if gates["failed"]:
         lines += ["## Failed gates", ""] + _gate_table([g for g in all_gates if not g["passed"]]) + [""]
+    if summary.get("baseline"):
+        lines += _baseline_table(summary["baseline"])
     lines += ["## Artifacts", "", "| Model | Artifact | Format | Precision | Size MB | Gates | Built |",
               "|---|---|---|---|---:|---|---|"]
     for m in summary["models"]:

@@ -62,6 +62,10 @@ class ArmDevice(Device):
     def unavailable_reason(self) -> str | None:
         return self.env().missing()
 
+    def setup_missing(self) -> str | None:
+        """The accuracy environment, and the counting QEMU for this CPU model (its count is required)."""
+        return self.unavailable_reason() or self.env().counting_missing(self.cpu.qemu_cpu)
+
     def counting_expected(self) -> bool:
         """Whether this CPU model should have instruction counts (a missing one then fails its record)."""
         return self.cpu.counting
@@ -71,7 +75,7 @@ class ArmDevice(Device):
         setup_info = env.info()
         return {**super().info(), "cpu_model": asdict(self.cpu),
                 "qemu": {"cpu": self.cpu.qemu_cpu, "version": setup_info.get("qemu_version"),
-                         "counting_version": setup_info.get("plugin_qemu_version")},
+                         "counting_version": env.counting_version(self.cpu.qemu_cpu)},
                 "sysroot_wheels": setup_info.get("wheels")}
 
     # --- instruction counts -----------------------------------------------------------------
@@ -92,7 +96,7 @@ class ArmDevice(Device):
         env = self.env()
         reason = env.missing() or env.counting_missing(self.cpu.qemu_cpu)
         base = {"method": "guest instructions between worker markers, QEMU TCG plugin (insn_count.c)",
-                "qemu_version": env.info().get("plugin_qemu_version"), "cpu": self.cpu.qemu_cpu}
+                "qemu_version": env.counting_version(self.cpu.qemu_cpu), "cpu": self.cpu.qemu_cpu}
         if reason:
             return {**base, "status": "unavailable", "error": reason}
         counts_file = work / f"{self.name}.{Path(request['model']).name}.insns.txt"
@@ -147,7 +151,7 @@ class _Counter(Device):
 
     def worker_env(self) -> dict[str, str]:
         env = self.device.env()
-        return {**guest_env(env), **plugin_host_env(env)}
+        return {**guest_env(env), **plugin_host_env(env, self.device.cpu.qemu_cpu)}
 
 
 def _register() -> None:

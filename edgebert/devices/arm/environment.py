@@ -45,17 +45,25 @@ class ArmEnv:
     def qemu(self) -> Path:
         return self.root / "qemu" / "qemu-aarch64"
 
-    @property
-    def plugin_qemu(self) -> Path:
-        return self.root / "qemu-plugin" / "qemu-aarch64"
+    def counting_root(self, which: str) -> Path:
+        """``qemu72``: bookworm's QEMU 7.2 (fetched); ``qemu10``: QEMU 10 built from source (on demand)."""
+        return self.root / ("qemu-plugin" if which == "qemu72" else "qemu-plugin10")
 
-    @property
-    def plugin_libs(self) -> Path:
-        return self.root / "qemu-plugin" / "lib"
+    def counting_qemu(self, cpu: str) -> str | None:
+        """Which counting QEMU counts ``cpu``: 7.2 where it has the model (counts do not depend on
+        whether the QEMU 10 build was made), else the QEMU 10 build; None if neither is set up."""
+        for which, step, cpus_key in (("qemu72", "plugin-qemu", "plugin_qemu72_cpus"),
+                                      ("qemu10", "plugin-qemu10", "plugin_qemu_cpus")):
+            stamp = self.stamp(step)
+            if stamp and cpu in stamp.get("info", {}).get(cpus_key, []) and \
+                    (self.counting_root(which) / "libinsn_count.so").exists():
+                return which
+        return None
 
-    @property
-    def plugin(self) -> Path:
-        return self.root / "qemu-plugin" / "libinsn_count.so"
+    def counting_version(self, cpu: str) -> str | None:
+        which = self.counting_qemu(cpu)
+        key = {"qemu72": "plugin_qemu72_version", "qemu10": "plugin_qemu_version"}.get(which or "")
+        return self.info().get(key) if key else None
 
     def prefix(self, cpu: str) -> Path:
         return self.root / "prefix" / cpu
@@ -73,7 +81,7 @@ class ArmEnv:
     def info(self) -> dict[str, Any]:
         """What setup recorded (versions, QEMU builds), for reports; {} if not set up."""
         out = {}
-        for step in ("wheels", "qemu", "plugin-qemu"):
+        for step in ("wheels", "qemu", "plugin-qemu", "plugin-qemu10"):
             stamp = self.stamp(step) or {}
             out.update(stamp.get("info", {}))
         return out
@@ -88,13 +96,11 @@ class ArmEnv:
 
     def counting_missing(self, cpu: str) -> str | None:
         """None when instructions can be counted on ``cpu``; else why not."""
-        stamp = self.stamp("plugin-qemu")
-        if stamp is None or not self.plugin.exists() or not self.plugin_qemu.exists():
-            return "the plugin-capable QEMU is not set up; run `edgebert devices setup`"
-        cpus = stamp.get("info", {}).get("plugin_qemu_cpus", [])
-        if cpu not in cpus:
-            version = stamp.get("info", {}).get("plugin_qemu_version", "?")
-            return f"the plugin-capable QEMU {version} has no {cpu} model"
+        if self.counting_qemu(cpu) is None:
+            if self.stamp("plugin-qemu") is None:
+                return "the plugin-capable QEMU is not set up; run `edgebert devices setup`"
+            return (f"QEMU 7.2 (the only Debian user-mode build that loads plugins) has no {cpu} model and "
+                    f"the QEMU 10 counting build is not set up; run `edgebert devices setup`")
         if not (self.prefix(cpu) / "proc" / "cpuinfo").is_file():
             return f"no captured /proc/cpuinfo for {cpu}; run `edgebert devices setup`"
         return None
@@ -119,13 +125,16 @@ def plugin_command(env: ArmEnv, cpu: str, counts: Path) -> list[str]:
     layout, and with it allocator paths and alignment-dependent kernel paths, repeat across runs.
     """
     norandom = ["setarch", platform.machine(), "-R"] if shutil.which("setarch") else []
-    return [*norandom, str(env.plugin_qemu), "-plugin", f"{env.plugin},out={counts},nr={MARKER_SYSCALL}",
+    root = env.counting_root(env.counting_qemu(cpu) or "qemu72")
+    return [*norandom, str(root / "qemu-aarch64"), "-plugin",
+            f"{root / 'libinsn_count.so'},out={counts},nr={MARKER_SYSCALL}",
             "-cpu", cpu, "-L", str(env.prefix(cpu)), str(env.python)]
 
 
-def plugin_host_env(env: ArmEnv) -> dict[str, str]:
+def plugin_host_env(env: ArmEnv, cpu: str) -> dict[str, str]:
     """Host libraries of the plugin QEMU, and a fixed hash seed (dict/set layouts repeat across runs)."""
-    return {"LD_LIBRARY_PATH": str(env.plugin_libs), "PYTHONHASHSEED": "0"}
+    root = env.counting_root(env.counting_qemu(cpu) or "qemu72")
+    return {"LD_LIBRARY_PATH": str(root / "lib"), "PYTHONHASHSEED": "0"}
 
 
 def read_counts(path: Path) -> list[tuple[int, int]]:

@@ -8,10 +8,13 @@ as an ordinary user, with private apt state):
 - ``site/``: the aarch64 wheels of numpy, onnxruntime and ai-edge-litert, at the host's versions.
 - ``qemu/qemu-aarch64``: QEMU 10 user mode (static, from bookworm-backports ``qemu-user``): runs the
   worker for accuracy and drift; it emulates ``/proc/cpuinfo`` per ``-cpu`` model.
-- ``qemu-plugin/``: QEMU 10 user mode built from Debian trixie's qemu 10.0 source package with
-  TCG plugin support (Debian ships QEMU 10 user mode static-only, which cannot load plugins; see
-  ``qemu_build.py``), the glib libraries it links, and ``libinsn_count.so``, our instruction and
-  instruction-class counter (``edgebert/devices/qemu/insn_count.c``) compiled against that source's ``qemu-plugin.h``.
+- ``qemu-plugin/``: bookworm's QEMU 7.2 user mode (dynamic, loads TCG plugins), the host libraries it
+  links, and ``libinsn_count.so``, our instruction and instruction-class counter
+  (``edgebert/devices/qemu/insn_count.c``) compiled against that QEMU's ``qemu-plugin.h``: counts
+  cortex-a53/a72/a76 and neoverse-n1.
+- ``qemu-plugin10/`` (last step, only when a CPU model 7.2 lacks is asked for: cortex-a55/a710): QEMU 10
+  user mode built from Debian trixie's qemu 10.0 source with plugin support (Debian ships QEMU 10 user
+  mode static-only, which cannot load plugins; see ``qemu_build.py``), its glib libraries and the counter.
 - ``prefix/MODEL/``: per CPU model, the sysroot plus a ``proc/cpuinfo`` captured from QEMU 10's
   emulation of that model (the counting runs use ``-L prefix/MODEL``, so both QEMUs see the same).
 
@@ -56,6 +59,8 @@ from .environment import (
 DEBIAN = "http://deb.debian.org/debian"
 SUITE = "bookworm"
 BACKPORTS = "bookworm-backports"
+# QEMU 7.2's dynamic qemu-aarch64 links these; the rest (glib, gnutls, zlib, libc) are on any host.
+PLUGIN_QEMU_LIBS = ("libcapstone4", "liburing2", "libnuma1")
 QEMU_SOURCE_SUITE = "trixie"  # backports' qemu source is not on the mirror; trixie's is the same 10.0 line
 SYSROOT_PACKAGES = (PYTHON, "libstdc++6", "libgomp1")
 WHEEL_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_27_aarch64",
@@ -209,7 +214,8 @@ class _Ctx:
 
 SOURCES = {
     "arm64": [f"deb {DEBIAN} {SUITE} main"],
-    "amd64": [f"deb {DEBIAN} {SUITE} main", f"deb {DEBIAN} {BACKPORTS} main", f"deb-src {DEBIAN} {QEMU_SOURCE_SUITE} main"],
+    "amd64": [f"deb {DEBIAN} {SUITE} main", f"deb {DEBIAN} {BACKPORTS} main", f"deb-src {DEBIAN} {SUITE} main",
+              f"deb-src {DEBIAN} {QEMU_SOURCE_SUITE} main"],
 }
 
 
@@ -284,6 +290,49 @@ def _extract_member(deb: Path, member: str, dest: Path) -> None:
         raise SetupError(f"{deb.name} has no {member}")
 
 
+def _step_plugin_qemu72(ctx: _Ctx, key: dict) -> dict:
+    """Bookworm's QEMU 7.2 user mode (dynamic, loads plugins; 18 s to fetch) + the counter."""
+    apt = ctx.apt("amd64")
+    debs = apt.download([f"qemu-user/{SUITE}", *PLUGIN_QEMU_LIBS], ctx.work / "debs")
+    unpacked = _fresh(ctx.work / "unpacked")
+    for deb in debs:
+        _dpkg_x(deb, unpacked)
+    tree = _fresh(ctx.work / "qemu-plugin")
+    shutil.copy2(unpacked / "usr/bin/qemu-aarch64", tree / "qemu-aarch64")
+    (tree / "lib").mkdir()
+    for lib in (unpacked / "usr/lib/x86_64-linux-gnu").glob("*.so*"):
+        shutil.copy2(lib, tree / "lib" / lib.name, follow_symlinks=True)
+    env = {**os.environ, "LD_LIBRARY_PATH": str(tree / "lib")}
+    qemu = [str(tree / "qemu-aarch64")]
+    version = _qemu_version(qemu, env)
+    helptext = _run([*qemu, "-h"], "running the plugin QEMU", env=env)
+    if "-plugin" not in helptext:
+        raise SetupError(f"QEMU {version} from {SUITE} was built without TCG plugin support")
+    listing = subprocess.run([*qemu, "-cpu", "help"], env=env, capture_output=True, text=True).stdout
+    cpus = [ln.strip() for ln in listing.splitlines()[1:] if ln.strip()]  # exits 1 after listing
+    if not cpus:
+        raise SetupError(f"QEMU {version} from {SUITE} lists no CPU models")
+    # qemu-plugin.h of the same QEMU: from Debian's qemu source package
+    src = apt.download_source(f"qemu/{SUITE}", ctx.work / "src")
+    orig = next((p for p in src if p.name.endswith(".orig.tar.xz")), None)
+    if orig is None:
+        raise SetupError("the qemu source package has no .orig.tar.xz")
+    with tarfile.open(orig, "r:xz") as tar:
+        for info in tar:
+            if info.name.endswith("include/qemu/qemu-plugin.h"):
+                (tree / "include").mkdir()
+                (tree / "include" / "qemu-plugin.h").write_bytes(tar.extractfile(info).read())
+                break
+        else:
+            raise SetupError(f"{orig.name} has no include/qemu/qemu-plugin.h")
+    shutil.rmtree(ctx.work / "src")
+    _run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-I", str(tree / "include"), str(PLUGIN_SOURCE),
+          "-o", str(tree / "libinsn_count.so")], "compiling the instruction-counting plugin")
+    _publish(tree, ctx.env.counting_root("qemu72"))
+    return {"info": {"plugin_qemu72_version": version, "plugin_qemu72_cpus": cpus,
+                     "plugin_qemu72_package": next(d.name for d in debs if d.name.startswith("qemu-user"))}}
+
+
 def _step_plugin_qemu(ctx: _Ctx, key: dict) -> dict:
     """QEMU 10 user mode with plugin support, built from Debian's qemu source package, + the counter."""
     apt = ctx.apt("amd64")
@@ -312,7 +361,7 @@ def _step_plugin_qemu(ctx: _Ctx, key: dict) -> dict:
     includes = [a for d in qemu_build.plugin_include_dirs(source_dir, sysroot) for a in ("-I", str(d))]
     _run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", *includes, str(PLUGIN_SOURCE),
           "-o", str(tree / "libinsn_count.so")], "compiling the instruction-counting plugin")
-    _publish(tree, ctx.env.plugin_qemu.parent)
+    _publish(tree, ctx.env.counting_root("qemu10"))
     return {"info": {"plugin_qemu_version": version, "plugin_qemu_cpus": cpus,
                      "plugin_qemu_package": f"{orig.name} (built: aarch64-linux-user, --enable-plugins)"}}
 
@@ -342,6 +391,7 @@ class Step:
     message: str
     run: Callable[[_Ctx, dict], dict]
     key: Callable[[], dict]
+    optional: bool = False  # run only when ``setup(..., counting_cpus=...)`` needs it
 
 
 def _cpus() -> list[str]:
@@ -358,13 +408,19 @@ def steps() -> list[Step]:
              lambda: dict(zip(("versions", "notes"), wheel_versions()))),
         Step("qemu", f"Fetching QEMU user mode ({BACKPORTS} qemu-user)", _step_qemu,
              lambda: {"package": f"qemu-user/{BACKPORTS}"}),
-        Step("plugin-qemu", f"Building QEMU user mode with plugins from Debian's qemu source ({QEMU_SOURCE_SUITE}; "
-             "~2 min on 2 cores) and compiling the instruction counter", _step_plugin_qemu,
-             lambda: {"source": f"qemu/{QEMU_SOURCE_SUITE}", "glib_packages": list(qemu_build.GLIB_DEV_PACKAGES),
-                      "configure": list(qemu_build.CONFIGURE_FLAGS), "tools": list(qemu_build.BUILD_TOOLS),
-                      "source_sha": _file_digest(PLUGIN_SOURCE)}),
+        Step("plugin-qemu", f"Fetching the plugin-capable QEMU 7.2 ({SUITE}) and compiling the instruction counter",
+             _step_plugin_qemu72, lambda: {"package": f"qemu-user/{SUITE}", "libs": list(PLUGIN_QEMU_LIBS),
+                                            "source_sha": _file_digest(PLUGIN_SOURCE)}),
         Step("prefixes", "Capturing each CPU model's /proc/cpuinfo", _step_prefixes,
              lambda: {"cpus": _cpus()}),
+        # last, and only when asked for: QEMU 7.2 lacks cortex-a55 / cortex-a710 (see ``qemu_build.py``)
+        Step("plugin-qemu10", f"Building QEMU 10 user mode with plugins from Debian's qemu source "
+             f"({QEMU_SOURCE_SUITE}; ~3 min on 2 cores) for counting on CPU models QEMU 7.2 lacks",
+             _step_plugin_qemu, lambda: {"source": f"qemu/{QEMU_SOURCE_SUITE}",
+                                         "glib_packages": list(qemu_build.GLIB_DEV_PACKAGES),
+                                         "configure": list(qemu_build.CONFIGURE_FLAGS),
+                                         "tools": list(qemu_build.BUILD_TOOLS),
+                                         "source_sha": _file_digest(PLUGIN_SOURCE)}, optional=True),
     ]
 
 
@@ -384,8 +440,16 @@ def _tree_size(path: Path) -> int:
     return total
 
 
-def setup(env: ArmEnv | None = None, progress=None, force: bool = False) -> dict[str, Any]:
-    """Run every step whose stamp is missing or stale; return a summary (steps run, size, seconds)."""
+QEMU72_CPUS_HINT = ("cortex-a53", "cortex-a72", "cortex-a76", "neoverse-n1")  # models bookworm's 7.2 has
+
+
+def setup(env: ArmEnv | None = None, progress=None, force: bool = False,
+          counting_cpus: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Run every step whose stamp is missing or stale; return a summary (steps run, size, seconds).
+
+    ``counting_cpus``: the CPU models instructions will be counted on; the QEMU 10 counting build
+    (~3 min) runs only when one of them is not in QEMU 7.2. None (``edgebert devices setup``): all.
+    """
     from ...progress import maybe_step
 
     env = env or default_env()
@@ -394,11 +458,14 @@ def setup(env: ArmEnv | None = None, progress=None, force: bool = False) -> dict
     start, ran = time.perf_counter(), []
     rerun = force
     for step in steps():
+        if step.optional and not _wanted(env, counting_cpus):
+            continue
         key = step.key()
         stamp = env.stamp(step.name)
-        if not rerun and stamp is not None and stamp.get("key") == json.loads(json.dumps(key)):
+        # later steps depend on earlier ones; the optional QEMU 10 build depends only on its own key
+        if (not rerun or step.optional) and stamp is not None and stamp.get("key") == json.loads(json.dumps(key)):
             continue
-        rerun = True  # later steps depend on earlier ones
+        rerun = True
         (env.stamps / f"{step.name}.json").unlink(missing_ok=True)
         work = _fresh(env.root / "tmp" / step.name)
         with maybe_step(progress, step.message):
@@ -413,6 +480,13 @@ def setup(env: ArmEnv | None = None, progress=None, force: bool = False) -> dict
     shutil.rmtree(env.root / "tmp", ignore_errors=True)
     return {"root": str(env.root), "ran": ran, "seconds": round(time.perf_counter() - start, 1),
             "size_mb": round(_tree_size(env.root) / 1e6, 1), **env.info()}
+
+
+def _wanted(env: ArmEnv, counting_cpus: tuple[str, ...] | None) -> bool:
+    """Whether the QEMU 10 counting build is needed for ``counting_cpus`` (None: every catalog model)."""
+    cpus = _cpus() if counting_cpus is None else list(counting_cpus)
+    have = (env.stamp("plugin-qemu") or {}).get("info", {}).get("plugin_qemu72_cpus") or QEMU72_CPUS_HINT
+    return any(c not in have for c in cpus)
 
 
 # --- verification (`devices setup --check`) ------------------------------------------------------
@@ -472,5 +546,5 @@ def count_selftest(env: ArmEnv, cpu: str, work: Path) -> list[int]:
             f"for i in range(3):\n libc.syscall({MARKER_SYSCALL}, 1, i); a @ a; libc.syscall({MARKER_SYSCALL}, 2, i)\n")
     out = work / "counts.txt"
     cmd = plugin_command(env, cpu, out) + ["-c", code]
-    _run(cmd, f"the instruction counter on {cpu}", env={**guest_env(env), **plugin_host_env(env)}, timeout=300)
+    _run(cmd, f"the instruction counter on {cpu}", env={**guest_env(env), **plugin_host_env(env, cpu)}, timeout=300)
     return [c for _, c in read_counts(out)]
