@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from edgebert import devices
 from edgebert.data.tokenize import encode
-from edgebert.devices import runtimes, worker
+from edgebert.devices import host_cpu, runtimes, worker
 from edgebert.errors import UsageError
 
 from support import load_tokenizer, random_texts
@@ -155,3 +156,74 @@ def test_fixed_shape_rows_are_fitted_one_way():
     np.testing.assert_array_equal(fit_length(a, 5), [[1, 2, 3, 0, 0], [4, 5, 0, 0, 0]])
     np.testing.assert_array_equal(fit_length(a, 2), [[1, 2], [4, 5]])
     np.testing.assert_array_equal(fit_length(a, 3), a)
+
+
+# --- the desktop's fingerprint follows the host CPU (issue 9 item 7) ------------------------------------
+X86_CPUINFO = """processor\t: {i}
+vendor_id\t: GenuineIntel
+model name\t: {model}
+cpu MHz\t\t: {mhz}
+flags\t\t: fpu sse2 ht pni avx avx2 fma f16c{extra}
+bogomips\t: {bogo}
+
+"""
+
+
+def _cpuinfo(path: Path, model="Intel(R) Xeon(R) Platinum 8370C CPU @ 2.80GHz", extra=" avx512f avx512_vnni",
+             mhz=2793.4, bogo=5586.8) -> Path:
+    path.write_text("".join(X86_CPUINFO.format(i=i, model=model, extra=extra, mhz=mhz + i, bogo=bogo)
+                            for i in range(2)))
+    return path
+
+
+def _desktop_fingerprint(cpuinfo: Path) -> str:
+    from edgebert.pipeline.fingerprint import digest
+
+    desktop = devices.get("desktop")
+    desktop.cpuinfo = cpuinfo
+    return digest(desktop.info())
+
+
+def test_desktop_fingerprint_changes_with_cpu_model_or_kernel_flags(tmp_path):
+    """A build cache restored on another runner (other CPU model or ISA) must not reuse its latency."""
+    from edgebert.pipeline.runner import _device_fingerprint
+
+    base = _desktop_fingerprint(_cpuinfo(tmp_path / "base"))
+    assert _desktop_fingerprint(_cpuinfo(tmp_path / "same")) == base
+    # clock, bogomips and flags no kernel looks at vary between boots of the same CPU: same fingerprint
+    assert _desktop_fingerprint(_cpuinfo(tmp_path / "reclocked", mhz=3500.0, bogo=7000.0,
+                                         extra=" avx512f avx512_vnni constant_tsc")) == base
+    assert _desktop_fingerprint(_cpuinfo(tmp_path / "epyc", model="AMD EPYC 7763 64-Core Processor")) != base
+    no_vnni = _desktop_fingerprint(_cpuinfo(tmp_path / "novnni", extra=" avx512f"))
+    no_avx512 = _desktop_fingerprint(_cpuinfo(tmp_path / "avx2", extra=""))
+    assert len({base, no_vnni, no_avx512}) == 3
+    desktop = devices.get("desktop")
+    desktop.cpuinfo = tmp_path / "novnni"
+    assert desktop.info()["cpu"] == {"machine": platform.machine(), "model": "Intel(R) Xeon(R) Platinum 8370C CPU @ 2.80GHz",
+                                     "isa": ["avx", "avx2", "avx512f", "f16c", "fma"]}
+    # the build fingerprints exactly this record, read from this machine's /proc/cpuinfo
+    real = _device_fingerprint(("desktop",))["desktop"]
+    assert real == devices.get("desktop").info() and real["cpu"]["machine"] == platform.machine()
+    assert real["cpu"] == host_cpu.read().fingerprint()
+
+
+def test_host_cpu_reads_aarch64_and_missing_cpuinfo(tmp_path):
+    """aarch64 has ``Features`` and CPU part ids instead of ``flags``/model name; big.LITTLE lists both cores."""
+    arm = tmp_path / "arm"
+    arm.write_text("".join(f"processor\t: {i}\nBogoMIPS\t: 48.00\nFeatures\t: fp asimd evtstrm aes crc32 asimdhp "
+                           f"asimddp{' i8mm sve' if i else ''}\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+                           f"CPU variant\t: 0x{i}\nCPU part\t: {part}\nCPU revision\t: 0\n\n"
+                           for i, part in enumerate(("0xd05", "0xd0b"))))
+    cpu = host_cpu.read(arm, machine="aarch64")
+    assert cpu.models == ("ARM implementer 0x41, part 0xd05, variant 0x0, revision 0",
+                          "ARM implementer 0x41, part 0xd0b, variant 0x1, revision 0")
+    assert cpu.kernel_isa == ("asimd", "asimddp", "asimdhp")  # the first processor's features
+    missing = host_cpu.read(tmp_path / "absent", machine="x86_64")
+    assert missing.flags == frozenset() and missing.fingerprint()["isa"] == []
+    # reduce_range reads the same flags (quantize/host_isa.py keeps its behaviour)
+    from edgebert.quantize.host_isa import cpu_flags, reduce_range_choice
+
+    text = _cpuinfo(tmp_path / "x").read_text()
+    assert cpu_flags(text) == set(host_cpu.parse(text).flags) and "avx512_vnni" in cpu_flags(text)
+    assert reduce_range_choice("x86_64", cpu_flags(text))[0] is False
+    assert reduce_range_choice("x86_64", cpu_flags(_cpuinfo(tmp_path / "y", extra="").read_text()))[0] is True
