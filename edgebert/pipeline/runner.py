@@ -134,7 +134,7 @@ def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]
         d, why = missing[0]
         raise UsageError(f"device {d} is not ready ({why}); run `edgebert devices setup` or set "
                          f"[devices] setup = true")
-    from ..devices import setup as arm_setup
+    from ..devices.arm import setup as arm_setup
 
     summary = arm_setup.setup(arm_setup.default_env(), progress=progress, counting_cpus=counting)
     still = [d for d in config.devices.names if registry.get(d).unavailable_reason()]
@@ -164,9 +164,9 @@ def _device_fingerprint(names: tuple[str, ...]) -> dict[str, Any]:
         device = registry.get(name)
         info = device.info()
         if device.emulated:
-            from ..devices import setup as arm_setup
+            from ..devices.arm.environment import default_env
 
-            info["env"] = arm_setup.default_env().info()
+            info["env"] = default_env().info()
         out[name] = info
     return out
 
