@@ -313,7 +313,7 @@ def devices_setup(verify: bool, force: bool) -> None:
     and QEMU 10 user mode built with plugins from Debian's source (~3 min; for cortex-a55/a710,
     which 7.2 lacks), with edgebert's instruction-counting plugin compiled with gcc. No root needed.
     """
-    from .devices import setup as arm_setup
+    from .devices.arm import setup as arm_setup
 
     env = arm_setup.default_env()
     if verify:

@@ -107,7 +107,7 @@ def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]
         d, why = missing[0]
         raise UsageError(f"device {d} is not ready ({why}); run `edgebert devices setup` or set "
                          f"[devices] setup = true")
-    from ..devices import setup as arm_setup
+    from ..devices.arm import setup as arm_setup
 
     summary = arm_setup.setup(arm_setup.default_env(), progress=progress, counting_cpus=counting)
     still = [d for d in config.devices.names if registry.get(d).unavailable_reason()]
@@ -152,6 +152,7 @@ def _finish_model(model: ModelBuild, config: BuildConfig) -> None:
          "reused": n in reused}
         for n, r in manifest.artifacts.items()]
     model.gates = gates_mod.evaluate(model.name, model.report, config.gates)
+
 
 class _Checks:
     """The checks of a build, pipelined: as soon as a model is exported and quantized, its desktop

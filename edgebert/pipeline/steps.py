@@ -276,9 +276,9 @@ def _device_fingerprint(names: tuple[str, ...]) -> dict[str, Any]:
         device = registry.get(name)
         info = device.info()
         if device.emulated:
-            from ..devices import setup as arm_setup
+            from ..devices.arm.environment import default_env
 
-            info["env"] = arm_setup.default_env().info()
+            info["env"] = default_env().info()
         out[name] = info
     return out
 
