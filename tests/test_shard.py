@@ -16,7 +16,7 @@ import pytest
 from support import assert_clean_error, run_cli, save_tiny_hf_dir
 
 from edgebert.errors import UsageError
-from edgebert.pipeline import build, load_config, parse_config
+from edgebert.pipeline import build, load_config, parse_config, steps
 from edgebert.pipeline import shard as shard_mod
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +58,12 @@ def test_assignment_keeps_a_models_devices_together():
     four = [shard_mod.Share(config, shard_mod.ShardSpec(k, 4)) for k in (1, 2, 3, 4)]
     assert [s.items for s in four] == [[("a", "desktop")], [("a", "cortex-a53"), ("a", "cortex-a76")],
                                        [("b", "desktop")], [("b", "cortex-a53"), ("b", "cortex-a76")]]
-    assert four[0].fingerprint("a") == {"shard": {"spec": "1/4", "devices": ["desktop"]}}
+    work = four[1].work(steps.work_items(config))  # the hook on the build's work list
+    assert {i.model for i in work} == {"a"} and [i.devices for i in work if i.kind == "check"] == [
+        ("cortex-a53", "cortex-a76")]
+    whole = {"sha256": "x", "inputs": {"step": "check", "artifacts": {}}}
+    mine = four[0].check_fingerprint("a", whole)
+    assert mine["inputs"]["shard"] == {"spec": "1/4", "devices": ["desktop"]} and mine["sha256"] != "x"
     # more shards than pairs: the extra shards have nothing to do (and still make a valid, empty part)
     eight = [shard_mod.Share(config, shard_mod.ShardSpec(k, 8)) for k in range(1, 9)]
     assert sum(len(s.items) for s in eight) == 6 and sum(not s.items for s in eight) == 2
@@ -119,7 +124,7 @@ def builds(tmp_path_factory):
     """One unsharded build and its two shards (shard 1: tiny on desktop; 2: tiny on cortex-a53)."""
     if sys.platform != "linux" or platform.machine() != "x86_64":
         pytest.skip("emulated ARM devices are set up from Debian amd64 packages: Linux x86-64 only")
-    from edgebert.devices import setup as arm_setup
+    from edgebert.devices.arm import setup as arm_setup
 
     env = arm_setup.default_env()
     arm_setup.setup(env)  # idempotent: does nothing when every step's stamp is current

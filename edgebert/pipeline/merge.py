@@ -27,22 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import gate_result
 from ..errors import UsageError
 from ..fsutil import sha256_file, write_json_atomic, write_text_atomic
 from ..manifest import Manifest, now_iso
+from ..report import REPORT_HTML, REPORT_JSON, REPORT_MD
 from . import fingerprint as fp
-from . import gates as gates_mod
 from . import shard as shard_mod
-from .config import BaselineConfig, BuildConfig, GatesConfig
-from .runner import (
-    REPORT_HTML,
-    REPORT_MD,
-    SUMMARY_NAME,
-    SUMMARY_SCHEMA_VERSION,
-    _finish_model,
-    _lock,
-    _phases,
-)
+from .config import BaselineConfig, BuildConfig, GatesConfig, ModelSpec
+from .runner import SUMMARY_NAME, SUMMARY_SCHEMA_VERSION, _finish_model, _lock, _phases
+from .steps import ModelBuild, StepRecord
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 # Config keys that may differ between the parts of one build (where the config file was read from).
@@ -201,8 +195,6 @@ def _read_json(path: Path, label: str) -> dict[str, Any]:
 
 def _check_record(part: Part, name: str) -> tuple[Manifest, dict[str, Any], dict[str, Any]]:
     """(manifest, check inputs without the shard, report.json) of one model in one part, verified."""
-    from ..check.runner import REPORT_NAME
-
     directory = part.directory / name
     manifest = Manifest.load_existing(directory)
     if manifest is None:
@@ -211,7 +203,7 @@ def _check_record(part: Part, name: str) -> tuple[Manifest, dict[str, Any], dict
     inputs = check.get("inputs")
     if not isinstance(inputs, dict) or not isinstance(inputs.get("shard"), dict):
         raise UsageError(f"{directory}: its manifest has no sharded check record; re-run shard {part.spec}")
-    report_path = directory / REPORT_NAME
+    report_path = directory / REPORT_JSON
     report = _read_json(report_path, part.label)
     if sha256_file(report_path) != check.get("report_sha256"):
         raise UsageError(f"{report_path}: changed since shard {part.spec} wrote it (sha256 differs from the manifest)")
@@ -310,8 +302,6 @@ def _verify_model(name: str, owners: list[Part]) -> _ModelPlan:
 
 def _merge_model(plan: _ModelPlan, out: Path, config: BuildConfig) -> tuple[dict[str, Any], dict | None]:
     """Write one merged model; its entry of summary.json and its report (None when it failed to build)."""
-    from ..check.runner import REPORT_NAME
-
     name, owners, entries, checked = plan.name, plan.owners, plan.entries, plan.checked
     if plan.failed is not None:
         return {**plan.failed, "directory": str(out / name)}, None
@@ -320,7 +310,7 @@ def _merge_model(plan: _ModelPlan, out: Path, config: BuildConfig) -> tuple[dict
     _copy_model(owners[0].directory / name, directory)
 
     report = {**checked[0][2], "directory": str(directory.resolve()), "records": plan.records}
-    write_json_atomic(directory / REPORT_NAME, report)
+    write_json_atomic(directory / REPORT_JSON, report)
     manifest = Manifest.load(directory)
     for (part_manifest, _, _), part in zip(checked, owners):
         for artifact, rec in part_manifest.artifacts.items():
@@ -330,18 +320,23 @@ def _merge_model(plan: _ModelPlan, out: Path, config: BuildConfig) -> tuple[dict
     whole = {"sha256": fp.digest(first_inputs), "inputs": first_inputs}
     manifest.data.setdefault("build", {})["check"] = {
         "fingerprint": whole["sha256"], "inputs": whole["inputs"],
-        "report_sha256": sha256_file(directory / REPORT_NAME), "stamped": now_iso()}
+        "report_sha256": sha256_file(directory / REPORT_JSON), "stamped": now_iso()}
     manifest.save()
 
-    entry = {**entries[0], "directory": str(directory)}
-    steps = [s for s in entry.get("steps") or [] if s.get("step") != "check"]
+    first = entries[0]
+    model = ModelBuild(ModelSpec(name, str(first.get("source"))), directory, model_seconds=first.get("model_seconds"),
+                       stale_removed=list(first.get("stale_removed") or []), dropped=list(first.get("dropped") or []),
+                       report=report)
+    try:
+        model.steps = [StepRecord(s["step"], bool(s["reused"]), s["fingerprint"], float(s.get("seconds") or 0),
+                                  tuple(s["artifacts"])) for s in first.get("steps") or [] if s.get("step") != "check"]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise UsageError(f"{owners[0].directory / SUMMARY_NAME}: the steps of model {name} are malformed") from None
     checks = [s for e in entries for s in e.get("steps") or [] if s.get("step") == "check"]
-    steps.append({"step": "check", "reused": all(s.get("reused") for s in checks) and bool(checks),
-                  "fingerprint": whole["sha256"], "seconds": round(sum(s.get("seconds") or 0 for s in checks), 2)})
-    entry["steps"] = steps
-    entry.pop("gates", None)
-    _finish_model(entry, config, report)
-    return entry, report
+    model.steps.append(StepRecord("check", all(s.get("reused") for s in checks) and bool(checks), whole["sha256"],
+                                  round(sum(s.get("seconds") or 0 for s in checks), 2)))
+    _finish_model(model, config)
+    return model.to_json(), report
 
 
 def _config_for_gates(config: dict[str, Any], max_latency_increase: float | None) -> BuildConfig:
@@ -414,7 +409,7 @@ def merge(output: str | Path, part_dirs: list[str | Path], *, baseline: str | Pa
             "phases": phases or _phases(models, 0.0, {}),
             "models": models,
             "gates": {"checked": len(results), "failed": len(failures),
-                      "failures": [{**g, "message": gates_mod.describe(g)} for g in failures]},
+                      "failures": [{**g, "message": gate_result.describe(g)} for g in failures]},
             "reused": all(s["reused"] for m in models for s in m["steps"]) and bool(models),
             "baseline": vs_baseline,
             "merged": {"assignment": shard_mod.ASSIGNMENT,

@@ -24,6 +24,7 @@ which the merge compares, must be the same in every part.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -84,8 +85,12 @@ class Whole:
     def models(self) -> tuple[ModelSpec, ...]:
         return self.config.models
 
-    def fingerprint(self, model: str) -> dict[str, Any]:
-        return {}
+    def work(self, items: list) -> list:
+        """The build's work items (``steps.work_items``) this share does."""
+        return items
+
+    def check_fingerprint(self, model: str, print_: dict[str, Any]) -> dict[str, Any]:
+        return print_
 
     def jobs(self, model: str, jobs: list) -> list:
         return jobs
@@ -116,9 +121,18 @@ class Share(Whole):
 
         return any(registry.get(d).emulated for d in self.owned.get(model, ()))
 
-    def fingerprint(self, model: str) -> dict[str, Any]:
-        """Added to the check's fingerprint: a check of another share is never reused for this one."""
-        return {"shard": {"spec": str(self.spec), "devices": list(self.owned.get(model, ()))}}
+    def work(self, items: list) -> list:
+        """The steps of owned models; a check narrowed to the owned devices."""
+        return [dataclasses.replace(i, devices=tuple(d for d in i.devices if d in self.owned[i.model]))
+                if i.devices else i for i in items if i.model in self.owned]
+
+    def check_fingerprint(self, model: str, print_: dict[str, Any]) -> dict[str, Any]:
+        """The check's fingerprint with the share added: a check of another share is never reused for
+        this one (the merge drops ``shard`` again to get the unsharded fingerprint)."""
+        from . import fingerprint as fp
+
+        inputs = {**print_["inputs"], "shard": {"spec": str(self.spec), "devices": list(self.owned.get(model, ()))}}
+        return {"sha256": fp.digest(inputs), "inputs": inputs}
 
     def jobs(self, model: str, jobs: list) -> list:
         """The check jobs of owned devices, and the desktop accuracy pass when an owned device is emulated."""
@@ -139,7 +153,7 @@ class Share(Whole):
     def summary(self) -> dict[str, Any]:
         """The ``shard`` record of this part's summary.json: what ``build merge`` checks parts against."""
         from ..manifest import package_versions
-        from .runner import _device_fingerprint
+        from .steps import _device_fingerprint
 
         return {"shard": {"index": self.spec.index, "count": self.spec.count, "spec": str(self.spec),
                           "assignment": ASSIGNMENT, "items": [list(i) for i in self.items],
