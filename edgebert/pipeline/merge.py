@@ -157,6 +157,11 @@ def check_parts(parts: list[Part]) -> list[Part]:
                              f"{first.label} with {first.shard['versions'].get(key, '(none)')}: build every shard "
                              f"with the same edgebert and packages")
         key = _difference(first.shard["devices"], p.shard["devices"])
+        if key and ".cpu" in key and not (p.shard["devices"].get(key.split(".")[0]) or {}).get("emulated"):
+            device = key.split(".")[0]
+            raise UsageError(f"{p.label} ran on another host CPU than {first.label} ({device}: "
+                             f"{_cpu(p.shard['devices'], device)} vs {_cpu(first.shard['devices'], device)}): "
+                             f"native latency and int8 kernels depend on it; run every shard on one runner type")
         if key:
             raise UsageError(f"{p.label} and {first.label} have different device fingerprints ({key} differs): "
                              f"every shard must use the same devices and emulated-ARM environment")
@@ -174,6 +179,11 @@ def check_parts(parts: list[Part]) -> list[Part]:
             raise UsageError(f"{p.label} did {_pairs(got)} but shard {p.spec} of this config is {_pairs(want)}: "
                              f"rebuild it with this edgebert")
     return parts
+
+
+def _cpu(devices: dict[str, Any], name: str) -> str:
+    cpu = (devices.get(name) or {}).get("cpu") or {}
+    return f"{cpu.get('model')} [{' '.join(cpu.get('isa') or [])}]" if isinstance(cpu, dict) else str(cpu)
 
 
 def _pairs(items: list) -> str:
