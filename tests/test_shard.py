@@ -100,7 +100,7 @@ max_flips_vs_desktop = 2
 # Fields that are measurements or timings (they differ between any two runs, sharded or not) or paths.
 NOISY = {"started", "finished", "seconds", "phases", "output", "directory", "path", "model_seconds", "created",
          "latency_ms", "load_ms", "rss_mb", "peak_rss_mb", "job_seconds", "emulated_wall", "emulated_wall_ms",
-         "instructions", "stamped", "updated"}
+         "instructions", "instructions_per_inference", "stamped", "updated", "checked"}
 LATENCY_GATES = {"max_latency_p90_ms"}
 
 
@@ -177,6 +177,11 @@ def test_two_shards_merged_equal_the_unsharded_build(builds):
         if a["emulated"]:
             assert b["instructions"]["status"] == "ok"
             assert abs(b["instructions"]["per_inference"] / a["instructions"]["per_inference"] - 1) < 0.01
+    mw, mm = load(root / "whole/tiny/manifest.json"), load(out / "tiny/manifest.json")
+    for name, rec in mw["artifacts"].items():  # every device's metrics, as the unsharded manifest has them
+        assert list(mm["artifacts"][name]["metrics"]) == list(rec["metrics"]) == ["desktop", "cortex-a53"]
+        assert stripped(mm["artifacts"][name]["metrics"]) == stripped(rec["metrics"])
+    assert mm["build"]["check"]["fingerprint"] == mw["build"]["check"]["fingerprint"]
     md = (out / "report.md").read_text()
     assert md.startswith("# edgebert build: ✅ passed") and "cortex-a53" in md and (out / "report.html").is_file()
     assert (out / "tiny/report.md").is_file() and (out / "tiny/model.onnx").is_file()

@@ -322,11 +322,14 @@ def _merge_model(plan: _ModelPlan, out: Path, config: BuildConfig) -> tuple[dict
     report = {**checked[0][2], "directory": str(directory.resolve()), "records": plan.records}
     write_json_atomic(directory / REPORT_JSON, report)
     manifest = Manifest.load(directory)
+    reference = {d for d, info in report["devices"].items() if isinstance(info, dict) and info.get("role")}
+    for artifact in manifest.artifacts.values():  # the first part's, minus the devices it does not own
+        artifact["metrics"] = {d: v for d, v in (artifact.get("metrics") or {}).items() if d in reference}
     for (part_manifest, _, _), part in zip(checked, owners):
         for artifact, rec in part_manifest.artifacts.items():
             for device, metrics in (rec.get("metrics") or {}).items():
                 if device in part.owned(name) and artifact in manifest.artifacts:
-                    manifest.artifacts[artifact].setdefault("metrics", {})[device] = metrics
+                    manifest.artifacts[artifact]["metrics"][device] = metrics
     whole = {"sha256": fp.digest(first_inputs), "inputs": first_inputs}
     manifest.data.setdefault("build", {})["check"] = {
         "fingerprint": whole["sha256"], "inputs": whole["inputs"],
