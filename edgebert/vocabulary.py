@@ -23,6 +23,8 @@ SCREENING_METHODS = ("screened", "all")
 ARCHITECTURES = ("distilbert", "squeezebert")
 #: ``quantize --target`` values (``quantize.presets.TARGETS``: "auto", then one per preset).
 QUANTIZE_TARGETS = ("auto", "x86-vnni", "arm-dotprod", "arm-nodot")
+#: ``[quantize] target`` of a build: besides a ``--target``, this picks it from the build's devices (default).
+BUILD_TARGET_DEVICES = "devices"
 
 
 def precision(mode: str | None) -> str:

@@ -25,6 +25,7 @@ one source of defaults (``parse`` reads them from the dataclasses). Every key, w
 
     [quantize]
     min_agreement = 0.9  # int8 vs fp32 predictions on the validation texts; below: the artifact is refused
+    target = "devices"   # ONNX dynamic preset: "devices" = the weakest int8 core among the devices; or a --target
 
     [evaluation]
     data = ""          # labelled CSV/TSV/JSONL; "" = built-in test split
@@ -81,7 +82,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..vocabulary import ARCHITECTURES, CALIBRATION_METHODS, FORMATS, PRECISIONS, SCREENING_METHODS
+from ..vocabulary import (
+    ARCHITECTURES, BUILD_TARGET_DEVICES, CALIBRATION_METHODS, FORMATS, PRECISIONS, QUANTIZE_TARGETS, SCREENING_METHODS,
+)
 
 DEFAULT_OUTPUT = "edgebert-build"
 DEFAULT_MODELS = ARCHITECTURES
@@ -108,6 +111,7 @@ class CalibrationConfig:
 @dataclass(frozen=True)
 class QuantizeConfig:
     min_agreement: float = 0.9       # int8 vs fp32 predictions on the validation texts; below: no artifact
+    target: str = "devices"          # ONNX dynamic preset: "devices" (from [devices] names) or a quantize --target
 
 
 @dataclass(frozen=True)
@@ -394,7 +398,9 @@ def parse(text: str, path: Path | None = None) -> BuildConfig:
         per_channel=c.get("per_channel", "bool", C.per_channel))
 
     q = tables["quantize"]
-    quantize = QuantizeConfig(min_agreement=q.get("min_agreement", "float", QuantizeConfig().min_agreement, low=0))
+    quantize = QuantizeConfig(min_agreement=q.get("min_agreement", "float", QuantizeConfig().min_agreement, low=0),
+                              target=q.get("target", "str", QuantizeConfig().target,
+                                           choices=(BUILD_TARGET_DEVICES, *QUANTIZE_TARGETS)))
     if quantize.min_agreement > 1:
         raise q.err("min_agreement", f"is a fraction between 0 and 1, got {quantize.min_agreement:g}")
 

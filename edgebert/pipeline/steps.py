@@ -24,6 +24,7 @@ from ..manifest import Manifest, now_iso
 from ..progress import Progress
 from ..report import REPORT_HTML, REPORT_JSON
 from . import fingerprint as fp
+from ..vocabulary import BUILD_TARGET_DEVICES
 from .config import BuildConfig, ModelSpec
 
 EXPORT, QUANTIZE, CHECK = "export", "quantize", "check"
@@ -232,9 +233,23 @@ def _quantize_settings(config: BuildConfig, mode: str):
     from ..quantize import QuantizeSettings
 
     cal = config.calibration
+    target, target_reason = build_target(config)
     return QuantizeSettings(mode=mode, calibration=cal.data, text_column=cal.text_column, samples=cal.samples,
-                            method=cal.method, per_channel=cal.per_channel, seq_len=config.seq_len,
-                            formats=config.formats, min_agreement=config.quantize.min_agreement)
+                            method=cal.method, per_channel=cal.per_channel if mode == "static" else None,
+                            seq_len=config.seq_len, formats=config.formats,
+                            min_agreement=config.quantize.min_agreement, target=target,
+                            target_reason=target_reason)
+
+
+def build_target(config: BuildConfig) -> tuple[str, str]:
+    """The ONNX dynamic preset a build quantizes for, and why (``[quantize] target``)."""
+    from ..quantize import presets
+
+    if config.quantize.target != BUILD_TARGET_DEVICES:
+        return config.quantize.target, "[quantize] target"
+    target = presets.target_for_devices(config.devices.names)
+    return target, (f"build devices {', '.join(config.devices.names)}: the weakest int8 core's preset "
+                    f"({' > '.join(presets.PREFERENCE)})")
 
 
 def _export_print(ctx: Context, mode: str | None) -> dict[str, Any]:

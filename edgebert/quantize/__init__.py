@@ -41,6 +41,7 @@ class QuantizeSettings:
     formats: tuple[str, ...] | None = None  # formats to quantize; None -> every fp32 format present
     min_agreement: float = validate.MIN_AGREEMENT  # int8 vs fp32 predictions on validation texts; below: refused
     target: str = "auto"             # ONNX dynamic recipe's target CPU (``presets.TARGETS``); auto: this machine
+    target_reason: str | None = None  # why this target (a build: its devices); None: "requested"/"auto"
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ def _quantize_onnx(directory: Path, manifest: Manifest, settings: QuantizeSettin
             "mode": recipe.mode,
             "recipe": recipe.name,
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()
-                         if (recipe.calibrated or k in ("mode", "per_channel", "target")) and k != "formats"},
+                         if (recipe.calibrated or k in ("mode", "per_channel", "target", "target_reason")) and k != "formats"},
             **details,
             "rewrites": applied,
             "notes": dict(arch.quantize_notes),
