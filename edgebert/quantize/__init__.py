@@ -196,17 +196,24 @@ def _tflite_goal(fp32_path: Path, manifest: Manifest, settings: QuantizeSettings
     log = scratch / "aeq.log"
     fn = tflite.RECIPES[recipe.mode][1]
 
+    layers = tflite.layers(fp32_path.read_bytes())
+
+    def tensors(names: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(t for n in names for t in layers[n][1])
+
     def quantize_one(exclude: tuple[str, ...], path: Path) -> None:
-        fn(fp32_path, path, settings, log=log, tokenizer=tokenizer, seq_len=seq_len, exclude=exclude, cache=cache)
+        fn(fp32_path, path, settings, log=log, tokenizer=tokenizer, seq_len=seq_len, exclude=tensors(exclude),
+           cache=cache)
 
     def runner(path: Path):
         with quiet_native(log):
             return LiteRT(str(path), threads=1).run
 
-    backend = accuracy_goal.Backend(tflite.layers(fp32_path.read_bytes()), quantize_one, runner, ".tflite")
-    return accuracy_goal.search(backend, fp32_path, _goal_data(manifest, settings, tokenizer, seq_len),
-                                settings.max_drop, scratch, artifact=recipe.artifact, keep_best=settings.keep_best,
-                                progress=progress)
+    backend = accuracy_goal.Backend([(n, op) for n, (op, _) in layers.items()], quantize_one, runner, ".tflite")
+    outcome = accuracy_goal.search(backend, fp32_path, _goal_data(manifest, settings, tokenizer, seq_len),
+                                   settings.max_drop, scratch, artifact=recipe.artifact,
+                                   keep_best=settings.keep_best, progress=progress)
+    return replace(outcome, exclude=tensors(outcome.exclude))
 
 
 def _onnx_goal(pre: Path, fp32_path: Path, manifest: Manifest, settings: QuantizeSettings, recipe: Recipe, tokenizer,

@@ -174,7 +174,7 @@ def summary(record: dict) -> str:
     state = "met" if record["met"] else "NOT met"
     return (f"accuracy goal ≤ {record['max_drop_points']:g} points {state}: drop {_describe(before)} all-int8 -> "
             f"{_describe(after)} with {after['float_layers']} of {record['layers']} layers float "
-            f"(+{cost / 1e6:.2f} MB)" + (f"; ranked by {record['sensitivity']['method']}"
+            f"({cost / 1e6:+.2f} MB)" + (f"; ranked by {record['sensitivity']['method']}"
                                           if record.get("sensitivity") else ""))
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..errors import EdgebertError
 from .calibration import BATCH_SIZE, TokenBatchReader, _ort_method, collect_ranges, load_calibration_texts
+from .dynamic import ort_names
 from .host_isa import host_reduce_range
 from .inspect import is_gelu
 from .preprocess import quiet_ort
@@ -89,7 +90,7 @@ def run(pre_path: Path, out_path: Path, settings, *, tokenizer, scratch: Path, p
                 op_types_to_quantize=list(OP_TYPES), per_channel=per_channel,
                 reduce_range=reduce_range, activation_type=getattr(QuantType, ACTIVATION_TYPE),
                 weight_type=getattr(QuantType, WEIGHT_TYPE),
-                nodes_to_exclude=sorted({*excluded, *activation_matmuls, *post_gelu, *kept_float}),
+                nodes_to_exclude=sorted({*excluded, *activation_matmuls, *post_gelu, *ort_names(kept_float)}),
                 calibrate_method=_ort_method(settings.method), calibration_cache_path=str(ranges_file),
             )
             if post_gelu:

@@ -142,23 +142,32 @@ def keep_float(q, exclude) -> None:
 GOAL_OPS = (*STATIC_OPS, *WEIGHT_ONLY_TABLES)
 
 
-def layers(data: bytes) -> list[tuple[str, str]]:
-    """(output tensor name, op) of every ``GOAL_OPS`` op, once across signatures (they share tensor names)."""
+def layers(data: bytes) -> dict[str, tuple[str, list[str]]]:
+    """Layer name -> (op, output tensor names) of every ``GOAL_OPS`` op. A file holds one subgraph per
+    signature with the same ops in the same order but its own tensor names: the j-th such op of every
+    subgraph is one layer, named by the first subgraph's tensor (subgraphs that differ: one layer per op)."""
     from ai_edge_litert import schema_py_generated as schema
 
     from ..devices.litert import operator_names
 
     model = schema.Model.GetRootAs(data, 0)
     codes = [name for name, _ in operator_names(model, schema)]
-    found: dict[str, str] = {}
+    per_subgraph = []
     for s in range(model.SubgraphsLength()):
         sg = model.Subgraphs(s)
-        for j in range(sg.OperatorsLength()):
-            op = sg.Operators(j)
-            code = codes[op.OpcodeIndex()]
-            if code in GOAL_OPS and op.OutputsLength():
-                found.setdefault((sg.Tensors(op.Outputs(0)).Name() or b"").decode(), code)
-    return [(name, code) for name, code in found.items() if name]
+        ops = [sg.Operators(j) for j in range(sg.OperatorsLength())]
+        per_subgraph.append([(codes[op.OpcodeIndex()], (sg.Tensors(op.Outputs(0)).Name() or b"").decode())
+                             for op in ops if codes[op.OpcodeIndex()] in GOAL_OPS and op.OutputsLength()])
+    same = len({tuple(code for code, _ in sub) for sub in per_subgraph}) == 1
+    found: dict[str, tuple[str, list[str]]] = {}
+    if same and per_subgraph:
+        for j, (code, name) in enumerate(per_subgraph[0]):
+            found[name] = (code, [sub[j][1] for sub in per_subgraph])
+    else:
+        for sub in per_subgraph:
+            for code, name in sub:
+                found.setdefault(name, (code, [name]))
+    return {name: v for name, v in found.items() if name}
 
 
 def dynamic(fp32_path: Path, out_path: Path, settings, *, log: Path, exclude=(), **_) -> dict:
