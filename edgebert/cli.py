@@ -119,10 +119,14 @@ export.help = f"Export MODEL ({SUPPORTED_MODELS}) to the artifact directory OUTP
               help="Labelled CSV/TSV/JSONL for --max-drop (--text-column, --label-column) [default: built-in "
                    "validation split].")
 @click.option("--label-column", default="label", show_default=True, help="Label column of --data.")
+@click.option("--max-float-layers", "max_float", type=int, default=None, metavar="N",
+              help="With --max-drop: return at most N layers to float (bounds the size/latency cost) "
+                   "[default: all but one].")
 @handle_errors
 def quantize(directory: Path, mode: str, calibration: Path | None, text_column: str, samples: int,
              method: str, per_channel: bool | None, seq_len: int, formats: tuple[str, ...], min_agreement: float,
-             target: str, max_drop: float | None, keep_best: bool, data: Path | None, label_column: str) -> None:
+             target: str, max_drop: float | None, keep_best: bool, data: Path | None, label_column: str,
+             max_float: int | None) -> None:
     """Quantize the fp32 artifacts in DIRECTORY to int8 (adds model.int8-<mode>.onnx / .tflite).
 
     Each int8 model is compared with its fp32 parent on the built-in validation texts and kept only if
@@ -135,7 +139,8 @@ def quantize(directory: Path, mode: str, calibration: Path | None, text_column: 
     settings = QuantizeSettings(mode=mode, calibration=calibration, text_column=text_column, samples=samples,
                                 method=method, per_channel=per_channel, seq_len=seq_len,
                                 formats=tuple(formats) or None, min_agreement=min_agreement, target=target,
-                                max_drop=max_drop, keep_best=keep_best, data=data, label_column=label_column)
+                                max_drop=max_drop, keep_best=keep_best, data=data, label_column=label_column,
+                                max_float=max_float)
     names = run_quantize(directory, settings, progress=_progress())
     manifest = Manifest.load(directory)
     for name in names:

@@ -23,6 +23,8 @@ Example (every key, with its default)::
 
     [quantize]
     min_agreement = 0.9  # int8 vs fp32 predictions on the validation texts; below: the artifact is refused
+    # max_drop = 0.5     # accuracy goal: points int8 may lose vs fp32 on the validation split (unset: none)
+    # keep_best = false  # goal not met: keep the best model found anyway (the build still fails)
 
     [evaluation]
     data = ""          # labelled CSV/TSV/JSONL; "" = built-in test split
@@ -67,6 +69,7 @@ Example (every key, with its default)::
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, fields
@@ -101,6 +104,8 @@ class CalibrationConfig:
 @dataclass(frozen=True)
 class QuantizeConfig:
     min_agreement: float = 0.9       # int8 vs fp32 predictions on the validation texts; below: no artifact
+    max_drop: float | None = None    # accuracy goal in points (``quantize/accuracy_goal.py``); None: no goal
+    keep_best: bool = False
 
 
 @dataclass(frozen=True)
@@ -385,7 +390,13 @@ def parse(text: str, path: Path | None = None) -> BuildConfig:
         per_channel=c.get("per_channel", "bool", True))
 
     q = tables["quantize"]
-    quantize = QuantizeConfig(min_agreement=q.get("min_agreement", "float", 0.9, low=0))
+    quantize = QuantizeConfig(min_agreement=q.get("min_agreement", "float", 0.9, low=0),
+                              max_drop=q.get("max_drop", "float", None, low=0),
+                              keep_best=q.get("keep_best", "bool", False))
+    if quantize.max_drop is not None and not math.isfinite(quantize.max_drop):
+        raise q.err("max_drop", f"is a number of accuracy points >= 0, got {quantize.max_drop}")
+    if quantize.keep_best and quantize.max_drop is None:
+        raise q.err("keep_best", "only applies with an accuracy goal; set max_drop")
     if quantize.min_agreement > 1:
         raise q.err("min_agreement", f"is a fraction between 0 and 1, got {quantize.min_agreement:g}")
 

@@ -221,7 +221,8 @@ def _prepare_model(spec, config: BuildConfig, out: Path, force: bool, progress: 
         settings = QuantizeSettings(mode=mode, calibration=cal.data, text_column=cal.text_column,
                                     samples=cal.samples, method=cal.method, per_channel=cal.per_channel,
                                     seq_len=config.seq_len, formats=config.formats,
-                                    min_agreement=config.quantize.min_agreement)
+                                    min_agreement=config.quantize.min_agreement,
+                                    max_drop=config.quantize.max_drop, keep_best=config.quantize.keep_best)
         names = [RECIPES[(f, mode)].artifact for f in config.formats]
         wanted.update(names)
         print_ = fp.fingerprint("quantize", export=fp_export["sha256"],

@@ -44,6 +44,7 @@ class QuantizeSettings:
     keep_best: bool = False          # goal not met: still write the best model found (and exit 1)
     data: Path | None = None         # labelled goal texts (CSV/TSV/JSONL); None -> built-in validation split
     label_column: str = "label"      # label column of ``data``
+    max_float: int | None = None     # goal: at most this many layers back to float (None: all but one)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def recipe_for(settings: QuantizeSettings, fmt: str = "onnx") -> Recipe:
     if settings.seq_len < 1:
         raise UsageError(f"sequence length must be positive (got {settings.seq_len})")
     validate.check_min_agreement(settings.min_agreement)
-    accuracy_goal.check_goal(settings.max_drop, settings.keep_best)
+    accuracy_goal.check_goal(settings.max_drop, settings.keep_best, settings.max_float)
     presets.resolve(settings.target)  # an unknown target is a usage error before any work
     if (fmt, settings.mode) not in RECIPES:
         raise UsageError(f"no {settings.mode} int8 recipe for format {fmt!r}")
@@ -175,7 +176,7 @@ def _quantize_tflite(directory: Path, manifest: Manifest, settings: QuantizeSett
 
 
 #: Settings recorded in the manifest when an accuracy goal was set.
-GOAL_SETTINGS = ("max_drop", "keep_best", "data", "label_column")
+GOAL_SETTINGS = ("max_drop", "keep_best", "data", "label_column", "max_float")
 
 
 def _goal_data(manifest: Manifest, settings: QuantizeSettings, tokenizer, seq_len: int) -> accuracy_goal.GoalData:
@@ -212,7 +213,8 @@ def _tflite_goal(fp32_path: Path, manifest: Manifest, settings: QuantizeSettings
     backend = accuracy_goal.Backend([(n, op) for n, (op, _) in layers.items()], quantize_one, runner, ".tflite")
     outcome = accuracy_goal.search(backend, fp32_path, _goal_data(manifest, settings, tokenizer, seq_len),
                                    settings.max_drop, scratch, artifact=recipe.artifact,
-                                   keep_best=settings.keep_best, progress=progress)
+                                   keep_best=settings.keep_best, max_float=settings.max_float,
+                                   progress=progress)
     return replace(outcome, exclude=tensors(outcome.exclude))
 
 
@@ -230,7 +232,7 @@ def _onnx_goal(pre: Path, fp32_path: Path, manifest: Manifest, settings: Quantiz
     backend = accuracy_goal.Backend(layers, quantize_one, lambda path: validate.onnx_runner(str(path)), ".onnx")
     return accuracy_goal.search(backend, fp32_path, _goal_data(manifest, settings, tokenizer, settings.seq_len),
                                 settings.max_drop, scratch, artifact=recipe.artifact, keep_best=settings.keep_best,
-                                progress=progress)
+                                max_float=settings.max_float, progress=progress)
 
 
 def _quantize_onnx(directory: Path, manifest: Manifest, settings: QuantizeSettings, recipe: Recipe,

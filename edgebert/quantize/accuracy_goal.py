@@ -4,7 +4,8 @@ The recipe's int8 model is measured against fp32 on labelled validation texts (t
 the built-in validation split; each text at batch 1, its own length). If the accuracy drop (fp32 minus
 int8, in points, with n and a 95% interval) exceeds the goal, the quantized layers are ranked by
 sensitivity (``sensitivity.py``) and the top 1, 2, ... 8, then 16, 32, ... of them are returned to float
-until the drop is within the goal. The steps double past 8 so a large model with an unmeetable goal
+until the drop is within the goal (never every layer: that is the fp32 model; at most ``max_float``,
+the user's bound on the size/latency cost). The steps double past 8 so a large model with an unmeetable goal
 costs ~log2(layers) more quantizations rather than one per layer. Not met: ``GoalNotMet`` (exit 1) naming
 the best drop and its cost, unless ``keep_best`` asks for that best model anyway (it is written, then the
 same error is raised). Format-neutral: the format's recipe comes in as a ``Backend``.
@@ -59,7 +60,10 @@ class Outcome:
     met: bool
 
 
-def check_goal(max_drop: float | None, keep_best: bool) -> None:
+def check_goal(max_drop: float | None, keep_best: bool, max_float: int | None = None) -> None:
+    if max_float is not None and (max_drop is None or isinstance(max_float, bool) or not isinstance(max_float, int)
+                                  or max_float < 0):
+        raise UsageError("--max-float-layers takes a count >= 0 and applies only with --max-drop POINTS")
     if max_drop is not None and not (isinstance(max_drop, (int, float)) and math.isfinite(max_drop) and max_drop >= 0):
         raise UsageError(f"--max-drop is in accuracy points and must be a number >= 0 (got {max_drop})")
     if keep_best and max_drop is None:
@@ -95,19 +99,24 @@ def _describe(m: dict) -> str:
     return f"{m['drop_points']:.2f} points (95% CI {lo:.2f} to {hi:.2f}, n={m['accuracy']['n']})"
 
 
-def schedule(n_layers: int) -> list[int]:
+def schedule(n_layers: int, max_float: int | None = None) -> list[int]:
+    """Layer counts to try float: 1..8, then doubling; never all layers (that is the fp32 model, not an
+    int8 one) and never more than ``max_float``."""
+    n_layers = min(n_layers - 1, n_layers if max_float is None else max_float)
+    if n_layers < 1:
+        return []
     ks = [k for k in STEPS if k <= n_layers]
     k = STEPS[-1] * 2
     while k < n_layers:
         ks.append(k)
         k *= 2
-    if n_layers and (not ks or ks[-1] != n_layers):
+    if not ks or ks[-1] != n_layers:
         ks.append(n_layers)
     return ks
 
 
 def search(backend: Backend, fp32_path: Path, data: GoalData, max_drop: float, scratch: Path, *,
-           artifact: str, keep_best: bool = False, progress=None) -> Outcome:
+           artifact: str, keep_best: bool = False, max_float: int | None = None, progress=None) -> Outcome:
     """Find the fewest top-ranked layers to keep float so that the drop is <= ``max_drop`` points."""
     from ..progress import maybe_step
 
@@ -128,7 +137,7 @@ def search(backend: Backend, fp32_path: Path, data: GoalData, max_drop: float, s
         before, before_logits = measure((), "all-int8")
     record = {"max_drop_points": max_drop, "data": {"source": data.source, "texts": len(data.rows)},
               "fp32": stats.rate(int(fp32_correct.sum()), len(fp32_correct)), "interval": INTERVAL,
-              "layers": len(backend.layers), "before": before}
+              "layers": len(backend.layers), "max_float_layers": max_float, "before": before}
     if before["drop_points"] <= max_drop:
         return Outcome((), {**record, "met": True, "after": before, "sensitivity": None, "fallback": [],
                             "tried": []}, True)
@@ -139,7 +148,7 @@ def search(backend: Backend, fp32_path: Path, data: GoalData, max_drop: float, s
                               data.rows[:k_rank], scratch, baseline, progress)
     order = [(r["layer"], r["op"]) for r in ranked["ranking"]]
     tried, best, best_k = [], before, 0
-    for k in schedule(len(order)):
+    for k in schedule(len(order), max_float):
         with maybe_step(progress, f"trying the top {k} layer(s) float"):
             result, _ = measure(tuple(name for name, _ in order[:k]), f"top{k}")
         tried.append({"float_layers": k, "drop_points": result["drop_points"], "size_bytes": result["size_bytes"]})
