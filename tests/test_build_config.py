@@ -159,3 +159,24 @@ def test_cli_bad_config_is_a_usage_error_with_the_line(tmp_path):
     assert "Traceback" not in result.output
     result = CliRunner().invoke(main, ["build", str(tmp_path / "missing.toml")], catch_exceptions=False)
     assert result.exit_code == 2 and "no such config file" in result.output
+
+
+def test_quantize_max_drop_parses_validates_and_reaches_the_fingerprint(tmp_path):
+    """``[quantize] max_drop``: a number of points >= 0; the quantize settings the build fingerprints carry it."""
+    from edgebert.quantize import QuantizeSettings
+
+    assert load_config(write(tmp_path, GOOD)).quantize.max_drop is None
+    text = GOOD + "\n[quantize]\nmax_drop = 0.5\nkeep_best = true\n"
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.quantize.max_drop == 0.5 and cfg.quantize.keep_best is True
+    for bad, message in (("max_drop = -1", "at least 0"), ('max_drop = "half"', "must be a number"),
+                         ("max_drop = nan", "accuracy points"), ("keep_best = true", "only applies")):
+        text = GOOD + f"\n[quantize]\n{bad}\n"
+        path = write(tmp_path, text)
+        with pytest.raises(UsageError) as err:
+            load_config(path)
+        key = bad.split(" ")[0]
+        assert f"{path}:{line_of(text, bad)}: quantize.{key}" in str(err.value) and message in str(err.value)
+    # the build's quantize fingerprint is made from these settings (runner: asdict(settings))
+    with_goal = dataclasses.asdict(QuantizeSettings(mode="static", max_drop=0.5))
+    assert with_goal["max_drop"] == 0.5 and with_goal != dataclasses.asdict(QuantizeSettings(mode="static"))
