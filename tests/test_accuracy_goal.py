@@ -68,6 +68,16 @@ def test_onnx_goal_falls_back_exactly_the_outlier_layer(outlier_dir, tmp_path):
     integer = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
     assert len(integer) == 13 and not any(i.startswith("classifier.weight") for n in integer for i in n.input)
     assert rec["validation"]["prediction_agreement"] >= 0.95
+    # reports show the goal next to the artifact (from the manifest), markdown and html
+    from edgebert.report import html, markdown
+
+    data = Manifest.load(d).data
+    md = markdown.render({"records": []}, data)
+    line = next(ln for ln in md.splitlines() if ln.startswith("- `model.int8-dynamic.onnx`"))
+    assert "accuracy goal ≤ 1 points met: drop 25.00 points" in line and "1 of 16 layers float" in line
+    assert "MB)" in line and "float: `/classifier/Gemm`" in line and "one-int8" in line
+    page = html.render({"records": []}, data)
+    assert "<h2>Accuracy goals</h2>" in page and "<code>/classifier/Gemm</code>" in page
     # without a goal the same recipe is unchanged: no record, classifier int8
     quantize(d, QuantizeSettings(mode="dynamic", formats=("onnx",), seq_len=64, min_agreement=0))
     assert "accuracy_goal" not in Manifest.load(d).artifacts["model.int8-dynamic.onnx"]["quantization"]

@@ -95,8 +95,12 @@ def drop(fp32_correct: np.ndarray, int8_correct: np.ndarray) -> dict:
 
 
 def _describe(m: dict) -> str:
-    lo, hi = m["drop_ci95_points"]
-    return f"{m['drop_points']:.2f} points (95% CI {lo:.2f} to {hi:.2f}, n={m['accuracy']['n']})"
+    """Tolerant of a hand-edited manifest (reports render it): a missing interval or n shows as '?'."""
+    ci = m.get("drop_ci95_points")
+    n = (m.get("accuracy") if isinstance(m.get("accuracy"), dict) else {}).get("n", "?")
+    interval = (f"95% CI {ci[0]:.2f} to {ci[1]:.2f}, " if isinstance(ci, list) and len(ci) == 2
+                and all(isinstance(x, (int, float)) for x in ci) else "95% CI ?, ")
+    return f"{m['drop_points']:.2f} points ({interval}n={n})"
 
 
 def schedule(n_layers: int, max_float: int | None = None) -> list[int]:
@@ -189,3 +193,13 @@ def summary(record: dict) -> str:
 
 def fallback_names(record: dict) -> Sequence[str]:
     return [f["layer"] for f in record.get("fallback") or []]
+
+
+def report_lines(manifest: dict | None) -> list[tuple[str, str, list[str]]]:
+    """(artifact, summary, layers kept float) for every artifact of a manifest quantized with a goal."""
+    out = []
+    for name, rec in ((manifest or {}).get("artifacts") or {}).items():
+        goal = (rec.get("quantization") or {}).get("accuracy_goal")
+        if goal:
+            out.append((name, summary(goal), list(fallback_names(goal))))
+    return out
