@@ -10,9 +10,9 @@ import click
 
 from . import __version__
 from .errors import EdgebertError
+from .vocabulary import ARCHITECTURES, CALIBRATION_METHODS, QUANT_MODES, QUANTIZE_TARGETS, SCREENING_METHODS
 
-SUPPORTED_MODELS = "distilbert, squeezebert, a local Hugging Face model directory, or a hub id"
-SCREENING_METHODS = ("screened", "all")  # edgebert.check.screening.METHODS (kept here: the CLI imports lazily)
+SUPPORTED_MODELS = f"{', '.join(ARCHITECTURES)}, a local Hugging Face model directory, or a hub id"
 
 
 def _fail(message: str, code: int) -> None:
@@ -90,14 +90,14 @@ export.help = f"Export MODEL ({SUPPORTED_MODELS}) to the artifact directory OUTP
 
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--mode", type=click.Choice(["dynamic", "static"]), required=True,
+@click.option("--mode", type=click.Choice(QUANT_MODES), required=True,
               help="dynamic: int8 weights, activations quantized at run time; static: int8 QDQ calibrated on data.")
 @click.option("--calibration", type=click.Path(path_type=Path), default=None,
               help="CSV/TSV/JSONL with a text column for static calibration [default: built-in calibration split].")
 @click.option("--text-column", default="text", show_default=True, help="Text column of --calibration.")
 @click.option("--samples", type=click.IntRange(min=1), default=256, show_default=True,
               help="Calibration samples (static).")
-@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+@click.option("--method", type=click.Choice(CALIBRATION_METHODS), default=CALIBRATION_METHODS[0],
               show_default=True, help="Calibration method (static).")
 @click.option("--per-channel/--per-tensor", default=None,
               help="Weight scales per output channel or one per tensor [default: the --target preset's choice "
@@ -109,7 +109,7 @@ export.help = f"Export MODEL ({SUPPORTED_MODELS}) to the artifact directory OUTP
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.9, show_default=True,
               help="Keep an int8 model only if its predictions agree with fp32 on at least this fraction of the "
                    "built-in validation texts (200, batch 1); 0 turns the check off.")
-@click.option("--target", type=click.Choice(["auto", "x86-vnni", "arm-dotprod", "arm-nodot"]), default="auto",
+@click.option("--target", type=click.Choice(QUANTIZE_TARGETS), default=QUANTIZE_TARGETS[0],
               show_default=True, help="CPU the dynamic int8 ONNX recipe is tuned for (auto: this machine).")
 @click.option("--max-drop", type=float, default=None, metavar="POINTS",
               help="Accuracy goal: points of accuracy int8 may lose vs fp32 on the goal texts; above it the most "
@@ -175,7 +175,7 @@ def quantize(directory: Path, mode: str, calibration: Path | None, text_column: 
 @click.option("--profile", is_flag=True,
               help="Also record the slowest operators of each artifact (ONNX Runtime's profiler, in a separate "
                    "session after the timed runs; native devices only).")
-@click.option("--emulated", "emulated_method", type=click.Choice(list(SCREENING_METHODS)), default="screened",
+@click.option("--emulated", "emulated_method", type=click.Choice(SCREENING_METHODS), default=SCREENING_METHODS[0],
               show_default=True,
               help="Emulated devices: 'screened' runs a random probe and every example near the decision "
                    "boundary under emulation and carries the desktop prediction over for the rest (the report "
@@ -247,6 +247,8 @@ def build(config: Path | None, output: Path | None, force: bool, as_json: bool, 
     import json
 
     from .pipeline import build as run_build, default_config, exit_code, load_config
+    from .pipeline.runner import SUMMARY_NAME
+    from .report import REPORT_HTML, REPORT_MD
 
     cfg = load_config(config) if config is not None else default_config()
     if no_setup:
@@ -277,8 +279,8 @@ def build(config: Path | None, output: Path | None, force: bool, as_json: bool, 
         if write_baseline is not None:
             click.echo(f"wrote baseline {write_baseline}")
         click.echo(f"{summary['status'].upper()}: {summary['gates']['checked']} gate checks, "
-                   f"{summary['gates']['failed']} failed; reports: {out / 'report.md'}, {out / 'report.html'}, "
-                   f"{out / 'summary.json'} ({summary['seconds']:.0f}s)")
+                   f"{summary['gates']['failed']} failed; reports: {out / REPORT_MD}, {out / REPORT_HTML}, "
+                   f"{out / SUMMARY_NAME} ({summary['seconds']:.0f}s)")
     code = exit_code(summary)
     if code:
         sys.exit(code)
@@ -330,7 +332,7 @@ def devices_setup(verify: bool, force: bool) -> None:
     and QEMU 10 user mode built with plugins from Debian's source (~3 min; for cortex-a55/a710,
     which 7.2 lacks), with edgebert's instruction-counting plugin compiled with gcc. No root needed.
     """
-    from .devices import setup as arm_setup
+    from .devices.arm import setup as arm_setup
 
     env = arm_setup.default_env()
     if verify:

@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import safepath
+from .vocabulary import FORMATS, PRECISIONS, QUANT_MODES  # noqa: F401  (the schema's vocabulary)
 
 SCHEMA_VERSION = 1
-PRECISIONS = ("fp32", "int8-dynamic", "int8-static")
-FORMATS = ("onnx", "tflite")
-QUANT_MODES = ("dynamic", "static")
 #: ``quantization.op_groups[*].group``, in the order they are listed (``quantize/groups.py``).
 OP_GROUPS = ("static int8", "dynamic int8", "int8 weights only", "float")
 MAX_INT = 2 ** 63 - 1      # sizes and counts fit an int64

@@ -11,6 +11,7 @@ import json
 import platform
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from click.testing import CliRunner
 from edgebert import devices
 from edgebert.check import CheckSettings, check
 from edgebert.cli import main
-from edgebert.devices import arm, setup as arm_setup, worker
+from edgebert.devices import arm, worker
+from edgebert.devices.arm import environment as arm_environment, setup as arm_setup
 from edgebert.check.screening import ScreeningSettings
 from edgebert.report import markdown
 from support import FAST, make_artifact_dir, run_cli, save_tiny_hf_dir
@@ -46,6 +48,16 @@ def test_catalog_registers_every_cpu_model():
     assert "i8mm" in devices.get("cortex-a710").cpu.features
     assert "Raspberry Pi 3" in devices.get("cortex-a53").description
     assert "Graviton2" in devices.get("neoverse-n1").description
+
+
+def test_running_an_arm_device_never_imports_the_installer():
+    """The catalog, environment and device modules do not need ``devices setup``'s code (no import cycle)."""
+    code = ("import sys; from edgebert import devices; d = devices.get('cortex-a76'); d.python_command(); d.worker_env();"
+            "print(sorted(m for m in sys.modules if m.startswith('edgebert.devices.arm')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert eval(out.stdout.strip().splitlines()[-1]) == [
+        "edgebert.devices.arm", "edgebert.devices.arm.catalog", "edgebert.devices.arm.device",
+        "edgebert.devices.arm.environment"]
 
 
 def test_device_command_and_missing_environment(tmp_path, monkeypatch):
@@ -76,7 +88,7 @@ def test_marker_requests_run_natively(tmp_path, tiny):
 
     texts = ["the film was good", "dull", "not bad at all , very funny"]
     logits = {}
-    for mark in (None, arm_setup.MARKER_SYSCALL):
+    for mark in (None, arm_environment.MARKER_SYSCALL):
         d = tmp_path / str(mark)
         d.mkdir()
         req = _request(d, tiny, texts, mark_syscall=mark)
@@ -85,18 +97,18 @@ def test_marker_requests_run_natively(tmp_path, tiny):
         assert result["status"] == "ok", result["error"]
         with np.load(req["outputs"]) as z:
             logits[mark] = z["logits"]
-    np.testing.assert_array_equal(logits[None], logits[arm_setup.MARKER_SYSCALL])
+    np.testing.assert_array_equal(logits[None], logits[arm_environment.MARKER_SYSCALL])
     assert logits[None].shape == (3, 2)
 
 
 def test_read_counts(tmp_path):
     f = tmp_path / "counts.txt"
     f.write_text("0 1500\n1 1400\n2 1400\ntotal 99999\n")
-    assert arm_setup.read_counts(f) == [(0, 1500), (1, 1400), (2, 1400)]
+    assert arm_environment.read_counts(f) == [(0, 1500), (1, 1400), (2, 1400)]
     f.write_text("0 1500 dotprod=500 i8mm=0 sve=0 fp_fma=100 simd_other=300 scalar=600 bogus=7\ntotal 9\n")
-    assert arm_setup.read_class_counts(f) == [(0, 1500, {"dotprod": 500, "i8mm": 0, "sve": 0, "fp_fma": 100,
+    assert arm_environment.read_class_counts(f) == [(0, 1500, {"dotprod": 500, "i8mm": 0, "sve": 0, "fp_fma": 100,
                                                           "simd_other": 300, "scalar": 600})]
-    fields = arm.class_fields(arm_setup.read_class_counts(f)[0][2], 1500)
+    fields = arm.class_fields(arm_environment.read_class_counts(f)[0][2], 1500)
     assert fields["class_shares"]["dotprod"] == pytest.approx(1 / 3, abs=1e-4)
     assert fields["classes"]["scalar"] == 600 and arm.class_fields({}, 1500) == {}
 

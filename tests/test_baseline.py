@@ -11,7 +11,8 @@ import pytest
 from edgebert.errors import UsageError
 from edgebert.pipeline import baseline, parse_config
 from edgebert.pipeline.config import BaselineConfig
-from edgebert.pipeline.gates import describe
+from edgebert.gate_result import describe
+from edgebert.report.markdown import format_delta
 from support import assert_clean_error, run_cli, save_tiny_hf_dir
 
 # --- fabricated build: one model, fp32 + int8 on desktop and an emulated device ---------------------
@@ -72,7 +73,7 @@ def test_instructions_gate_at_two_percent(factor, passed):
     if not passed:
         assert "baseline_instructions FAILED: measured 3.00%, limit ≤ 2.00%" in describe(g)
     row = next(r for r in deltas["records"] if r["artifact"] == "model.int8-dynamic.onnx" and r["device"] == "cortex-a76")
-    assert baseline.format_delta(row["instructions_per_inference"], "instructions_per_inference") == \
+    assert format_delta(row["instructions_per_inference"], "instructions_per_inference") == \
         f"{(factor - 1) * 100:+.2f}%"
 
 
@@ -104,7 +105,7 @@ def test_latency_is_information_unless_a_limit_is_set():
     results, deltas = baseline.compare(build_figures(), new, BaselineConfig())
     assert all(g["passed"] for g in results) and not any(g["gate"] == "baseline_latency_p50" for g in results)
     row = next(r for r in deltas["records"] if r["artifact"] == "model.onnx" and r["device"] == "desktop")
-    assert baseline.format_delta(row["latency_p50_ms"], "latency_p50_ms") == "+100.00%"
+    assert format_delta(row["latency_p50_ms"], "latency_p50_ms") == "+100.00%"
     results, _ = baseline.compare(build_figures(), new, BaselineConfig(max_latency_increase=0.10))
     assert not gate(results, "baseline_latency_p50", "model.onnx", "desktop")["passed"]
     assert gate(results, "baseline_latency_p50", "model.int8-dynamic.onnx", "desktop")["passed"]

@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgebert.pipeline import build, load_config
-from edgebert.pipeline.gates import describe, evaluate
+from edgebert.gate_result import describe
+from edgebert.pipeline.gates import evaluate
 from edgebert.pipeline.config import GatesConfig
 from edgebert.cli import main
 from edgebert.fsutil import sha256_file
@@ -286,3 +287,27 @@ def test_int8_kernel_share_gate_fails_an_int8_artifact_without_dot_products_wher
     bad = next(r for r in results if not r["passed"])
     assert bad["comparison"] == ">=" and bad["value"] == 0.0 and "limit ≥ 1.00%" in describe(bad)
     assert not [r for r in evaluate("m", report, GatesConfig()) if r["gate"] == "min_int8_kernel_share"]  # opt-in
+
+
+def test_work_items_list_the_build_from_the_config_alone(tmp_path, src):
+    """The step registry's work list, before anything runs: per model export, quantize:MODE, check; the
+    check's (artifact, device) pairs. A caller may run a subset of it: here export then check, no quantize."""
+    from edgebert.pipeline import steps
+
+    cfg = load_config(config_file(tmp_path, src))
+    items = steps.work_items(cfg)
+    assert [(i.model, i.step) for i in items] == [("tiny", "export"), ("tiny", "quantize:dynamic"),
+                                                    ("tiny", "quantize:static"), ("tiny", "check")]
+    assert items[0].artifacts == ("model.onnx",) and items[2].artifacts == ("model.int8-static.onnx",)
+    assert items[-1].pairs == tuple((a, "desktop") for a in ARTIFACTS)
+    assert set(steps.STEPS) == {i.kind for i in items}
+
+    model = steps.ModelBuild(cfg.models[0], tmp_path / "out" / "tiny")
+    ctx = steps.Context(cfg, model)
+    ran: list[str] = []
+    steps.run_artifact_step(ctx, items[0], force=False, hook=lambda m, s: ran.append(s))
+    steps.STEPS["check"].run(ctx, None)
+    assert ran == ["export"] and [r["artifact"] for r in model.report["records"]] == ["model.onnx"]
+    steps.run_artifact_step(ctx, items[0], force=False, hook=lambda m, s: ran.append(s))
+    assert ran == ["export"] and [s.reused for s in model.steps] == [False, True]  # same inputs: reused
+    assert model.steps[1].to_json()["artifacts"] == ["model.onnx"]

@@ -161,6 +161,67 @@ def test_cli_bad_config_is_a_usage_error_with_the_line(tmp_path):
     assert result.exit_code == 2 and "no such config file" in result.output
 
 
+# --- defaults: one source (the dataclasses), the docstring and README agree -----------------------------
+def test_omitted_or_empty_tables_give_the_dataclass_defaults():
+    """Each omitted table (and each empty one) is its dataclass's default: nothing in the parser adds its own."""
+    from dataclasses import fields
+
+    from edgebert.pipeline import config as cfg_mod
+
+    defaults = BuildConfig()
+    for text in ("", "".join(f"[{t}]\n" for t in cfg_mod.TABLES)):
+        cfg = parse_config(text)
+        for f in fields(BuildConfig):
+            if f.name != "source":
+                assert getattr(cfg, f.name) == getattr(defaults, f.name), (f.name, text)
+    assert parse_config("").devices.names == ("desktop",) == cfg_mod.DevicesConfig().names
+    assert parse_config("[evaluation]\nlimit = 0\nemulated_limit = 0\n").evaluation.emulated_limit is None
+    assert parse_config("[evaluation]\nruns = 7\n").evaluation == cfg_mod.EvaluationConfig(runs=7)
+
+
+def _docstring_block(marker: str, end: str) -> str:
+    import textwrap
+
+    from edgebert.pipeline import config as cfg_mod
+
+    doc = cfg_mod.__doc__
+    return textwrap.dedent(doc[doc.index("::", doc.index(marker)) + 2:doc.index(end)])
+
+
+def test_the_config_docstring_lists_every_key_with_its_default():
+    from dataclasses import fields
+
+    from edgebert.pipeline import config as cfg_mod
+
+    text = _docstring_block("Every key, with its default", "Gates are off unless set")
+    documented = parse_config(text)
+    assert documented.output == Path.cwd().resolve() / "edgebert-build"  # a set path is relative to the file
+    assert dataclasses.replace(documented, output=BuildConfig().output) == parse_config("")
+    for table, cls in (("calibration", cfg_mod.CalibrationConfig), ("evaluation", cfg_mod.EvaluationConfig),
+                       ("devices", cfg_mod.DevicesConfig), ("quantize", cfg_mod.QuantizeConfig)):
+        block = text[text.index(f"[{table}]"):]
+        block = block[:block.index("\n\n")]
+        for f in fields(cls):  # a key unset by default (None, no TOML spelling) is shown commented out
+            assert f"\n{f.name} = " in block or (getattr(cls(), f.name) is None and f"\n# {f.name} = " in block), \
+                f"[{table}] {f.name} is not documented"
+    gates = parse_config('[devices]\nnames = ["desktop", "cortex-a53"]\n'
+                         + _docstring_block("Gates are off unless set", "The built-in default")).gates
+    assert all(getattr(gates, f.name) not in (None, ()) for f in fields(cfg_mod.GatesConfig)), gates
+
+
+def test_readme_config_table_states_the_parsed_defaults():
+    """README's config example says which defaults apply when a key is omitted; they are the parser's."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    empty = parse_config("")
+    assert "# default [\"onnx\"]" in readme and empty.formats == ("onnx",)
+    assert "# default [\"desktop\"]" in readme and empty.devices.names == ("desktop",)
+    assert "(default 500; 0 = all)" in readme and empty.evaluation.emulated_limit == 500
+    assert "(default 0 = all)" in readme and empty.evaluation.limit is None
+    assert "(default 50)" in readme and empty.evaluation.runs == 50
+    assert "(default 10)" in readme and empty.evaluation.warmup == 10
+    assert "(default 0.9)" in readme and empty.quantize.min_agreement == 0.9
+
+
 def test_quantize_max_drop_parses_validates_and_reaches_the_fingerprint(tmp_path):
     """``[quantize] max_drop``: a number of points >= 0; the quantize settings the build fingerprints carry it."""
     from edgebert.quantize import QuantizeSettings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from edgebert import devices
 from edgebert.data.tokenize import encode
-from edgebert.devices import runtimes, worker
+from edgebert.devices import host_cpu, runtimes, worker
 from edgebert.errors import UsageError
 
 from support import load_tokenizer, random_texts
@@ -82,7 +83,7 @@ def test_worker_imports_only_numpy_and_the_runtime(tmp_path, tiny):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     third_party = set(eval(proc.stdout.strip().splitlines()[-1]))
-    third_party -= {"__main__", "worker", "runtimes", "litert", "_distutils_hack"} | {m for m in third_party if "editable" in m}
+    third_party -= {"__main__", "worker", "runtimes", "ort_session", "litert", "_distutils_hack"} | {m for m in third_party if "editable" in m}
     assert third_party == {"numpy", "onnxruntime"}
 
 
@@ -110,3 +111,119 @@ def test_worker_that_dies_is_reported(tmp_path, tiny):
     res = Crashing().run_worker(_request(tmp_path, tiny, random_texts(2)), tmp_path / "r.json")
     assert res["status"] == "failed" and res["error"] == "worker killed by SIGKILL without a result"
     assert "" not in devices.names()
+
+
+# --- one ONNX Runtime session factory, used by check, export and quantize validation -----------------
+def test_every_onnx_runtime_session_comes_from_the_factory(tiny):
+    """Export and quantize validation run the Runtime ``check`` measures with, with its session options."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgebert.devices import ort_session
+    from edgebert.export.validate import runtime_runner
+    from edgebert.quantize import validate as qvalidate
+
+    edgebert_dir = Path(devices.__file__).parents[1]
+    creators = sorted(str(p.relative_to(edgebert_dir)) for p in edgebert_dir.rglob("*.py")
+                      if "InferenceSession(" in p.read_text(encoding="utf-8"))
+    assert creators == ["devices/ort_session.py"]
+
+    ids = np.array([[5, 17, 30, 9, 0, 0], [7, 8, 9, 10, 11, 12]], np.int64)  # the tiny vocabulary has 32 tokens
+    mask = (ids != 0).astype(np.int64)
+    from_path = runtimes.get("onnxruntime")(str(tiny.fp32), threads=2)
+    from_bytes = runtimes.get("onnxruntime")(tiny.fp32.read_bytes(), threads=1)
+    quantize_check = qvalidate.onnx_runner(onnx.load(str(tiny.fp32)))
+    export_check = runtime_runner(from_bytes)
+    expected = from_path.run(ids, mask)
+    assert expected.shape == (2, 2) and expected.dtype == np.float32
+    np.testing.assert_allclose(from_bytes.run(ids, mask), expected, atol=1e-5)
+    np.testing.assert_array_equal(quantize_check(ids, mask), from_bytes.run(ids, mask))
+    np.testing.assert_array_equal(export_check({"input_ids": ids, "attention_mask": mask}), from_bytes.run(ids, mask))
+    for runtime, threads in ((from_path, 2), (from_bytes, 1), (quantize_check.__self__, 1)):
+        so = runtime.session.get_session_options()
+        assert so.intra_op_num_threads == threads and so.inter_op_num_threads == 1
+        assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        assert so.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL and so.log_severity_level == 3
+        assert runtime.settings() == {"providers": ["CPUExecutionProvider"], "intra_op_num_threads": threads,
+                                      **ort_session.SETTINGS}
+
+
+def test_fixed_shape_rows_are_fitted_one_way():
+    """Rows are right-padded with [PAD]=0 (mask 0) or cut to a signature's length: runtime and export validation."""
+    from edgebert.devices.litert import fit_length
+
+    a = np.array([[1, 2, 3], [4, 5, 0]], np.int64)
+    np.testing.assert_array_equal(fit_length(a, 5), [[1, 2, 3, 0, 0], [4, 5, 0, 0, 0]])
+    np.testing.assert_array_equal(fit_length(a, 2), [[1, 2], [4, 5]])
+    np.testing.assert_array_equal(fit_length(a, 3), a)
+
+
+# --- the desktop's fingerprint follows the host CPU (issue 9 item 7) ------------------------------------
+X86_CPUINFO = """processor\t: {i}
+vendor_id\t: GenuineIntel
+model name\t: {model}
+cpu MHz\t\t: {mhz}
+flags\t\t: fpu sse2 ht pni avx avx2 fma f16c{extra}
+bogomips\t: {bogo}
+
+"""
+
+
+def _cpuinfo(path: Path, model="Intel(R) Xeon(R) Platinum 8370C CPU @ 2.80GHz", extra=" avx512f avx512_vnni",
+             mhz=2793.4, bogo=5586.8) -> Path:
+    path.write_text("".join(X86_CPUINFO.format(i=i, model=model, extra=extra, mhz=mhz + i, bogo=bogo)
+                            for i in range(2)))
+    return path
+
+
+def _desktop_fingerprint(cpuinfo: Path) -> str:
+    from edgebert.pipeline.fingerprint import digest
+
+    desktop = devices.get("desktop")
+    desktop.cpuinfo = cpuinfo
+    return digest(desktop.info())
+
+
+def test_desktop_fingerprint_changes_with_cpu_model_or_kernel_flags(tmp_path):
+    """A build cache restored on another runner (other CPU model or ISA) must not reuse its latency."""
+    from edgebert.pipeline.runner import _device_fingerprint
+
+    base = _desktop_fingerprint(_cpuinfo(tmp_path / "base"))
+    assert _desktop_fingerprint(_cpuinfo(tmp_path / "same")) == base
+    # clock, bogomips and flags no kernel looks at vary between boots of the same CPU: same fingerprint
+    assert _desktop_fingerprint(_cpuinfo(tmp_path / "reclocked", mhz=3500.0, bogo=7000.0,
+                                         extra=" avx512f avx512_vnni constant_tsc")) == base
+    assert _desktop_fingerprint(_cpuinfo(tmp_path / "epyc", model="AMD EPYC 7763 64-Core Processor")) != base
+    no_vnni = _desktop_fingerprint(_cpuinfo(tmp_path / "novnni", extra=" avx512f"))
+    no_avx512 = _desktop_fingerprint(_cpuinfo(tmp_path / "avx2", extra=""))
+    assert len({base, no_vnni, no_avx512}) == 3
+    desktop = devices.get("desktop")
+    desktop.cpuinfo = tmp_path / "novnni"
+    assert desktop.info()["cpu"] == {"machine": platform.machine(), "model": "Intel(R) Xeon(R) Platinum 8370C CPU @ 2.80GHz",
+                                     "isa": ["avx", "avx2", "avx512f", "f16c", "fma"]}
+    # the build fingerprints exactly this record, read from this machine's /proc/cpuinfo
+    real = _device_fingerprint(("desktop",))["desktop"]
+    assert real == devices.get("desktop").info() and real["cpu"]["machine"] == platform.machine()
+    assert real["cpu"] == host_cpu.read().fingerprint()
+
+
+def test_host_cpu_reads_aarch64_and_missing_cpuinfo(tmp_path):
+    """aarch64 has ``Features`` and CPU part ids instead of ``flags``/model name; big.LITTLE lists both cores."""
+    arm = tmp_path / "arm"
+    arm.write_text("".join(f"processor\t: {i}\nBogoMIPS\t: 48.00\nFeatures\t: fp asimd evtstrm aes crc32 asimdhp "
+                           f"asimddp{' i8mm sve' if i else ''}\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+                           f"CPU variant\t: 0x{i}\nCPU part\t: {part}\nCPU revision\t: 0\n\n"
+                           for i, part in enumerate(("0xd05", "0xd0b"))))
+    cpu = host_cpu.read(arm, machine="aarch64")
+    assert cpu.models == ("ARM implementer 0x41, part 0xd05, variant 0x0, revision 0",
+                          "ARM implementer 0x41, part 0xd0b, variant 0x1, revision 0")
+    assert cpu.kernel_isa == ("asimd", "asimddp", "asimdhp")  # the first processor's features
+    missing = host_cpu.read(tmp_path / "absent", machine="x86_64")
+    assert missing.flags == frozenset() and missing.fingerprint()["isa"] == []
+    # reduce_range reads the same flags (quantize/host_isa.py keeps its behaviour)
+    from edgebert.quantize.host_isa import cpu_flags, reduce_range_choice
+
+    text = _cpuinfo(tmp_path / "x").read_text()
+    assert cpu_flags(text) == set(host_cpu.parse(text).flags) and "avx512_vnni" in cpu_flags(text)
+    assert reduce_range_choice("x86_64", cpu_flags(text))[0] is False
+    assert reduce_range_choice("x86_64", cpu_flags(_cpuinfo(tmp_path / "y", extra="").read_text()))[0] is True

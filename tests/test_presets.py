@@ -120,3 +120,21 @@ def test_unknown_target_is_a_usage_error(exported, tmp_path):
     result = CliRunner().invoke(main, ["quantize", str(exported["distilbert"]), "--mode", "dynamic",
                                        "--target", "risc-v"])
     assert result.exit_code == 2 and "risc-v" in result.output and "Traceback" not in result.output
+
+
+def test_a_build_quantizes_for_its_devices_and_says_why(exported, tmp_path):
+    from edgebert.pipeline.config import parse
+    from edgebert.pipeline.steps import _quantize_settings
+
+    config = parse('[devices]\nnames = ["desktop", "cortex-a76"]\n')
+    dynamic = _quantize_settings(config, "dynamic")
+    assert dynamic.target == "arm-dotprod" and "desktop, cortex-a76" in dynamic.target_reason
+    assert dynamic.per_channel is None  # the preset decides; [calibration] per_channel is the static recipe's
+    assert _quantize_settings(config, "static").per_channel is True
+    chosen = _quantize_settings(parse('[quantize]\ntarget = "x86-vnni"\n'), "dynamic")
+    assert (chosen.target, chosen.target_reason) == ("x86-vnni", "[quantize] target")
+    d = _copy(exported["distilbert"], tmp_path)
+    quantize(d, dynamic)
+    q = Manifest.load(d).artifacts["model.int8-dynamic.onnx"]["quantization"]
+    assert q["target"]["name"] == "arm-dotprod" and q["target"]["chosen"] == dynamic.target_reason
+    assert q["per_channel"] is presets.PRESETS["arm-dotprod"].per_channel

@@ -102,3 +102,78 @@ def test_missing_or_broken_report_json_is_a_usage_error(tmp_path):
     (tmp_path / "report.json").write_text("{not json")
     with pytest.raises(UsageError, match="not valid JSON"):
         render_markdown(tmp_path)
+
+
+# --- layering: the reports read results, they never import the pipeline that makes them ----------------
+def _imports(path):
+    """Every module a source file imports (absolute names; relative ones resolved against edgebert)."""
+    import ast
+    from pathlib import Path
+
+    import edgebert
+
+    root = Path(edgebert.__file__).parent
+    package = ".".join(("edgebert", *path.relative_to(root).parent.parts))
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join([*base, node.module] if node.module else base)
+            out.add(module)
+            out.update(f"{module}.{a.name}" for a in node.names)
+    return out
+
+
+def test_report_modules_never_import_the_pipeline():
+    """edgebert/report/* (and the gate results they format) import nothing from edgebert.pipeline, at any
+    depth: statically in every file, and at run time after importing every report module."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import edgebert
+
+    root = Path(edgebert.__file__).parent
+    files = [*sorted((root / "report").glob("*.py")), root / "gate_result.py"]
+    assert len(files) >= 5
+    for path in files:
+        bad = sorted(m for m in _imports(path) if m == "edgebert.pipeline" or m.startswith("edgebert.pipeline."))
+        assert not bad, f"{path.name} imports {bad}"
+    code = ("import sys, edgebert.report, edgebert.report.html, edgebert.report.markdown, edgebert.report.tables, "
+            "edgebert.gate_result; print(sorted(m for m in sys.modules if m.startswith('edgebert.pipeline')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_gate_result_is_a_leaf_of_the_standard_library():
+    from pathlib import Path
+
+    import edgebert
+
+    mods = _imports(Path(edgebert.__file__).parent / "gate_result.py")
+    assert not [m for m in mods if m.startswith("edgebert")], mods
+
+
+def test_every_gate_result_carries_the_comparison_its_gate_declares():
+    """The comparison is decided once (Gate.upper -> the result): a max gate passes at its limit and fails
+    above it, a min gate the other way round, and the text shows the same symbol."""
+    from edgebert.gate_result import AT_LEAST, AT_MOST, describe, limit_text, passes, result
+    from edgebert.pipeline.gates import GATES
+
+    assert {g.name: g.upper for g in GATES}["min_accuracy"] is False
+    assert {g.name: g.upper for g in GATES}["max_size_mb"] is True
+    base = {"model": "m", "artifact": "a.onnx", "device": "desktop"}
+    for gate in GATES:
+        op = AT_MOST if gate.upper else AT_LEAST
+        at, beyond = result(base, gate.name, 2.0, 2.0, gate.unit, op), \
+            result(base, gate.name, 3.0 if gate.upper else 1.0, 2.0, gate.unit, op)
+        assert at["passed"] and not beyond["passed"] and at["comparison"] == op
+        assert limit_text(at).startswith("≤" if gate.upper else "≥")
+        assert ("limit ≤" if gate.upper else "limit ≥") in describe(beyond) and "FAILED" in describe(beyond)
+    missing = result(base, "max_size_mb", None, 2.0, "MB", AT_MOST, not_measured="size: not measured")
+    assert missing["passed"] is False and describe(missing).endswith("size: not measured")
+    assert passes(2.0 + 1e-13, 2.0, AT_MOST, tolerance=1e-12) and not passes(2.1, 2.0, AT_MOST)
+    with pytest.raises(ValueError):
+        passes(1.0, 2.0, "<")

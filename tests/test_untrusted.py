@@ -23,7 +23,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from edgebert.pipeline.runner import _drop_unwanted, _reusable
+from edgebert.pipeline.runner import _drop_unwanted
+from edgebert.pipeline.steps import reusable as _reusable
 from edgebert.check import CheckSettings, check
 from edgebert.check.runner import _file_problem
 from edgebert.errors import UsageError

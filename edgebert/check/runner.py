@@ -34,11 +34,11 @@ from ..data.tokenize import encode
 from ..errors import UsageError
 from ..fsutil import sha256_file, write_json_atomic
 from ..manifest import Manifest, now_iso, package_versions
+from ..report import REPORT_JSON
 from ..devices.worker import build_request
 from . import metrics, stats
 from .screening import METHODS, ScreeningSettings
 
-REPORT_NAME = "report.json"
 REPORT_SCHEMA_VERSION = 2
 DRIFT_REFERENCE = "desktop"
 REFERENCE_ROLE = "drift-reference"
@@ -573,7 +573,7 @@ def finish(plan: CheckPlan) -> dict[str, Any]:
                         for d in plan.devices},
             "records": records,
         }
-        write_json_atomic(plan.directory / REPORT_NAME, report)
+        write_json_atomic(plan.directory / REPORT_JSON, report)
         manifest = Manifest.load(plan.directory)
         for rec in records:
             manifest.artifacts[rec["artifact"]].setdefault("metrics", {})[rec["device"]] = \

@@ -34,9 +34,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..vocabulary import SCREENING_METHODS
 from . import stats
 
-METHODS = ("screened", "all")
+METHODS = SCREENING_METHODS
 DRIFT_FLOOR = 1e-4     # logits: below this, float re-association noise; the bound never goes lower
 MAX_ROUNDS = 4
 PROBE_SEED = 20261202  # fixed: the same probe examples for every artifact, device and run

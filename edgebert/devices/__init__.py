@@ -5,6 +5,8 @@
 - ``runtimes.py``: :class:`~edgebert.devices.runtimes.Runtime` (load, run) and the registered runtimes
   (``onnxruntime`` now; LiteRT later). Imported only by the worker.
 - ``worker.py``: the one measurement loop and its file protocol (documented there).
+- ``arm/``: the emulated ARM CPUs (catalog, run-time environment, devices, ``devices setup``).
+- ``host_cpu.py``: this machine's CPU model and kernel ISA flags (desktop fingerprint, ``reduce_range``).
 
 Standard library only at import time: the worker may be started as ``python -m edgebert.devices.worker``.
 """

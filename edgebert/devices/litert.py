@@ -46,24 +46,32 @@ def _builtin_names(schema) -> dict[int, str]:
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
 
 
-def operator_names(model, schema=None) -> list[tuple[str, int]]:
-    """(name, version) of each operator code of a parsed ``schema.Model``: the one place opcodes are decoded.
+def operator_codes(model, schema=None) -> list[tuple[str, int]]:
+    """(name, version) per operator code of a parsed ``schema.Model``: the one decoder of TFLite opcodes.
 
-    The builtin code is the larger of ``BuiltinCode`` and ``DeprecatedBuiltinCode`` (codes above 127
-    live only in the first; older files carry the code only in the second). Custom ops are
-    ``CUSTOM:<code>``; an unknown builtin is ``BUILTIN_<n>``.
+    Why the ``max``: codes above 127 live only in ``builtin_code``, while older files carry theirs only
+    in ``deprecated_builtin_code`` (the other field is 0). Custom ops are named ``CUSTOM:<custom code>``,
+    an unknown builtin ``BUILTIN_<n>``.
     """
     schema = schema or _schema()
     names = _builtin_names(schema)
-    out = []
+    codes = []
     for i in range(model.OperatorCodesLength()):
         oc = model.OperatorCodes(i)
         code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
         if code == schema.BuiltinOperator.CUSTOM:
-            out.append((f"CUSTOM:{(oc.CustomCode() or b'?').decode('utf-8', 'replace')}", int(oc.Version())))
+            custom = (oc.CustomCode() or b"?").decode("utf-8", "replace")
+            codes.append((f"CUSTOM:{custom}", int(oc.Version())))
         else:
-            out.append((names.get(code, f"BUILTIN_{code}"), int(oc.Version())))
-    return out
+            codes.append((names.get(code, f"BUILTIN_{code}"), int(oc.Version())))
+    return codes
+
+
+def model_and_op_names(data: bytes) -> tuple[Any, list[str]]:
+    """(parsed ``schema.Model``, operator name per opcode index) of a ``.tflite`` flatbuffer, for graph walks."""
+    schema = _schema()
+    model = schema.Model.GetRootAs(data, 0)
+    return model, [name for name, _ in operator_codes(model, schema)]
 
 
 def inspect_model(data: bytes) -> dict[str, Any]:
@@ -80,7 +88,7 @@ def inspect_model(data: bytes) -> dict[str, Any]:
         raise ValueError("not a TFLite flatbuffer (no TFL3 identifier)")
     try:
         model = schema.Model.GetRootAs(data, 0)
-        codes = operator_names(model, schema)
+        codes = operator_codes(model, schema)
         counts: Counter = Counter()
         versions: dict[str, int] = {}
         quantized: Counter = Counter()
@@ -213,7 +221,8 @@ class LiteRT(Runtime):
 
 
 def fit_length(a: np.ndarray, length: int) -> np.ndarray:
-    """Pad (with 0 = [PAD] / masked) or truncate the columns of ``a`` to ``length``."""
+    """Pad (with 0 = [PAD] / masked) or truncate the columns of ``a`` to ``length``: the one way rows are
+    fitted to a fixed-shape signature (the runtime here, and export validation of every signature)."""
     if a.shape[1] >= length:
         return a[:, :length]
     return np.pad(a, ((0, 0), (0, length - a.shape[1])))

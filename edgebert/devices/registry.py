@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import UsageError
+from . import host_cpu
 
 WORKER_FILE = Path(__file__).with_name("worker.py")
 _DEVICES: dict[str, type["Device"]] = {}
@@ -78,7 +79,7 @@ class Device:
                 "runtimes": dict(self.runtimes), "default_threads": self.default_threads}
 
     def count_instructions(self, request: dict[str, Any], work: Path) -> dict[str, Any]:
-        """Guest instructions per inference for ``request`` (see ``arm.py``); never raises."""
+        """Guest instructions per inference for ``request`` (see ``arm/device.py``); never raises."""
         return {"status": "unavailable", "error": f"device {self.name} does not count instructions"}
 
     # --- running the worker -------------------------------------------------------------------
@@ -254,6 +255,12 @@ class Desktop(Device):
     name = "desktop"
     description = f"this machine, native {platform.machine()} (not emulated)"
     runtimes = {"onnx": "onnxruntime", "tflite": "litert"}
+    cpuinfo: ClassVar[Path] = host_cpu.CPUINFO  # where the host CPU is read (tests point it at a file)
+
+    def info(self) -> dict[str, Any]:
+        """With the CPU model and its kernel ISA flags: a build's cached latency/accuracy records are
+        reused only on the same CPU (``pipeline/runner.py`` fingerprints this), not on another CI runner."""
+        return {**super().info(), "cpu": host_cpu.read(self.cpuinfo).fingerprint()}
 
     def python_command(self) -> list[str]:
         return [sys.executable]

@@ -2,7 +2,8 @@
 
 This module runs inside the measurement worker, which may be an aarch64 Python under QEMU where only
 numpy and the runtime packages are installed. So: it imports numpy and the standard library at module
-level, each runtime package only inside its own class, and nothing from edgebert (no relative imports).
+level, each runtime package only inside its own class, and nothing from edgebert but its worker-safe
+neighbours (``ort_session.py``, ``litert.py``), imported as files when the worker runs as a file.
 
 A runtime is one registered class: subclass :class:`Runtime`, set ``name``/``formats``/``module``, and
 implement ``__init__`` (load) and ``run``. The measurement loop (``worker.measure``) is shared.
@@ -14,6 +15,11 @@ import importlib
 from typing import Any, ClassVar
 
 import numpy as np
+
+if __package__:
+    from . import ort_session as _ort_session
+else:  # run as a file next to worker.py
+    import ort_session as _ort_session  # type: ignore[no-redef]
 
 _RUNTIMES: dict[str, type["Runtime"]] = {}
 
@@ -103,7 +109,18 @@ def summarize_ops(kernel_events: list[tuple[str, str, float]], runs: int, top: i
     }
 
 
+#: Runtimes in their own modules (same import rules as this file: worker-safe), registered on first
+#: lookup: imported here at module level they would import this module back (an import cycle).
+_PLUGIN_MODULES = ("litert",)
+
+
+def _load_plugins() -> None:
+    for module in _PLUGIN_MODULES:  # as files next to worker.py when the worker runs as a file
+        importlib.import_module(f"{__package__}.{module}" if __package__ else module)
+
+
 def get(name: str) -> type[Runtime]:
+    _load_plugins()
     try:
         return _RUNTIMES[name]
     except KeyError:
@@ -111,6 +128,7 @@ def get(name: str) -> type[Runtime]:
 
 
 def names() -> tuple[str, ...]:
+    _load_plugins()
     return tuple(_RUNTIMES)
 
 
@@ -121,8 +139,12 @@ class OnnxRuntimeCPU(Runtime):
     formats = ("onnx",)
     module = "onnxruntime"
 
+    @classmethod
+    def import_module(cls):
+        return _ort_session.import_onnxruntime()
+
     def __init__(self, model_path: str | bytes, threads: int):
-        """``model_path``: a file path, or the serialized model (export/quantize validation)."""
+        """``model_path``: the file (the worker), or the serialized model (export/quantize validation)."""
         self._threads = int(threads)
         self._model_path = model_path
         self.session = self.new_session()
@@ -133,29 +155,13 @@ class OnnxRuntimeCPU(Runtime):
         self._output = self.session.get_outputs()[0].name
 
     def new_session(self, profile_prefix: str | None = None):
-        """The one place edgebert creates an ONNX Runtime session: CPU provider, ``threads`` intra-op
-        threads, sequential, all graph optimisations, errors-only logging (warnings would drown the
-        worker's stderr); with ``profile_prefix``, ORT's profiler on (a second session, never the timed one)."""
-        ort = self.import_module()
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self._threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        if profile_prefix:
-            so.enable_profiling = True
-            so.profile_file_prefix = profile_prefix
-        return ort.InferenceSession(self._model_path, so, providers=["CPUExecutionProvider"])
+        """A session on this runtime's model with its options (``ort_session.create``); with
+        ``profile_prefix``, ORT's profiler on (a second session, never the timed one)."""
+        return _ort_session.create(self._model_path, self._threads, profile_prefix=profile_prefix)
 
     def settings(self) -> dict[str, Any]:
-        return {
-            "providers": self.session.get_providers(),
-            "intra_op_num_threads": self._threads,
-            "inter_op_num_threads": 1,
-            "execution_mode": "ORT_SEQUENTIAL",
-            "graph_optimization_level": "ORT_ENABLE_ALL",
-        }
+        return {"providers": self.session.get_providers(), "intra_op_num_threads": self._threads,
+                **_ort_session.SETTINGS}
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -187,9 +193,3 @@ class OnnxRuntimeCPU(Runtime):
         out["tool"] = "onnxruntime SessionOptions.enable_profiling (CPU execution provider kernel events)"
         return out
 
-
-# Runtimes in their own modules register on import (same import rules as this file: worker-safe).
-if __package__:
-    from . import litert as _litert  # noqa: E402,F401
-else:  # run as a file next to worker.py
-    import litert as _litert  # type: ignore[no-redef]  # noqa: E402,F401

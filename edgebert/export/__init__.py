@@ -17,6 +17,7 @@ from ..errors import UsageError
 from ..fsutil import publish_dir
 from ..manifest import MANIFEST_NAME, Manifest
 from ..models import LoadedModel, load_classifier
+from ..report import DERIVED_FILES
 from .onnx import export_onnx
 from .tflite import export_tflite
 
@@ -26,7 +27,6 @@ EXPORTERS: dict[str, tuple[str, Callable[..., dict]]] = {
     "tflite": ("model.tflite", export_tflite),  # fixed input [1, seq_len], builtin ops only
 }
 TOKENIZER_DIR = "tokenizer"
-DERIVED_FILES = ("report.json", "report.md", "report.html")
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
+from ..devices.runtimes import OnnxRuntimeCPU
 from ..fsutil import atomic_path
 from ..progress import maybe_step
-from .validate import validate, validation_cases
+from .validate import runtime_runner, validate, validation_cases
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAMES = ("logits",)
@@ -85,14 +86,6 @@ def _quiet():
             lg.setLevel(lvl)
 
 
-def _ort_runner(path: Path):
-    """The exported file on the same ONNX Runtime runtime ``check`` measures with (1 thread)."""
-    from ..devices.runtimes import OnnxRuntimeCPU
-
-    runtime = OnnxRuntimeCPU(str(path), threads=1)
-    return lambda inputs: runtime.run(inputs["input_ids"], inputs["attention_mask"])
-
-
 def export_onnx(model: torch.nn.Module, tokenizer, out_path: Path, seq_len: int, atol: float,
                 progress=None, exporter: str = EXPORTER) -> dict:
     """Export ``model`` to ``out_path`` (dynamic batch and sequence); returns the manifest record.
@@ -110,7 +103,8 @@ def export_onnx(model: torch.nn.Module, tokenizer, out_path: Path, seq_len: int,
         proto = onnx.load(str(tmp))
         onnx.checker.check_model(proto)
         with maybe_step(progress, f"Validating ONNX against PyTorch on {len(cases)} input shapes"):
-            validation = validate(model, _ort_runner(tmp), cases, atol, f"{out_path.name}")
+            validation = validate(model, runtime_runner(OnnxRuntimeCPU(str(tmp), threads=1)), cases, atol,
+                                  f"{out_path.name}")
         opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
         nodes = len(proto.graph.node)
     return {

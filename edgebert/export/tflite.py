@@ -33,7 +33,7 @@ from ..devices.litert import custom_ops_problem, inspect_model
 from ..errors import EdgebertError, UsageError
 from ..fsutil import atomic_path
 from ..progress import maybe_step
-from .validate import validate_lengths, validation_cases
+from .validate import runtime_runner, validate_lengths, validation_cases
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 BATCH = 1
@@ -161,8 +161,7 @@ def export_tflite(model: torch.nn.Module, tokenizer, out_path: Path, seq_len: in
             if runtime.lengths != lengths:
                 raise EdgebertError(f"{out_path.name}: the converter wrote signatures of lengths "
                                     f"{list(runtime.lengths)}, expected {list(lengths)}; no file was kept")
-            run = lambda feeds: runtime.run(feeds["input_ids"], feeds["attention_mask"])  # noqa: E731
-            validation = validate_lengths(model, run, cases, lengths, atol, out_path.name)
+            validation = validate_lengths(model, runtime_runner(runtime), cases, lengths, atol, out_path.name)
     return {
         "path": out_path.name,
         "format": "tflite",

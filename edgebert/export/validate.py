@@ -2,6 +2,8 @@
 
 Cases cover batch 1 and 4, padded and unpadded rows, and two sequence lengths (a short natural one
 and the export's full sequence length), built from real texts so token statistics are realistic.
+The artifact runs on the same :class:`~edgebert.devices.runtimes.Runtime` that ``check`` measures
+with (``runtime_runner``), so what was validated is what gets measured.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 import torch
 
 from ..devices.litert import fit_length
+from ..devices.runtimes import Runtime
 from ..errors import ValidationError
 
 SHORT = "A gorgeous, witty film."
@@ -52,6 +55,11 @@ def torch_logits(model: torch.nn.Module, inputs: dict[str, np.ndarray]) -> np.nd
     with torch.inference_mode():
         out = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
     return out.logits.float().numpy()
+
+
+def runtime_runner(runtime: Runtime) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """A case's inputs -> logits on ``runtime`` (what :func:`validate` calls)."""
+    return lambda inputs: runtime.run(inputs["input_ids"], inputs["attention_mask"])
 
 
 def validate(

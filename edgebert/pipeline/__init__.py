@@ -4,7 +4,9 @@ The package is ``pipeline/``, not ``build/``: tools and .gitignore patterns trea
 build/ as generated output.
 
 ``config.py`` (the TOML config as frozen dataclasses), ``fingerprint.py`` (input fingerprints for
-incremental builds), ``gates.py`` (limits per record), ``runner.py`` (the build itself).
+incremental builds), ``steps.py`` (the step registry: export, quantize:MODE, check, and the build's
+typed records), ``gates.py`` (limits per record), ``baseline.py`` (regressions vs a committed
+baseline), ``runner.py`` (the build itself).
 """
 
 from .config import BuildConfig, default_config, load as load_config, parse as parse_config

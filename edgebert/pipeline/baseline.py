@@ -9,7 +9,7 @@ always gives the same bytes and a reviewer sees only real changes in the diff.
 The file comes from elsewhere (a branch, a pull request): it is parsed as JSON only and every key and
 type is checked; anything unexpected is a :class:`UsageError` naming the problem (exit 2).
 
-Comparison results are ordinary gate results (``gates.py``) so they reach summary.json, the verdict and
+Comparison results are ordinary gate results (``edgebert/gate_result.py``) so they reach summary.json, the verdict and
 the reports' failed-gates list. An artifact the baseline does not know is "new" (not failed); one the
 baseline has but the build did not make is "missing" (information).
 """
@@ -22,15 +22,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .. import gate_result
 from ..errors import UsageError
 from ..fsutil import write_text_atomic
+from ..report.tables import BASELINE_FIGURES as FIGURES
 from ..report.tables import device_tables
 from .config import BaselineConfig
 
 KIND = "edgebert-baseline"
 SCHEMA_VERSION = 1
 MAX_BYTES = 10_000_000          # a baseline is a few KB; refuse anything absurd before parsing it
-FIGURES = ("accuracy", "instructions_per_inference", "size_bytes", "latency_p50_ms")
 Key = tuple[str, str, str]      # (model, artifact, device)
 
 
@@ -183,27 +184,16 @@ def compare(baseline: dict[Key, dict[str, Any]], current: dict[Key, dict[str, An
             limit = getattr(limits, attr)
             if limit is None or o is None:
                 continue
-            base = {"model": model, "artifact": artifact, "device": device, "gate": gate, "unit": unit,
-                    "limit": limit, "comparison": "<=", "baseline": o}
-            if delta is None:
-                results.append({**base, "value": None, "passed": False,
-                                "detail": f"{description}: not measured (baseline {o})"})
-            else:
-                results.append({**base, "value": round(delta, 6), "passed": delta <= limit + 1e-12,
-                                "detail": f"{description}: {n} vs {o}"})
+            base = {"model": model, "artifact": artifact, "device": device}
+            result = gate_result.result(base, gate, delta, limit, unit, gate_result.AT_MOST, tolerance=1e-12,
+                                        detail=f"{description}: {n} vs {o}",
+                                        not_measured=f"{description}: not measured (baseline {o})", baseline=o)
+            if delta is not None:
+                result["value"] = round(delta, 6)  # judged unrounded, recorded rounded
+            results.append(result)
         rows.append(row)
     missing = [{"model": m, "artifact": a, "device": d} for (m, a, d) in sorted(set(baseline) - set(current))]
     return results, {"records": rows, "missing": missing}
 
 
-def format_delta(entry: dict[str, Any] | None, figure: str) -> str:
-    """One delta for the reports: "+0.4 pts", "-1.2%", or "—"."""
-    delta = (entry or {}).get("delta")
-    if delta is None:
-        return "—"
-    if figure == "accuracy":
-        return f"{delta:+.2f} pts"
-    return f"{delta * 100:+.2f}%"
-
-
-__all__ = ["compare", "dumps", "figures", "format_delta", "load", "write"]
+__all__ = ["compare", "dumps", "figures", "load", "write"]

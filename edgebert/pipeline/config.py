@@ -5,14 +5,16 @@ devices and gates. Every key is checked: an unknown key or a wrong type is a :cl
 naming the key and its line (``tomllib`` gives no line numbers for keys, so the line is found by
 scanning the source text for the key inside its table). Relative paths are relative to the file.
 
-Example (every key, with its default)::
+Every key is optional: an omitted key (or table) takes the default of its dataclass field below, the
+one source of defaults (``parse`` reads them from the dataclasses). Every key, with its default
+(``tests/test_build_config.py`` parses this block and compares it with ``parse("")``)::
 
     [build]
     models = ["distilbert", "squeezebert"]        # built-in name, local HF dir, hub id, or {name, source}
-    formats = ["onnx", "tflite"]
+    formats = ["onnx"]
     precisions = ["fp32", "int8-dynamic", "int8-static"]
     seq_len = 128
-    output = "edgebert-build"
+    output = "edgebert-build"  # omitted: in the working directory; set: relative to this file
 
     [calibration]      # int8-static
     data = ""          # CSV/TSV/JSONL with a text column; "" = built-in calibration split
@@ -23,14 +25,15 @@ Example (every key, with its default)::
 
     [quantize]
     min_agreement = 0.9  # int8 vs fp32 predictions on the validation texts; below: the artifact is refused
+    target = "devices"   # ONNX dynamic preset: "devices" = the weakest int8 core among the devices; or a --target
     # max_drop = 0.5     # accuracy goal: points int8 may lose vs fp32 on the validation split (unset: none)
-    # keep_best = false  # goal not met: keep the best model found anyway (the build still fails)
+    keep_best = false    # goal not met: keep the best model found anyway (the build still fails)
 
     [evaluation]
     data = ""          # labelled CSV/TSV/JSONL; "" = built-in test split
     text_column = "text"
     label_column = "label"
-    limit = 0          # 0 = all examples (desktop)
+    limit = 0          # native devices: the first N examples (0 = all of them)
     emulated_limit = 500      # emulated devices: the first N of those examples (0 = all of them)
     emulated_method = "screened"  # "screened" (margin screening) | "all" (every example emulated)
     emulated_probe = 32       # random examples emulated per int8 artifact (screened)
@@ -38,33 +41,38 @@ Example (every key, with its default)::
     emulated_safety = 1.5     # drift bound = safety x the largest drift measured under emulation
     runs = 50
     warmup = 10
-    profile = true     # per-op profile on the desktop
+    profile = true     # per-op profile on the native devices
 
     [devices]
-    names = ["desktop", "cortex-a53", "cortex-a76"]
+    names = ["desktop"]  # e.g. ["desktop", "cortex-a53", "cortex-a76"] (``edgebert devices list``)
     threads = 1
     setup = true       # set up the emulated-ARM environment when it is missing
     emulated_jobs = 2  # models checked at once on emulated devices (each QEMU uses one core)
-
-    [gates]
-    max_accuracy_drop = 2.0    # points vs the fp32 artifact of the same format, same device
-    min_accuracy = 0.75
-    max_size_mb = 100
-    max_latency_p90_ms = 200   # desktop
-    max_drift_vs_desktop = 1.0 # emulated devices: max |logit diff| vs the desktop run
-    max_flips_vs_desktop = 2   # emulated devices: predictions that differ from the desktop's
-    max_flip_rate = 0.02       # emulated devices: 95% upper bound of the flip rate vs the desktop
-    min_int8_kernel_share = 0.01  # opt-in: int8 artifacts on a CPU model with dot product / i8mm must run
-                                  # those instructions (share of the counted inference; default: off)
-
-    [gates.max_instructions]   # guest instructions per inference, per emulated device
-    cortex-a53 = 2.0e9
 
     [baseline]         # regression limits vs ``edgebert build --baseline FILE`` (unused without it)
     max_instructions_increase = 0.02  # fraction: +2% guest instructions per inference
     max_accuracy_drop = 0.5           # points
     max_size_increase = 0.02          # fraction: +2% bytes
-    max_latency_increase = 0.10       # fraction, desktop p50; default: not gated (information only)
+    # max_latency_increase = 0.10     # fraction, desktop p50; default: not gated (information only)
+
+Gates are off unless set (each is one limit; examples)::
+
+    [gates]
+    max_accuracy_drop = 2.0    # points vs the fp32 artifact of the same format, same device
+    min_accuracy = 0.75
+    max_size_mb = 100
+    max_latency_p90_ms = 200   # native devices
+    max_drift_vs_desktop = 1.0 # emulated devices: max |logit diff| vs the desktop run
+    max_flips_vs_desktop = 2   # emulated devices: predictions that differ from the desktop's
+    max_flip_rate = 0.02       # emulated devices: 95% upper bound of the flip rate vs the desktop
+    min_int8_kernel_share = 0.01  # int8 artifacts on a CPU model with dot product / i8mm must run
+                                  # those instructions (share of the counted inference)
+
+    [gates.max_instructions]   # guest instructions per inference, per emulated device of devices.names
+    cortex-a53 = 2.0e9
+
+The built-in default (:func:`default_config`, ``edgebert build`` without a config) is not these
+defaults: it builds both formats on the desktop and two emulated ARM cores, with gates.
 """
 
 from __future__ import annotations
@@ -76,14 +84,16 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..check.screening import METHODS as SCREENING_METHODS
 from ..errors import UsageError
-from ..manifest import PRECISIONS
+from ..vocabulary import (
+    ARCHITECTURES, BUILD_TARGET_DEVICES, CALIBRATION_METHODS, FORMATS, PRECISIONS, QUANTIZE_TARGETS, SCREENING_METHODS,
+)
 
 DEFAULT_OUTPUT = "edgebert-build"
-DEFAULT_MODELS = ("distilbert", "squeezebert")
-DEFAULT_DEVICES = ("desktop", "cortex-a53", "cortex-a76")
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_MODELS = ARCHITECTURES
+DEFAULT_DEVICES = ("desktop",)
+#: The built-in default build's devices (``default_config``): the desktop and two emulated ARM cores.
+BUILTIN_DEVICES = ("desktop", "cortex-a53", "cortex-a76")
 
 
 @dataclass(frozen=True)
@@ -97,13 +107,14 @@ class CalibrationConfig:
     data: Path | None = None
     text_column: str = "text"
     samples: int = 256
-    method: str = "minmax"
+    method: str = CALIBRATION_METHODS[0]
     per_channel: bool = True
 
 
 @dataclass(frozen=True)
 class QuantizeConfig:
     min_agreement: float = 0.9       # int8 vs fp32 predictions on the validation texts; below: no artifact
+    target: str = "devices"          # ONNX dynamic preset: "devices" (from [devices] names) or a quantize --target
     max_drop: float | None = None    # accuracy goal in points (``quantize/accuracy_goal.py``); None: no goal
     keep_best: bool = False
 
@@ -113,9 +124,9 @@ class EvaluationConfig:
     data: Path | None = None
     text_column: str = "text"
     label_column: str = "label"
-    limit: int | None = None         # desktop (native) devices; None = all
-    emulated_limit: int | None = 500  # emulated ARM devices: the first N examples (None = all)
-    emulated_method: str = "screened"  # "screened" | "all" (edgebert/check/screening.py)
+    limit: int | None = None         # native devices: the first N examples; None (TOML 0) = all
+    emulated_limit: int | None = 500  # emulated ARM devices: the first N of those; None (TOML 0) = all
+    emulated_method: str = SCREENING_METHODS[0]  # "screened" | "all" (edgebert/check/screening.py)
     emulated_probe: int = 32         # random examples emulated per int8 artifact
     emulated_probe_fp32: int = 4     # per fp32 artifact
     emulated_safety: float = 1.5     # drift bound = safety x the largest drift measured
@@ -126,7 +137,7 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class DevicesConfig:
-    names: tuple[str, ...] = DEFAULT_DEVICES
+    names: tuple[str, ...] = DEFAULT_DEVICES   # the desktop only; default_config adds two emulated ARM cores
     threads: int = 1
     setup: bool = True               # run the emulated-ARM setup when a device needs it
     emulated_jobs: int = 2           # models checked at once on emulated devices (QEMU is single-threaded)
@@ -161,7 +172,7 @@ class BaselineConfig:
 @dataclass(frozen=True)
 class BuildConfig:
     models: tuple[ModelSpec, ...] = tuple(ModelSpec(m, m) for m in DEFAULT_MODELS)
-    formats: tuple[str, ...] = ("onnx",)
+    formats: tuple[str, ...] = ("onnx",)     # default_config: every registered format
     precisions: tuple[str, ...] = PRECISIONS
     seq_len: int = 128
     output: Path = Path(DEFAULT_OUTPUT)
@@ -202,13 +213,15 @@ DEFAULT_MAX_INSTRUCTIONS = (("cortex-a53", 1.0e9), ("cortex-a76", 6.2e8))
 
 def default_config() -> BuildConfig:
     """The built-in default: both architectures, every registered format, three precisions, desktop +
-    two emulated ARM cores, gates loose enough for the built-in models (under 15 minutes on 2 cores)."""
+    two emulated ARM cores (``BUILTIN_DEVICES``), gates loose enough for the built-in models (under 15
+    minutes on 2 cores). Differs from an empty config (``parse("")``: the dataclass defaults)."""
     from ..export import EXPORTERS
 
-    formats = tuple(f for f in ("onnx", "tflite") if f in EXPORTERS)
+    formats = tuple(f for f in FORMATS if f in EXPORTERS)
     return BuildConfig(
         formats=formats,
         evaluation=EvaluationConfig(limit=1000, emulated_limit=500, runs=30, warmup=5),
+        devices=DevicesConfig(names=BUILTIN_DEVICES),
         gates=GatesConfig(max_accuracy_drop=3.0, min_accuracy=0.75, max_size_mb=100.0,
                           max_latency_p90_ms=250.0, max_drift_vs_desktop=1.0, max_flip_rate=0.03,
                           max_instructions=DEFAULT_MAX_INSTRUCTIONS),
@@ -373,26 +386,29 @@ def parse(text: str, path: Path | None = None) -> BuildConfig:
     base = (path.parent if path else Path.cwd()).resolve()
     tables = {name: _Table(src, name, doc.get(name, {})) for name in TABLES}
 
-    b = tables["build"]
+    b, B = tables["build"], BuildConfig()
     models = _models(b, base)
-    formats = b.get("formats", "strlist", ("onnx",), choices=tuple(EXPORTERS))
-    precisions = b.get("precisions", "strlist", PRECISIONS, choices=PRECISIONS)
+    formats = b.get("formats", "strlist", B.formats, choices=tuple(EXPORTERS))
+    precisions = b.get("precisions", "strlist", B.precisions, choices=PRECISIONS)
     if "fp32" not in precisions:
         raise b.err("precisions", "must include fp32 (the reference for accuracy drop and int8 quantization)")
-    seq_len = b.get("seq_len", "int", 128, low=2)
-    output = b.path("output", base) or Path(DEFAULT_OUTPUT)
+    seq_len = b.get("seq_len", "int", B.seq_len, low=2)
+    output = b.path("output", base) or B.output
 
-    c = tables["calibration"]
+    c, C = tables["calibration"], CalibrationConfig()
     calibration = CalibrationConfig(
-        data=c.path("data", base), text_column=c.get("text_column", "str", "text"),
-        samples=c.get("samples", "int", 256, low=1),
-        method=c.get("method", "str", "minmax", choices=CALIBRATION_METHODS),
-        per_channel=c.get("per_channel", "bool", True))
+        data=c.path("data", base), text_column=c.get("text_column", "str", C.text_column),
+        samples=c.get("samples", "int", C.samples, low=1),
+        method=c.get("method", "str", C.method, choices=CALIBRATION_METHODS),
+        per_channel=c.get("per_channel", "bool", C.per_channel))
 
     q = tables["quantize"]
-    quantize = QuantizeConfig(min_agreement=q.get("min_agreement", "float", 0.9, low=0),
-                              max_drop=q.get("max_drop", "float", None, low=0),
-                              keep_best=q.get("keep_best", "bool", False))
+    Q = QuantizeConfig()
+    quantize = QuantizeConfig(min_agreement=q.get("min_agreement", "float", Q.min_agreement, low=0),
+                              target=q.get("target", "str", Q.target,
+                                           choices=(BUILD_TARGET_DEVICES, *QUANTIZE_TARGETS)),
+                              max_drop=q.get("max_drop", "float", Q.max_drop, low=0),
+                              keep_best=q.get("keep_best", "bool", Q.keep_best))
     if quantize.max_drop is not None and not math.isfinite(quantize.max_drop):
         raise q.err("max_drop", f"is a number of accuracy points >= 0, got {quantize.max_drop}")
     if quantize.keep_best and quantize.max_drop is None:
@@ -400,23 +416,24 @@ def parse(text: str, path: Path | None = None) -> BuildConfig:
     if quantize.min_agreement > 1:
         raise q.err("min_agreement", f"is a fraction between 0 and 1, got {quantize.min_agreement:g}")
 
-    e = tables["evaluation"]
-    limit = e.get("limit", "int", 0, low=0)
-    evaluation = EvaluationConfig(
-        data=e.path("data", base), text_column=e.get("text_column", "str", "text"),
-        label_column=e.get("label_column", "str", "label"), limit=limit or None,
-        emulated_limit=e.get("emulated_limit", "int", 500, low=0) or None,
-        emulated_method=e.get("emulated_method", "str", "screened", choices=SCREENING_METHODS),
-        emulated_probe=e.get("emulated_probe", "int", 32, low=1),
-        emulated_probe_fp32=e.get("emulated_probe_fp32", "int", 4, low=1),
-        emulated_safety=e.get("emulated_safety", "float", 1.5, low=1), runs=e.get("runs", "int", 50, low=1),
-        warmup=e.get("warmup", "int", 10, low=0), profile=e.get("profile", "bool", True))
+    e, E = tables["evaluation"], EvaluationConfig()
+    evaluation = EvaluationConfig(  # limits: TOML 0 (also the default of None) = all examples
+        data=e.path("data", base), text_column=e.get("text_column", "str", E.text_column),
+        label_column=e.get("label_column", "str", E.label_column),
+        limit=e.get("limit", "int", E.limit or 0, low=0) or None,
+        emulated_limit=e.get("emulated_limit", "int", E.emulated_limit or 0, low=0) or None,
+        emulated_method=e.get("emulated_method", "str", E.emulated_method, choices=SCREENING_METHODS),
+        emulated_probe=e.get("emulated_probe", "int", E.emulated_probe, low=1),
+        emulated_probe_fp32=e.get("emulated_probe_fp32", "int", E.emulated_probe_fp32, low=1),
+        emulated_safety=e.get("emulated_safety", "float", E.emulated_safety, low=1),
+        runs=e.get("runs", "int", E.runs, low=1), warmup=e.get("warmup", "int", E.warmup, low=0),
+        profile=e.get("profile", "bool", E.profile))
 
-    d = tables["devices"]
-    names = d.get("names", "strlist", ("desktop",), choices=registry.names())
-    devices = DevicesConfig(names=names, threads=d.get("threads", "int", 1, low=1),
-                            setup=d.get("setup", "bool", True),
-                            emulated_jobs=d.get("emulated_jobs", "int", 2, low=1))
+    d, D = tables["devices"], DevicesConfig()
+    names = d.get("names", "strlist", D.names, choices=registry.names())
+    devices = DevicesConfig(names=names, threads=d.get("threads", "int", D.threads, low=1),
+                            setup=d.get("setup", "bool", D.setup),
+                            emulated_jobs=d.get("emulated_jobs", "int", D.emulated_jobs, low=1))
 
     g = tables["gates"]
     g.used.add("max_instructions")
@@ -431,16 +448,10 @@ def parse(text: str, path: Path | None = None) -> BuildConfig:
         if not registry.get(dev).emulated:
             raise sub.err(dev, f"device {dev!r} is not emulated: instruction counts exist only on emulated ARM devices")
         instructions.append((dev, sub.get(dev, "float", None, low=1)))
-    gates = GatesConfig(
-        max_accuracy_drop=g.get("max_accuracy_drop", "float", None, low=0),
-        min_accuracy=g.get("min_accuracy", "float", None, low=0),
-        max_size_mb=g.get("max_size_mb", "float", None, low=0),
-        max_latency_p90_ms=g.get("max_latency_p90_ms", "float", None, low=0),
-        max_drift_vs_desktop=g.get("max_drift_vs_desktop", "float", None, low=0),
-        max_flips_vs_desktop=g.get("max_flips_vs_desktop", "int", None, low=0),
-        max_flip_rate=g.get("max_flip_rate", "float", None, low=0),
-        min_int8_kernel_share=g.get("min_int8_kernel_share", "float", None, low=0),
-        max_instructions=tuple(instructions))
+    G = GatesConfig()  # every scalar gate: off (None) unless set
+    gates = GatesConfig(max_instructions=tuple(instructions), **{
+        f.name: g.get(f.name, "int" if str(f.type).startswith("int") else "float", getattr(G, f.name), low=0)
+        for f in fields(GatesConfig) if f.name != "max_instructions"})
     for name in ("min_accuracy", "min_int8_kernel_share"):
         value = getattr(gates, name)
         if value is not None and value > 1:

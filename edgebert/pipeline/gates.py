@@ -1,11 +1,13 @@
 """Gates: the limits a build enforces on every (model, artifact, device) record of its reports.
 
-Each gate is one registered :class:`Gate`: which records it applies to, the measured value and the
-limit. A record that failed to run fails the ``runs`` gate (always on). Results are plain dicts so
-they go straight into summary.json and the reports::
+Each gate is one registered :class:`Gate`: which records it applies to, the measured value, the
+limit and which way it goes (``upper``). A record that failed to run fails the ``runs`` gate (always
+on). Results are made by ``edgebert/gate_result.py`` and carry their comparison, so nothing else
+re-derives it; they are plain dicts that go straight into summary.json and the reports::
 
     {"model": "distilbert", "artifact": "model.int8-static.onnx", "device": "desktop",
-     "gate": "max_accuracy_drop", "value": 1.2, "limit": 2.0, "unit": "points", "passed": true}
+     "gate": "max_accuracy_drop", "value": 1.2, "limit": 2.0, "unit": "points", "comparison": "<=",
+     "passed": true, "detail": null}
 
 Accuracy gates apply on every device whose records carry an accuracy over the evaluation examples:
 native devices, and emulated ARM devices, whose accuracy covers ``emulated_limit`` examples through
@@ -19,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .. import gate_result
 from ..report.tables import Row, device_tables
 from .config import GatesConfig
 
@@ -81,8 +84,7 @@ def evaluate(model: str, report: dict[str, Any], gates: GatesConfig) -> list[dic
             base = {"model": model, "artifact": row.artifact, "format": row.format, "precision": row.precision,
                     "device": table.device}
             if row.status != "ok":
-                results.append({**base, "gate": "runs", "value": None, "limit": None, "unit": "",
-                                "passed": False, "detail": row.error or "failed without a reason"})
+                results.append(gate_result.did_not_run(base, row.error or "failed without a reason"))
                 continue
             if row.role == "drift-reference":  # accuracy-only desktop run serving the emulated devices
                 continue
@@ -90,46 +92,7 @@ def evaluate(model: str, report: dict[str, Any], gates: GatesConfig) -> list[dic
                 limit = gate.limit(gates, table.device)
                 if limit is None or not gate.applies(row, table.emulated):
                     continue
-                value = gate.value(row)
-                if value is None:
-                    passed, detail = False, f"{gate.description}: not measured"
-                else:
-                    passed = value <= limit if gate.upper else value >= limit
-                    detail = None
-                results.append({**base, "gate": gate.name, "value": value, "limit": limit, "unit": gate.unit,
-                                "comparison": "<=" if gate.upper else ">=", "passed": passed, "detail": detail})
+                results.append(gate_result.result(base, gate.name, gate.value(row), limit, gate.unit,
+                                                  gate_result.comparison(gate.upper),
+                                                  not_measured=f"{gate.description}: not measured"))
     return results
-
-
-def describe(result: dict[str, Any]) -> str:
-    """One line for a gate result: which artifact, which gate, measured value and limit."""
-    where = f"{result['model']}/{result['artifact']} on {result['device']}"
-    if result["gate"] == "runs":
-        return f"{where}: did not run ({result.get('detail')})"
-    if result["value"] is None:
-        return f"{where}: {result['gate']}: {result.get('detail')}"
-    op = {"<=": "≤", ">=": "≥"}.get(result.get("comparison", "<="), "≤")
-    verdict = "ok" if result["passed"] else "FAILED"
-    return (f"{where}: {result['gate']} {verdict}: measured {fmt_value(result['value'], result['unit'])}, "
-            f"limit {op} {fmt_value(result['limit'], result['unit'])}")
-
-
-def fmt_value(value: float | None, unit: str) -> str:
-    if value is None:
-        return "—"
-    if unit == "instructions":
-        return f"{value / 1e6:,.1f} M instructions"
-    if unit == "fraction":
-        return f"{value * 100:.2f}%"
-    if unit == "examples":
-        return f"{value:.0f} examples"
-    return f"{value:.3g} {unit}"
-
-
-def status_by_record(results: list[dict[str, Any]]) -> dict[tuple[str, str, str], str]:
-    """(model, artifact, device) -> "pass" | "fail" (records without any gate are absent)."""
-    out: dict[tuple[str, str, str], str] = {}
-    for r in results:
-        key = (r["model"], r["artifact"], r["device"])
-        out[key] = "fail" if (not r["passed"] or out.get(key) == "fail") else "pass"
-    return out

@@ -3,7 +3,8 @@
 For each model: export (every configured format) -> quantize (each int8 mode) -> check (native devices
 on the full evaluation set, emulated ARM devices on ``emulated_limit`` examples with the desktop run
 of the same examples as drift reference) -> gates. Every step calls the library function the CLI
-command calls (``export``, ``quantize``, ``check``); this module only decides what to run.
+command calls (``export``, ``quantize``, ``check``); the steps, their fingerprints and their reuse
+are in ``steps.py``; this module decides what to run when, pipelines the checks and writes the summary.
 
 Incremental: each step's input fingerprint (``fingerprint.py``) is recorded in the manifest, on every
 artifact it made (``artifacts[name]["build"]``) and for the check (``manifest["build"]["check"]``).
@@ -22,33 +23,28 @@ import fcntl
 import os
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .. import devices as registry
-from .. import safepath
+from .. import gate_result, safepath
 from ..errors import EdgebertError, UsageError
-from ..fsutil import sha256_file, write_json_atomic, write_text_atomic
-from ..manifest import MANIFEST_NAME, Manifest, now_iso
+from ..fsutil import write_json_atomic, write_text_atomic
+from ..manifest import Manifest, now_iso
 from ..progress import Progress
-from . import fingerprint as fp
+from ..report import REPORT_HTML, REPORT_JSON, REPORT_MD
 from . import gates as gates_mod
-from .config import BuildConfig
+from . import steps
+from .config import BuildConfig, ModelSpec
+from .steps import ModelBuild, WorkItem
 
 SUMMARY_NAME = "summary.json"
-REPORT_MD = "report.md"
-REPORT_HTML = "report.html"
 LOCK_NAME = ".edgebert-build.lock"
 SUMMARY_SCHEMA_VERSION = 1
 
 #: ``hook(model, step)`` is called just before a step runs (not when it is reused): tests use it to
 #: simulate an interruption at a precise point.
 Hook = Callable[[str, str], None]
-
-
-def _mode(precision: str) -> str | None:
-    return None if precision == "fp32" else precision.split("-", 1)[1]
 
 
 @contextlib.contextmanager
@@ -80,29 +76,6 @@ def _load_manifest(directory: Path) -> Manifest | None:
     return Manifest.load_existing(directory)
 
 
-def _reusable(manifest: Manifest | None, names: list[str], sha: str) -> bool:
-    """Every expected artifact is recorded with this fingerprint and its file still matches its hash."""
-    if manifest is None:
-        return False
-    for name in names:
-        rec = manifest.artifacts.get(name)
-        if not rec or (rec.get("build") or {}).get("fingerprint") != sha:
-            return False
-        path = manifest.artifact_path(name)
-        if not path.is_file() or path.stat().st_size != rec.get("size_bytes") or sha256_file(path) != rec.get("sha256"):
-            return False
-    return True
-
-
-def _stamp(directory: Path, names: list[str], step: str, print_: dict[str, Any]) -> None:
-    manifest = Manifest.load(directory)
-    for name in names:
-        manifest.artifacts[name]["build"] = {"step": step, "fingerprint": print_["sha256"], "stamped": now_iso()}
-    manifest.data.setdefault("build", {}).setdefault("fingerprints", {})[
-        step if step == "export" else f"{step}:{names[0]}"] = print_
-    manifest.save()
-
-
 def _drop_unwanted(directory: Path, wanted: set[str], info: Callable[[str], None] = lambda m: None) -> list[str]:
     """Remove artifacts the config no longer asks for: manifest entry first, then the file, but only a
     file edgebert provably made (same sha256 as recorded); one it did not is kept and said so."""
@@ -121,7 +94,7 @@ def _drop_unwanted(directory: Path, wanted: set[str], info: Callable[[str], None
     return extra
 
 
-# --- steps -------------------------------------------------------------------------------------
+# --- the build -----------------------------------------------------------------------------------
 def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]:
     """Emulated devices need the ARM environment: set it up (config ``devices.setup``) or say how."""
     devices = [registry.get(d) for d in config.devices.names]
@@ -134,7 +107,7 @@ def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]
         d, why = missing[0]
         raise UsageError(f"device {d} is not ready ({why}); run `edgebert devices setup` or set "
                          f"[devices] setup = true")
-    from ..devices import setup as arm_setup
+    from ..devices.arm import setup as arm_setup
 
     summary = arm_setup.setup(arm_setup.default_env(), progress=progress, counting_cpus=counting)
     still = [d for d in config.devices.names if registry.get(d).unavailable_reason()]
@@ -144,138 +117,41 @@ def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]
     return list(summary.get("ran") or [])
 
 
-def _check_settings(config: BuildConfig):
-    from ..check import CheckSettings
-
-    from ..check.screening import ScreeningSettings
-
-    ev = config.evaluation
-    return CheckSettings(devices=config.devices.names, data=ev.data, text_column=ev.text_column,
-                         label_column=ev.label_column, limit=ev.limit, seq_len=config.seq_len,
-                         threads=config.devices.threads, warmup=ev.warmup, runs=ev.runs, profile=ev.profile,
-                         emulated=ScreeningSettings(method=ev.emulated_method, probe=ev.emulated_probe,
-                                                    probe_fp32=ev.emulated_probe_fp32, safety=ev.emulated_safety),
-                         emulated_limit=ev.emulated_limit, emulated_jobs=config.devices.emulated_jobs)
-
-
-def _device_fingerprint(names: tuple[str, ...]) -> dict[str, Any]:
-    out = {}
-    for name in names:
-        device = registry.get(name)
-        info = device.info()
-        if device.emulated:
-            from ..devices import setup as arm_setup
-
-            info["env"] = arm_setup.default_env().info()
-        out[name] = info
-    return out
-
-
-def _prepare_model(spec, config: BuildConfig, out: Path, force: bool, progress: Progress | None,
-                 hook: Hook | None) -> dict[str, Any]:
-    from ..check.runner import REPORT_NAME
-    from ..export import EXPORTERS, ExportSettings, export
-    from ..quantize import RECIPES, QuantizeSettings, quantize
-
-    directory = out / spec.name
-    stale = _clean_stale(directory)
-    steps: list[dict[str, Any]] = []
+def _prepare_model(spec: ModelSpec, items: list[WorkItem], config: BuildConfig, out: Path, force: bool,
+                   progress: Progress | None, hook: Hook | None) -> ModelBuild:
+    """Run (or reuse) the model's artifact steps, drop what the config no longer asks for, and decide
+    whether its check can be reused (the check itself runs in :class:`_Checks`)."""
+    model = ModelBuild(spec, out / spec.name)
+    model.stale_removed = _clean_stale(model.directory)
+    ctx = steps.Context(config, model, progress)
     info = (lambda m: progress.info(m)) if progress else (lambda m: None)
-
-    def run_step(step: str, names: list[str], print_: dict[str, Any], action: Callable[[], None]) -> None:
-        start = time.perf_counter()
-        reused = not force and _reusable(_load_manifest(directory), names, print_["sha256"])
-        if reused:
-            info(f"{spec.name}: {step}: reused ({', '.join(names)}; inputs unchanged)")
-        else:
-            info(f"{spec.name}: {step}: running")
-            if hook:
-                hook(spec.name, step)
-            action()
-            _stamp(directory, names, step.split(":")[0], print_)
-        steps.append({"step": step, "reused": reused, "artifacts": names, "fingerprint": print_["sha256"],
-                      "seconds": round(time.perf_counter() - start, 2)})
-
-    # export (a built-in model is trained on first use, here: its time is the "model" phase)
-    t0 = time.perf_counter()
-    model_inputs = fp.model_inputs(spec.source, progress=progress)
-    model_seconds = round(time.perf_counter() - t0, 1)
-    export_settings = ExportSettings(formats=config.formats, seq_len=config.seq_len)
-    fp_export = fp.fingerprint("export", model=model_inputs, settings=asdict(export_settings))
-    fp32_names = [EXPORTERS[f][0] for f in config.formats]
-    def do_export() -> None:
-        export(spec.source, directory, export_settings, progress=progress)
-        stale_html = directory / "report.html"  # derived from the previous export's check
-        if stale_html.is_file():
-            stale_html.unlink()
-
-    run_step("export", fp32_names, fp_export, do_export)
-
-    # quantize, one step per mode (each covers every format)
-    cal = config.calibration
-    wanted = set(fp32_names)
-    for precision in config.precisions:
-        mode = _mode(precision)
-        if mode is None:
-            continue
-        settings = QuantizeSettings(mode=mode, calibration=cal.data, text_column=cal.text_column,
-                                    samples=cal.samples, method=cal.method, per_channel=cal.per_channel,
-                                    seq_len=config.seq_len, formats=config.formats,
-                                    min_agreement=config.quantize.min_agreement,
-                                    max_drop=config.quantize.max_drop, keep_best=config.quantize.keep_best)
-        names = [RECIPES[(f, mode)].artifact for f in config.formats]
-        wanted.update(names)
-        print_ = fp.fingerprint("quantize", export=fp_export["sha256"],
-                                settings={k: v for k, v in asdict(settings).items()
-                                          if mode == "static" or k not in ("calibration", "samples", "method")},
-                                calibration_data=fp.file_digest(cal.data) if mode == "static" else None)
-        run_step(f"quantize:{mode}", names, print_,
-                 lambda s=settings: quantize(directory, s, progress=progress))
-    dropped = _drop_unwanted(directory, wanted, info)
-
-    # check (the fingerprint covers every artifact's hash, the settings, the data and the devices)
-    manifest = Manifest.load(directory)
-    check_settings = _check_settings(config)
-    fp_check = fp.fingerprint(
-        "check", artifacts={n: r["sha256"] for n, r in manifest.artifacts.items()},
-        settings={**check_settings.to_json(), "devices": list(config.devices.names),
-                  "emulated_limit": config.evaluation.emulated_limit},
-        data=fp.file_digest(config.evaluation.data), devices=_device_fingerprint(config.devices.names))
-    recorded = (manifest.data.get("build") or {}).get("check") or {}
-    report_path = directory / REPORT_NAME
-    check_reused = (not force and recorded.get("fingerprint") == fp_check["sha256"] and report_path.is_file()
-                    and sha256_file(report_path) == recorded.get("report_sha256"))
-    return {"name": spec.name, "source": spec.source, "status": "ok", "directory": str(directory),
-            "model_seconds": model_seconds,
-            "steps": steps, "stale_removed": stale, "dropped": dropped,
-            "_check": {"print": fp_check, "reused": check_reused}}
+    wanted: set[str] = set()
+    for item in items:
+        if item.kind != steps.CHECK:
+            steps.run_artifact_step(ctx, item, force, hook)
+            wanted.update(item.artifacts)
+    model.dropped = _drop_unwanted(model.directory, wanted, info)
+    print_ = steps.STEPS[steps.CHECK].fingerprint(ctx, None)
+    model.check = steps.CheckState(print_, reused=not force and steps.check_reused(model.directory, print_))
+    return model
 
 
-def _stamp_check(directory: Path, print_: dict[str, Any]) -> None:
-    from ..check.runner import REPORT_NAME
-
-    manifest = Manifest.load(directory)
-    manifest.data.setdefault("build", {})["check"] = {
-        "fingerprint": print_["sha256"], "inputs": print_["inputs"],
-        "report_sha256": sha256_file(directory / REPORT_NAME), "stamped": now_iso()}
-    manifest.save()
-
-
-def _finish_model(model: dict[str, Any], config: BuildConfig, report: dict[str, Any]) -> dict[str, Any]:
+def _finish_model(model: ModelBuild, config: BuildConfig) -> None:
+    """The model's own report.md/report.html, its artifact list and its gate results."""
     from ..report import write_report
 
-    directory = Path(model["directory"])
-    write_report(directory, html_too=True)  # the model's own report.md and report.html
+    assert model.report is not None
+    directory = model.directory
+    write_report(directory, html_too=True)
     manifest = Manifest.load(directory)
-    step_of = {n: s for s in model["steps"] for n in s.get("artifacts", ())}
-    model["architecture"] = manifest.architecture
-    model["artifacts"] = [
+    reused = {n for s in model.steps if s.reused for n in (s.artifacts or ())}
+    model.architecture = manifest.architecture
+    model.artifacts = [
         {"name": n, "format": r["format"], "precision": r["precision"], "path": str(directory / r["path"]),
          "size_bytes": r["size_bytes"], "sha256": r["sha256"], "fingerprint": (r.get("build") or {}).get("fingerprint"),
-         "reused": bool(step_of.get(n, {}).get("reused"))}
+         "reused": n in reused}
         for n, r in manifest.artifacts.items()]
-    model["gates"] = gates_mod.evaluate(model["name"], report, config.gates)
-    return model
+    model.gates = gates_mod.evaluate(model.name, model.report, config.gates)
 
 
 class _Checks:
@@ -294,33 +170,34 @@ class _Checks:
         self.emulated = JobRunner(config.devices.emulated_jobs, progress,
                                   "Emulated ARM checks (in the background while the next model builds)")
 
-    def start(self, m: dict[str, Any]) -> None:
+    def start(self, m: ModelBuild) -> None:
         from ..check.emulated import emulated_jobs
         from ..check.runner import native_jobs, prepare, run_jobs
 
-        if m["_check"]["reused"]:
+        assert m.check is not None
+        if m.check.reused:
             if self.progress:
-                self.progress.info(f"{m['name']}: check: reused (artifacts, data, settings and devices unchanged)")
+                self.progress.info(f"{m.name}: check: reused (artifacts, data, settings and devices unchanged)")
             return
-        m["_check"]["start"] = time.perf_counter()
+        m.check.started = time.perf_counter()
         if self.progress:
-            self.progress.info(f"{m['name']}: check: running on {', '.join(self.config.devices.names)}")
+            self.progress.info(f"{m.name}: check: running on {', '.join(self.config.devices.names)}")
         if self.hook:
-            self.hook(m["name"], "check")
+            self.hook(m.name, steps.CHECK)
         t0 = time.perf_counter()
-        plan = prepare(Path(m["directory"]), _check_settings(self.config), self.progress, label=m["name"])
-        self.plans[m["name"]] = plan
-        run_jobs(native_jobs(plan, "accuracy"), 1, self.progress, f"{m['name']}: accuracy on native devices")
+        plan = prepare(m.directory, steps.check_settings(self.config), self.progress, label=m.name)
+        self.plans[m.name] = plan
+        run_jobs(native_jobs(plan, "accuracy"), 1, self.progress, f"{m.name}: accuracy on native devices")
         self.seconds["desktop_accuracy"] += time.perf_counter() - t0
         jobs = emulated_jobs(plan)
         if jobs and self.first_submit is None:
             self.first_submit = time.perf_counter()
         self.emulated.submit(jobs)
 
-    def finish(self, models: list[dict[str, Any]]) -> None:
+    def finish(self, models: list[ModelBuild]) -> None:
         import json
 
-        from ..check.runner import REPORT_NAME, finish, native_jobs, run_jobs
+        from ..check.runner import finish, native_jobs, run_jobs
 
         t0 = time.perf_counter()
         self.emulated.wait()
@@ -332,16 +209,18 @@ class _Checks:
             run_jobs(native_jobs(plan, "latency"), 1, self.progress, f"{name}: latency on native devices (alone)")
         self.seconds["desktop_latency"] = time.perf_counter() - t0
         for m in models:
-            if m["status"] != "ok":
+            if not m.ok:
                 continue
-            c = m["_check"]
-            if m["name"] in self.plans:
-                m["_report"] = finish(self.plans.pop(m["name"]))
-                _stamp_check(Path(m["directory"]), c["print"])
+            c = m.check
+            assert c is not None
+            if m.name in self.plans:
+                m.report = finish(self.plans.pop(m.name))
+                steps.stamp_check(m.directory, c.fingerprint)
             else:
-                m["_report"] = json.loads((Path(m["directory"]) / REPORT_NAME).read_text(encoding="utf-8"))
-            m["steps"].append({"step": "check", "reused": c["reused"], "fingerprint": c["print"]["sha256"],
-                               "seconds": round(time.perf_counter() - c["start"], 2) if "start" in c else 0.0})
+                m.report = json.loads((m.directory / REPORT_JSON).read_text(encoding="utf-8"))
+            m.steps.append(steps.StepRecord(
+                steps.CHECK, c.reused, c.fingerprint["sha256"],
+                round(time.perf_counter() - c.started, 2) if c.started is not None else 0.0))
 
     def close(self) -> None:
         self.emulated.cancel()  # after an error: queued emulated jobs are dropped, running ones end
@@ -373,28 +252,30 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
         t0 = time.perf_counter()
         setup_ran = _ensure_devices(config, progress)
         setup_seconds = round(time.perf_counter() - t0, 1)
-        models = []
+        items = steps.work_items(config)
+        builds: list[ModelBuild] = []
         checks = _Checks(config, progress, hook)
         try:
             for spec in config.models:
                 try:
-                    models.append(_prepare_model(spec, config, out, force, progress, hook))
+                    builds.append(_prepare_model(spec, [i for i in items if i.model == spec.name], config, out,
+                                                 force, progress, hook))
                 except UsageError:
                     raise
                 except EdgebertError as exc:  # this model failed; the others still build
-                    models.append({"name": spec.name, "source": spec.source, "status": "failed", "error": str(exc),
-                                   "directory": str(out / spec.name), "steps": [], "artifacts": [], "gates": []})
+                    builds.append(ModelBuild(spec, out / spec.name, status="failed", error=str(exc)))
                     continue
-                checks.start(models[-1])
-            checks.finish(models)
+                checks.start(builds[-1])
+            checks.finish(builds)
         finally:
             checks.close()
         model_reports = {}
-        for m in models:
-            if m["status"] == "ok":
-                model_reports[m["name"]] = m.pop("_report")
-                _finish_model(m, config, model_reports[m["name"]])
-                m.pop("_check", None)
+        for m in builds:
+            if m.ok:
+                assert m.report is not None
+                model_reports[m.name] = m.report
+                _finish_model(m, config)
+        models = [m.to_json() for m in builds]
         figures = baseline_mod.figures(models, model_reports)
         vs_baseline = None
         if previous is not None:
@@ -415,7 +296,7 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
             "phases": _phases(models, setup_seconds, checks.seconds),
             "models": models,
             "gates": {"checked": len(results), "failed": len(failures),
-                      "failures": [{**g, "message": gates_mod.describe(g)} for g in failures]},
+                      "failures": [{**g, "message": gate_result.describe(g)} for g in failures]},
             "reused": all(s["reused"] for m in models for s in m["steps"]) and bool(models),
             "baseline": vs_baseline,
         }
@@ -437,11 +318,11 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
 
 def _phases(models: list[dict[str, Any]], setup_seconds: float, checks: dict[str, float]) -> dict[str, float]:
     """Wall seconds by phase (emulated checks overlap the later models' export and quantization)."""
-    steps = [s for m in models for s in m.get("steps", [])]
+    done = [s for m in models for s in m.get("steps", [])]
     return {"devices_setup": setup_seconds,
             "builtin_models": round(sum(m.get("model_seconds") or 0 for m in models), 1),
-            "export": round(sum(s["seconds"] for s in steps if s["step"] == "export"), 1),
-            "quantize": round(sum(s["seconds"] for s in steps if s["step"].startswith("quantize")), 1),
+            "export": round(sum(s["seconds"] for s in done if s["step"] == steps.EXPORT), 1),
+            "quantize": round(sum(s["seconds"] for s in done if s["step"].startswith(steps.QUANTIZE)), 1),
             **{k: round(v, 1) for k, v in checks.items()}}
 
 

@@ -23,6 +23,7 @@ from ..errors import EdgebertError, UsageError
 from ..fsutil import atomic_path
 from ..manifest import Manifest
 from ..progress import Progress, maybe_step
+from ..vocabulary import precision
 from . import accuracy_goal, dynamic, groups, inspect, presets, rewrites, static, tflite, validate
 from .calibration import METHODS
 from .preprocess import load_fp32, pre_process, scratch_dir
@@ -34,12 +35,13 @@ class QuantizeSettings:
     calibration: Path | None = None  # CSV/TSV/JSONL with a text column; None -> built-in calibration split
     text_column: str = "text"
     samples: int = 256               # calibration samples (static)
-    method: str = "minmax"           # minmax | entropy | percentile
+    method: str = METHODS[0]         # ``vocabulary.CALIBRATION_METHODS``: minmax | entropy | percentile
     per_channel: bool | None = None  # per-output-channel weight scales; None: the target's preset (dynamic), on (static)
     seq_len: int = 128               # calibration sequence length (ONNX; TFLite uses its fixed length)
     formats: tuple[str, ...] | None = None  # formats to quantize; None -> every fp32 format present
     min_agreement: float = validate.MIN_AGREEMENT  # int8 vs fp32 predictions on validation texts; below: refused
     target: str = "auto"             # ONNX dynamic recipe's target CPU (``presets.TARGETS``); auto: this machine
+    target_reason: str | None = None  # why this target (a build: its devices); None: "requested"/"auto"
     max_drop: float | None = None    # accuracy goal: points of accuracy int8 may lose vs fp32 (``accuracy_goal``)
     keep_best: bool = False          # goal not met: still write the best model found (and exit 1)
     data: Path | None = None         # labelled goal texts (CSV/TSV/JSONL); None -> built-in validation split
@@ -64,11 +66,11 @@ class Recipe:
 
 #: (format, mode) -> recipe. ONNX recipes run in ``_quantize_onnx``; TFLite ones in ``tflite.run``.
 RECIPES: dict[tuple[str, str], Recipe] = {
-    ("onnx", "dynamic"): Recipe("ort-dynamic-int8", "dynamic", "int8-dynamic", "model.int8-dynamic.onnx",
+    ("onnx", "dynamic"): Recipe("ort-dynamic-int8", "dynamic", precision("dynamic"), "model.int8-dynamic.onnx",
                                 dynamic.run, False, why=dynamic.WHY, describe=dynamic.describe),
-    ("onnx", "static"): Recipe("ort-static-qdq-int8", "static", "int8-static", "model.int8-static.onnx",
+    ("onnx", "static"): Recipe("ort-static-qdq-int8", "static", precision("static"), "model.int8-static.onnx",
                                static.run, True, why=static.WHY, describe=static.describe),
-    **{("tflite", mode): Recipe(name, mode, f"int8-{mode}", f"model.int8-{mode}.tflite", fn, mode == "static",
+    **{("tflite", mode): Recipe(name, mode, precision(mode), f"model.int8-{mode}.tflite", fn, mode == "static",
                                 "tflite", why=tflite.WHY[mode], describe=tflite.describe)
        for mode, (name, fn) in tflite.RECIPES.items()},
 }
@@ -288,7 +290,8 @@ def _quantize_onnx(directory: Path, manifest: Manifest, settings: QuantizeSettin
             "mode": recipe.mode,
             "recipe": recipe.name,
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()
-                         if ((recipe.calibrated and k not in GOAL_SETTINGS) or k in ("mode", "per_channel", "target")
+                         if ((recipe.calibrated and k not in GOAL_SETTINGS)
+                             or k in ("mode", "per_channel", "target", "target_reason")
                              or (goal and k in GOAL_SETTINGS)) and k != "formats"},
             **details,
             "rewrites": applied,

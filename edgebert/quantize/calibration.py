@@ -27,8 +27,11 @@ from ..data.datasets import load_texts
 from ..data.tokenize import batches
 from ..errors import EdgebertError, UsageError
 from ..progress import Progress, maybe_track
+from ..vocabulary import CALIBRATION_METHODS
 
-METHODS = ("minmax", "entropy", "percentile")
+#: method -> ORT ``CalibrationMethod`` member; its keys are ``vocabulary.CALIBRATION_METHODS``.
+ORT_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+METHODS = CALIBRATION_METHODS
 BATCH_SIZE = 8
 #: |x| above this (or below it, when non-zero) is not a real activation range.
 DEGENERATE_ABS_MAX = 1e30
@@ -104,8 +107,7 @@ def _ort_method(method: str):
 
     if method not in METHODS:
         raise UsageError(f"unknown calibration method {method!r}; use one of {', '.join(METHODS)}")
-    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile}[method]
+    return getattr(CalibrationMethod, ORT_METHODS[method])
 
 
 def is_degenerate(arr: np.ndarray) -> bool:

@@ -45,6 +45,7 @@ def run(pre_path: Path, out_path: Path, settings, *, exclude: tuple[str, ...] = 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target, preset, chosen = presets.resolve(settings.target)
+    chosen = settings.target_reason or chosen
     per_channel = presets.per_channel(settings.per_channel, preset)
     try:
         with quiet_ort():

@@ -6,24 +6,20 @@ an AVX2-only AMD EPYC: tiny trained DistilBERT max |logit diff| vs fp32 0.61 ins
 untrained SqueezeBERT agreement 0.00). 7-bit weights cannot saturate there. With VNNI (``vpdpbusd``
 adds in int32) or on ARM (SDOT / widening multiplies) full range is exact, and keeps one more bit.
 The quantizers validate against fp32 on this host, so the choice follows the host and is recorded in
-the manifest with its reason.
+the manifest with its reason. The host CPU is read by ``devices/host_cpu.py`` (also the desktop
+device's fingerprint).
 """
 
 from __future__ import annotations
 
-import platform
-from pathlib import Path
+from ..devices import host_cpu
 
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
 def cpu_flags(cpuinfo: str) -> set[str]:
-    """The ``flags`` of the first processor in a Linux ``/proc/cpuinfo`` text."""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return set(value.split())
-    return set()
+    """The ISA flags of the first processor in a Linux ``/proc/cpuinfo`` text."""
+    return set(host_cpu.parse(cpuinfo).flags)
 
 
 def reduce_range_choice(machine: str, flags: set[str]) -> tuple[bool, str]:
@@ -39,8 +35,5 @@ def reduce_range_choice(machine: str, flags: set[str]) -> tuple[bool, str]:
 
 def host_reduce_range() -> tuple[bool, str]:
     """:func:`reduce_range_choice` for this machine (flags from /proc/cpuinfo where there is one)."""
-    try:
-        flags = cpu_flags(Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace"))
-    except OSError:
-        flags = set()
-    return reduce_range_choice(platform.machine(), flags)
+    cpu = host_cpu.host()
+    return reduce_range_choice(cpu.machine, set(cpu.flags))

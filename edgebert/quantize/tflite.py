@@ -36,7 +36,7 @@ from typing import Callable
 import numpy as np
 
 from ..data.tokenize import batches
-from ..devices.litert import inspect_model
+from ..devices.litert import inspect_model, model_and_op_names
 from ..errors import EdgebertError, UsageError
 from ..export.tflite import check_builtin_only, quiet_native
 from .calibration import load_calibration_texts
@@ -61,12 +61,7 @@ def consumers_of(data: bytes, sources: tuple[str, ...] = OUTLIER_SOURCES,
     these layers dynamic).
     Found from the graph, so no architecture's layer names are hard-coded here.
     """
-    from ai_edge_litert import schema_py_generated as schema
-
-    from ..devices.litert import operator_names
-
-    model = schema.Model.GetRootAs(data, 0)
-    codes = [name for name, _ in operator_names(model, schema)]
+    model, codes = model_and_op_names(data)
     found = []
     for s in range(model.SubgraphsLength()):
         sg = model.Subgraphs(s)

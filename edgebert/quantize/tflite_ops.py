@@ -23,12 +23,9 @@ FLOAT32 = 0  # TensorType.FLOAT32
 
 def _walk(data: bytes) -> dict:
     """Counts needing the graph: float named ops, GELU-fed dynamic-range layers, act×act BATCH_MATMULs."""
-    from ai_edge_litert import schema_py_generated as schema
+    from ..devices.litert import model_and_op_names
 
-    from ..devices.litert import operator_names
-
-    model = schema.Model.GetRootAs(data, 0)
-    codes = [name for name, _ in operator_names(model, schema)]
+    model, codes = model_and_op_names(data)
 
     def constant(sg, t: int) -> bool:
         buf = sg.Tensors(t).Buffer()

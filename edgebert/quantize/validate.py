@@ -53,12 +53,13 @@ def run(model: onnx.ModelProto | str, inputs: dict[str, np.ndarray]) -> np.ndarr
 
 
 def onnx_runner(model: onnx.ModelProto | str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """(input_ids, attention_mask) -> logits on one ONNX Runtime CPU session, 1 thread (batch-1 rows of
-    ~27 tokens: 1 thread ran the 200-text check 1.8x faster than the default on 2 shared cores)."""
+    """(input_ids, attention_mask) -> logits on the ONNX Runtime runtime ``check`` measures with, 1 thread
+    (batch-1 rows of ~27 tokens: 1 thread ran the 200-text check 1.8x faster than the default on 2 shared
+    cores). ``model``: a graph in memory or a file path."""
     from ..devices.runtimes import OnnxRuntimeCPU
 
     data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    return OnnxRuntimeCPU(data, threads=1).run  # the runtime `check` measures with
+    return OnnxRuntimeCPU(data, threads=1).run
 
 
 def check_rewrite(original, rewritten, inputs) -> float:

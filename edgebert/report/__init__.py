@@ -18,6 +18,8 @@ from . import html, markdown
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
+#: Files derived from a check, in the order they are made (an export of new artifacts removes them).
+DERIVED_FILES = (REPORT_JSON, REPORT_MD, REPORT_HTML)
 
 
 def load_report(directory: str | Path) -> dict[str, Any]:

@@ -12,12 +12,21 @@ import math
 from html import escape
 from typing import Any
 
-from .markdown import accuracy_text, agreement_text, flips_text, instructions_text, kernel_path_text
-from .tables import DeviceTable, Row, device_tables
+from ..gate_result import fmt_value, limit_text
+from .markdown import (
+    accuracy_text,
+    agreement_text,
+    flips_text,
+    format_delta,
+    instructions_text,
+    kernel_path_text,
+)
+from ..vocabulary import PRECISIONS
+from .tables import BASELINE_FIGURES, DeviceTable, Row, device_tables
 
 PASS, FAIL, NONE = "#1a7f37", "#cf222e", "#6e7781"
 SHAPES = ("circle", "square", "triangle", "diamond")
-PRECISION_SHORT = {"fp32": "fp32", "int8-dynamic": "int8-dyn", "int8-static": "int8-st"}
+PRECISION_SHORT = {p: p.replace("dynamic", "dyn").replace("static", "st") for p in PRECISIONS}  # plot labels
 
 CSS = """
 body{font:14px/1.45 -apple-system,BlinkMacSystemFont,"Segoe UI",Helvetica,Arial,sans-serif;color:#1f2328;
@@ -204,11 +213,8 @@ def _gate_cell(results: list[dict[str, Any]]) -> tuple[str, str]:
     bad = [g for g in results if not g["passed"]]
     if not bad:
         return "pass", f'<span class="tag pass">pass ({len(results)})</span>'
-    from ..pipeline.gates import fmt_value
-
     why = "; ".join(
-        (f"{g['gate']}: {fmt_value(g['value'], g['unit'])} vs "
-         f"{ {'<=': '≤', '>=': '≥'}.get(g.get('comparison', '<='), '≤')} {fmt_value(g['limit'], g['unit'])}")
+        f"{g['gate']}: {fmt_value(g['value'], g['unit'])} vs {limit_text(g)}"
         if g["value"] is not None and g["limit"] is not None else f"{g['gate']}: {g.get('detail')}"
         for g in bad)
     return "fail", f'<span class="tag fail">FAIL</span><div class="why">{escape(why)}</div>'
@@ -326,9 +332,7 @@ def _page(title: str, body: str) -> str:
 
 def _baseline_section(vs: dict[str, Any]) -> str:
     """The "vs baseline" card: deltas per (model, artifact, device); new and missing records said so."""
-    from ..pipeline.baseline import format_delta
-
-    figs = ("accuracy", "instructions_per_inference", "size_bytes", "latency_p50_ms")
+    figs = BASELINE_FIGURES
     gated = vs.get("limits", {}).get("max_latency_increase") is not None
     rows = []
     for r in vs["records"]:
@@ -349,8 +353,6 @@ def _baseline_section(vs: dict[str, Any]) -> str:
 
 def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]]) -> str:
     """The build report: verdict, failed gates, then per device a table and two plots (all models)."""
-    from ..pipeline.gates import describe
-
     gate_results: dict[tuple[str, str, str], list] = {}
     for m in summary["models"]:
         for g in m["gates"]:
@@ -358,7 +360,7 @@ def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]]) ->
     cfg = summary["config"]
     passed = summary["status"] == "passed"
     gates = summary["gates"]
-    body = [f"<h1>edgebert build</h1>",
+    body = ["<h1>edgebert build</h1>",
             f'<div class="banner {"pass" if passed else "fail"}">'
             f'{"All gates pass" if passed else "Build FAILED"}: {gates["checked"]} gate checks, '
             f'{gates["failed"]} failed</div>',

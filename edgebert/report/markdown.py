@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .tables import DeviceTable, Row, device_tables, side_by_side
+from ..gate_result import fmt_value, limit_text
+from .tables import BASELINE_FIGURES, DeviceTable, Row, device_tables, side_by_side
 
 COLUMNS = ("Artifact", "Format", "Precision", "Accuracy (95% CI, n)", "Δ acc vs fp32 (pts)", "Agreement",
            "Max abs Δlogit", "Latency p50 / p90 ms (threads)", "Speed-up vs fp32", "Size MB",
@@ -268,14 +269,21 @@ def _goal_lines(manifest: dict[str, Any] | None) -> list[str]:
 
 
 # --- build-level report (``edgebert build``) ---------------------------------------------------
-def _gate_table(results: list[dict[str, Any]]) -> list[str]:
-    from ..pipeline.gates import fmt_value
+def format_delta(entry: dict[str, Any] | None, figure: str) -> str:
+    """One baseline delta: "+0.40 pts" (accuracy), "-1.20%" (the others), or a dash."""
+    delta = (entry or {}).get("delta")
+    if delta is None:
+        return DASH
+    if figure == "accuracy":
+        return f"{delta:+.2f} pts"
+    return f"{delta * 100:+.2f}%"
 
+
+def _gate_table(results: list[dict[str, Any]]) -> list[str]:
     lines = ["| Status | Model | Artifact | Device | Gate | Measured | Limit |", "|---|---|---|---|---|---:|---:|"]
     for g in results:
-        op = {"<=": "≤", ">=": "≥"}.get(g.get("comparison", ""), "")
         measured = fmt_value(g["value"], g["unit"]) if g["value"] is not None else _cell(g.get("detail") or DASH)
-        limit = f"{op} {fmt_value(g['limit'], g['unit'])}" if g["limit"] is not None else DASH
+        limit = limit_text(g)
         lines.append(f"| {'✅ pass' if g['passed'] else '❌ **FAIL**'} | {g['model']} | `{g['artifact']}` | "
                      f"{g['device']} | {g['gate']} | {measured} | {limit} |")
     return lines
@@ -283,16 +291,13 @@ def _gate_table(results: list[dict[str, Any]]) -> list[str]:
 
 def _baseline_table(vs: dict[str, Any]) -> list[str]:
     """The "vs baseline" section: one row per (model, artifact, device), deltas (p50: information)."""
-    from ..pipeline.baseline import format_delta
-
     gated = vs.get("limits", {}).get("max_latency_increase") is not None
-    lines = [f"## vs baseline", "", f"Baseline `{vs['file']}`; accuracy in points, the others new / baseline - 1"
+    lines = ["## vs baseline", "", f"Baseline `{vs['file']}`; accuracy in points, the others new / baseline - 1"
              f"{'' if gated else '; p50 is information only'}.", "",
              "| Model | Artifact | Device | Accuracy Δ | Instructions Δ | Size Δ | p50 Δ | |",
              "|---|---|---|---:|---:|---:|---:|---|"]
     for r in vs["records"]:
-        cells = [format_delta(r.get(f), f) for f in
-                 ("accuracy", "instructions_per_inference", "size_bytes", "latency_p50_ms")]
+        cells = [format_delta(r.get(f), f) for f in BASELINE_FIGURES]
         if r["status"] == "new":
             cells = [DASH] * 4
         lines.append(f"| {r['model']} | `{r['artifact']}` | {r['device']} | " + " | ".join(cells)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..vocabulary import PRECISIONS
+
 
 @dataclass(frozen=True)
 class Row:
@@ -172,7 +174,9 @@ def device_tables(report: dict[str, Any]) -> list[DeviceTable]:
     return tables
 
 
-PRECISION_ORDER = ("fp32", "int8-dynamic", "int8-static")
+PRECISION_ORDER = PRECISIONS
+#: The figures a regression baseline keeps per record (``pipeline/baseline.py``), in report column order.
+BASELINE_FIGURES = ("accuracy", "instructions_per_inference", "size_bytes", "latency_p50_ms")
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 # glib's development files and the runtime libraries they point at (bookworm, amd64).
 GLIB_DEV_PACKAGES = (

@@ -1,4 +1,4 @@
-"""Emulated ARM devices: one catalog entry per CPU model, each a registered :class:`Device`.
+"""Emulated ARM devices: each catalog CPU model registered as a :class:`Device`, and its instruction counter.
 
 An ARM device runs the SAME measurement worker as the desktop, inside an aarch64 Python under QEMU
 user mode (``edgebert devices setup`` builds it under the edgebert cache)::
@@ -7,56 +7,28 @@ user mode (``edgebert devices setup`` builds it under the edgebert cache)::
 
 That run (QEMU 10) gives the logits: accuracy, agreement with fp32 and drift against the desktop.
 Emulated wall time is not device latency, so cost is reported as **guest instructions per
-inference**, counted by a TCG plugin (``qemu/insn_count.c``) in a second, short worker run under the
-plugin-capable QEMU: the worker brackets each batch-1 inference with a marker syscall
+inference**, counted by a TCG plugin (``devices/qemu/insn_count.c``) in a second, short worker run under
+the plugin-capable QEMU: the worker brackets each batch-1 inference with a marker syscall
 (``mark_syscall`` in the request) and the plugin writes the count between the markers.
-
-Adding a CPU model is one :class:`CpuModel` entry in ``CPU_MODELS``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import statistics
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
-import statistics
-
-from .registry import Desktop, Device
-from . import setup as _setup
-
-
-@dataclass(frozen=True)
-class CpuModel:
-    """One emulated CPU: what QEMU calls it, what it stands for, what its int8 kernels can use."""
-
-    name: str                 # device name (``--device``)
-    qemu_cpu: str             # ``qemu-aarch64 -cpu`` model
-    isa: str                  # architecture level
-    features: tuple[str, ...]  # ISA features that change int8/fp32 kernel choice
-    stands_for: str           # the real-world device class
-    cores: int                # cores of the typical device (for reference; see ``threads``)
-    counting: bool = True     # the counting QEMU (built by `devices setup`) emulates it
-    threads: int = 1          # default runtime threads: 1, the only setting with exact instruction counts
-
-    @property
-    def dotprod(self) -> bool:
-        return "dotprod" in self.features
-
-
-CPU_MODELS: tuple[CpuModel, ...] = (
-    CpuModel("cortex-a53", "cortex-a53", "Armv8.0-A", ("neon",),
-             "low-end phones and the Raspberry Pi 3 (in-order, no dot product)", 4),
-    CpuModel("cortex-a55", "cortex-a55", "Armv8.2-A", ("neon", "fp16", "dotprod"),
-             "efficiency cores of most phones since 2018; low-end phones (in-order)", 4),
-    CpuModel("cortex-a72", "cortex-a72", "Armv8.0-A", ("neon",),
-             "the Raspberry Pi 4 and 2016-era phone big cores (no dot product)", 4),
-    CpuModel("cortex-a76", "cortex-a76", "Armv8.2-A", ("neon", "fp16", "dotprod"),
-             "Pixel-class phone big cores (2019-2021) and the Raspberry Pi 5", 4),
-    CpuModel("cortex-a710", "cortex-a710", "Armv9.0-A", ("neon", "fp16", "dotprod", "i8mm", "bf16", "sve2"),
-             "2022 flagship phone big cores (int8 matrix multiply, SVE2)", 4),
-    CpuModel("neoverse-n1", "neoverse-n1", "Armv8.2-A", ("neon", "fp16", "dotprod"),
-             "AWS Graviton2 and Ampere Altra servers", 64),
+from ..registry import Desktop, Device
+from .catalog import CPU_MODELS, CpuModel
+from .environment import (
+    MARKER_SYSCALL,
+    ArmEnv,
+    default_env,
+    guest_env,
+    plugin_command,
+    plugin_host_env,
+    read_class_counts,
 )
 
 
@@ -77,15 +49,15 @@ class ArmDevice(Device):
     def default_threads(self) -> int:  # type: ignore[override]
         return self.cpu.threads
 
-    def env(self) -> _setup.ArmEnv:
-        return _setup.default_env()
+    def env(self) -> ArmEnv:
+        return default_env()
 
     def python_command(self) -> list[str]:
         env = self.env()
         return [str(env.qemu), "-cpu", self.cpu.qemu_cpu, "-L", str(env.sysroot), str(env.python)]
 
     def worker_env(self) -> dict[str, str]:
-        return _setup._guest_env(self.env())
+        return guest_env(self.env())
 
     def unavailable_reason(self) -> str | None:
         return self.env().missing()
@@ -130,11 +102,11 @@ class ArmDevice(Device):
         counts_file = work / f"{self.name}.{Path(request['model']).name}.insns.txt"
         counts_file.unlink(missing_ok=True)
         counter = _Counter(self, counts_file)
-        result = counter.run_worker({**request, "mark_syscall": _setup.MARKER_SYSCALL},
+        result = counter.run_worker({**request, "mark_syscall": MARKER_SYSCALL},
                                     work / f"{self.name}.{Path(request['model']).name}.count-request.json")
         if result.get("status") != "ok":
             return {**base, "status": "failed", "error": f"counting run: {result.get('error')}"}
-        rows = _setup.read_class_counts(counts_file) if counts_file.is_file() else []
+        rows = read_class_counts(counts_file) if counts_file.is_file() else []
         warmup, runs = int(request.get("warmup", 0)), int(request.get("runs", 1))
         timed_rows = [(c, classes) for i, c, classes in rows if i >= warmup]
         timed = [c for c, _ in timed_rows]
@@ -175,11 +147,11 @@ class _Counter(Device):
         return self.device.runtimes
 
     def python_command(self) -> list[str]:
-        return _setup.plugin_command(self.device.env(), self.device.cpu.qemu_cpu, self.counts)
+        return plugin_command(self.device.env(), self.device.cpu.qemu_cpu, self.counts)
 
     def worker_env(self) -> dict[str, str]:
         env = self.device.env()
-        return {**_setup._guest_env(env), **_setup.plugin_host_env(env, self.device.cpu.qemu_cpu)}
+        return {**guest_env(env), **plugin_host_env(env, self.device.cpu.qemu_cpu)}
 
 
 def _register() -> None:

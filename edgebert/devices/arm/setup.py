@@ -8,16 +8,22 @@ as an ordinary user, with private apt state):
 - ``site/``: the aarch64 wheels of numpy, onnxruntime and ai-edge-litert, at the host's versions.
 - ``qemu/qemu-aarch64``: QEMU 10 user mode (static, from bookworm-backports ``qemu-user``): runs the
   worker for accuracy and drift; it emulates ``/proc/cpuinfo`` per ``-cpu`` model.
-- ``qemu-plugin/``: QEMU 10 user mode built from Debian trixie's qemu 10.0 source package with
-  TCG plugin support (Debian ships QEMU 10 user mode static-only, which cannot load plugins; see
-  ``qemu_build.py``), the glib libraries it links, and ``libinsn_count.so``, our instruction and
-  instruction-class counter (``qemu/insn_count.c``) compiled against that source's ``qemu-plugin.h``.
+- ``qemu-plugin/``: bookworm's QEMU 7.2 user mode (dynamic, loads TCG plugins), the host libraries it
+  links, and ``libinsn_count.so``, our instruction and instruction-class counter
+  (``edgebert/devices/qemu/insn_count.c``) compiled against that QEMU's ``qemu-plugin.h``: counts
+  cortex-a53/a72/a76 and neoverse-n1.
+- ``qemu-plugin10/`` (last step, only when a CPU model 7.2 lacks is asked for: cortex-a55/a710): QEMU 10
+  user mode built from Debian trixie's qemu 10.0 source with plugin support (Debian ships QEMU 10 user
+  mode static-only, which cannot load plugins; see ``qemu_build.py``), its glib libraries and the counter.
 - ``prefix/MODEL/``: per CPU model, the sysroot plus a ``proc/cpuinfo`` captured from QEMU 10's
   emulation of that model (the counting runs use ``-L prefix/MODEL``, so both QEMUs see the same).
 
 Each step writes into a temporary directory, renames it into place, then writes its stamp
 (``stamps/STEP.json``, holding the step's inputs, e.g. versions): an interrupted run resumes at the
 first step without a matching stamp; a finished one does nothing.
+
+Only the installer and its self-check (``devices setup --check``) live here: what a run needs from the
+finished environment is ``environment.py``, so ``check`` never imports the installer.
 """
 
 from __future__ import annotations
@@ -25,20 +31,30 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..errors import EdgebertError
-from ..fsutil import cache_dir
+from ...errors import EdgebertError
 from . import qemu_build
+from .catalog import CPU_MODELS
+from .environment import (
+    MARKER_SYSCALL,
+    PYTHON,
+    ArmEnv,
+    default_env,
+    guest_env,
+    plugin_command,
+    plugin_host_env,
+    read_counts,
+)
 
 DEBIAN = "http://deb.debian.org/debian"
 SUITE = "bookworm"
@@ -46,105 +62,16 @@ BACKPORTS = "bookworm-backports"
 # QEMU 7.2's dynamic qemu-aarch64 links these; the rest (glib, gnutls, zlib, libc) are on any host.
 PLUGIN_QEMU_LIBS = ("libcapstone4", "liburing2", "libnuma1")
 QEMU_SOURCE_SUITE = "trixie"  # backports' qemu source is not on the mirror; trixie's is the same 10.0 line
-PYTHON = "python3.11"
 SYSROOT_PACKAGES = (PYTHON, "libstdc++6", "libgomp1")
 WHEEL_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_27_aarch64",
                    "manylinux_2_28_aarch64")
 RUNTIME_WHEELS = ("numpy", "onnxruntime", "ai-edge-litert")
-MARKER_SYSCALL = 0x4542  # "EB": not a Linux syscall; the worker marks inference boundaries with it
-PLUGIN_SOURCE = Path(__file__).with_name("qemu") / "insn_count.c"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PLUGIN_SOURCE = Path(__file__).resolve().parents[1] / "qemu" / "insn_count.c"  # package data of edgebert.devices
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 class SetupError(EdgebertError):
     """A setup step failed (one line: what and why)."""
-
-
-@dataclass(frozen=True)
-class ArmEnv:
-    """Paths of the emulated-ARM environment (``root`` defaults to ``cache_dir()/arm``)."""
-
-    root: Path
-
-    @property
-    def sysroot(self) -> Path:
-        return self.root / "sysroot"
-
-    @property
-    def site(self) -> Path:
-        return self.root / "site"
-
-    @property
-    def python(self) -> Path:
-        return self.sysroot / "usr" / "bin" / PYTHON
-
-    @property
-    def qemu(self) -> Path:
-        return self.root / "qemu" / "qemu-aarch64"
-
-    def counting_root(self, which: str) -> Path:
-        """``qemu72``: bookworm's QEMU 7.2 (fetched); ``qemu10``: QEMU 10 built from source (on demand)."""
-        return self.root / ("qemu-plugin" if which == "qemu72" else "qemu-plugin10")
-
-    def counting_qemu(self, cpu: str) -> str | None:
-        """Which counting QEMU counts ``cpu``: 7.2 where it has the model (counts do not depend on
-        whether the QEMU 10 build was made), else the QEMU 10 build; None if neither is set up."""
-        for which, step, cpus_key in (("qemu72", "plugin-qemu", "plugin_qemu72_cpus"),
-                                      ("qemu10", "plugin-qemu10", "plugin_qemu_cpus")):
-            stamp = self.stamp(step)
-            if stamp and cpu in stamp.get("info", {}).get(cpus_key, []) and \
-                    (self.counting_root(which) / "libinsn_count.so").exists():
-                return which
-        return None
-
-    def counting_version(self, cpu: str) -> str | None:
-        which = self.counting_qemu(cpu)
-        key = {"qemu72": "plugin_qemu72_version", "qemu10": "plugin_qemu_version"}.get(which or "")
-        return self.info().get(key) if key else None
-
-    def prefix(self, cpu: str) -> Path:
-        return self.root / "prefix" / cpu
-
-    @property
-    def stamps(self) -> Path:
-        return self.root / "stamps"
-
-    def stamp(self, step: str) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.stamps / f"{step}.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-
-    def info(self) -> dict[str, Any]:
-        """What setup recorded (versions, QEMU builds), for reports; {} if not set up."""
-        out = {}
-        for step in ("wheels", "qemu", "plugin-qemu", "plugin-qemu10"):
-            stamp = self.stamp(step) or {}
-            out.update(stamp.get("info", {}))
-        return out
-
-    def missing(self) -> str | None:
-        """None when the accuracy environment (sysroot, wheels, QEMU 10) is ready; else why not."""
-        for step, path in (("sysroot", self.python), ("wheels", self.site), ("qemu", self.qemu)):
-            if self.stamp(step) is None or not path.exists():
-                return f"the emulated-ARM environment is not set up ({step} missing in {self.root}); " \
-                       f"run `edgebert devices setup`"
-        return None
-
-    def counting_missing(self, cpu: str) -> str | None:
-        """None when instructions can be counted on ``cpu``; else why not."""
-        if self.counting_qemu(cpu) is None:
-            if self.stamp("plugin-qemu") is None:
-                return "the plugin-capable QEMU is not set up; run `edgebert devices setup`"
-            return (f"QEMU 7.2 (the only Debian user-mode build that loads plugins) has no {cpu} model and "
-                    f"the QEMU 10 counting build is not set up; run `edgebert devices setup`")
-        if not (self.prefix(cpu) / "proc" / "cpuinfo").is_file():
-            return f"no captured /proc/cpuinfo for {cpu}; run `edgebert devices setup`"
-        return None
-
-
-def default_env() -> ArmEnv:
-    return ArmEnv(cache_dir() / "arm")
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -450,20 +377,12 @@ def _step_prefixes(ctx: _Ctx, key: dict) -> dict:
             (d / entry.name).symlink_to(entry)
         cpuinfo = _run([str(env.qemu), "-cpu", cpu, "-L", str(env.sysroot), str(env.python), "-S", "-c",
                         "import sys; sys.stdout.write(open('/proc/cpuinfo').read())"],
-                       f"reading /proc/cpuinfo of {cpu} under QEMU", env=_guest_env(env))
+                       f"reading /proc/cpuinfo of {cpu} under QEMU", env=guest_env(env))
         if "CPU part" not in cpuinfo:
             raise SetupError(f"QEMU's /proc/cpuinfo for {cpu} has no 'CPU part' line")
         (d / "proc" / "cpuinfo").write_text(cpuinfo, encoding="utf-8")
     _publish(tree, env.root / "prefix")
     return {}
-
-
-def _guest_env(env: ArmEnv) -> dict[str, str]:
-    """Environment of an emulated Python: only what it needs (no host PYTHONPATH, venv, ...)."""
-    keep = {k: os.environ[k] for k in ("HOME", "TMPDIR", "LANG", "TERM") if k in os.environ}
-    return {**keep, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(env.site), "PYTHONNOUSERSITE": "1",
-            "LC_ALL": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-            "ORT_DISABLE_TELEMETRY": "1"}  # no network, and no second thread inside the counts
 
 
 @dataclass(frozen=True)
@@ -476,8 +395,6 @@ class Step:
 
 
 def _cpus() -> list[str]:
-    from .arm import CPU_MODELS
-
     return [m.qemu_cpu for m in CPU_MODELS]
 
 
@@ -508,7 +425,7 @@ def steps() -> list[Step]:
 
 
 def _file_digest(path: Path) -> str:
-    from ..fsutil import sha256_file
+    from ...fsutil import sha256_file
 
     return sha256_file(path)[:16]
 
@@ -533,7 +450,7 @@ def setup(env: ArmEnv | None = None, progress=None, force: bool = False,
     ``counting_cpus``: the CPU models instructions will be counted on; the QEMU 10 counting build
     (~3 min) runs only when one of them is not in QEMU 7.2. None (``edgebert devices setup``): all.
     """
-    from ..progress import maybe_step
+    from ...progress import maybe_step
 
     env = env or default_env()
     env.root.mkdir(parents=True, exist_ok=True)
@@ -591,8 +508,6 @@ def check_environment(env: ArmEnv | None = None, cpus: list[str] | None = None) 
     Also counts the instructions of a tiny numpy loop twice under the plugin QEMU (they must match).
     Never raises for one model: each row has ``ok`` and ``error``.
     """
-    from .arm import CPU_MODELS
-
     env = env or default_env()
     rows = []
     missing = env.missing()
@@ -603,7 +518,7 @@ def check_environment(env: ArmEnv | None = None, cpus: list[str] | None = None) 
         if not missing:
             try:
                 out = _run([str(env.qemu), "-cpu", model.qemu_cpu, "-L", str(env.sysroot), str(env.python),
-                            "-c", CHECK_CODE], f"the emulated Python on {model.name}", env=_guest_env(env),
+                            "-c", CHECK_CODE], f"the emulated Python on {model.name}", env=guest_env(env),
                            timeout=300).split()
                 row.update(dict(zip(("machine", "python", "numpy", "onnxruntime", "ai_edge_litert", "cpu_part",
                                      "features"), out + [""] * 7)))
@@ -631,51 +546,5 @@ def count_selftest(env: ArmEnv, cpu: str, work: Path) -> list[int]:
             f"for i in range(3):\n libc.syscall({MARKER_SYSCALL}, 1, i); a @ a; libc.syscall({MARKER_SYSCALL}, 2, i)\n")
     out = work / "counts.txt"
     cmd = plugin_command(env, cpu, out) + ["-c", code]
-    _run(cmd, f"the instruction counter on {cpu}", env={**_guest_env(env), **plugin_host_env(env, cpu)}, timeout=300)
+    _run(cmd, f"the instruction counter on {cpu}", env={**guest_env(env), **plugin_host_env(env, cpu)}, timeout=300)
     return [c for _, c in read_counts(out)]
-
-
-def plugin_command(env: ArmEnv, cpu: str, counts: Path) -> list[str]:
-    """``qemu-aarch64 -plugin ... -cpu CPU -L prefix/CPU python3.11`` (the plugin-capable QEMU with the counter).
-
-    Started with address-space randomisation off (``setarch -R``, when present) so that memory
-    layout, and with it allocator paths and alignment-dependent kernel paths, repeat across runs.
-    """
-    norandom = ["setarch", platform.machine(), "-R"] if shutil.which("setarch") else []
-    root = env.counting_root(env.counting_qemu(cpu) or "qemu72")
-    return [*norandom, str(root / "qemu-aarch64"), "-plugin",
-            f"{root / 'libinsn_count.so'},out={counts},nr={MARKER_SYSCALL}",
-            "-cpu", cpu, "-L", str(env.prefix(cpu)), str(env.python)]
-
-
-def plugin_host_env(env: ArmEnv, cpu: str) -> dict[str, str]:
-    """Host libraries of the plugin QEMU, and a fixed hash seed (dict/set layouts repeat across runs)."""
-    root = env.counting_root(env.counting_qemu(cpu) or "qemu72")
-    return {"LD_LIBRARY_PATH": str(root / "lib"), "PYTHONHASHSEED": "0"}
-
-
-INSTRUCTION_CLASSES = ("dotprod", "i8mm", "sve", "fp_fma", "simd_other", "scalar")
-
-
-def read_counts(path: Path) -> list[tuple[int, int]]:
-    """(inference index, instructions) lines the plugin wrote, in order."""
-    return [(i, total) for i, total, _ in read_class_counts(path)]
-
-
-def read_class_counts(path: Path) -> list[tuple[int, int, dict[str, int]]]:
-    """(inference index, instructions, {class: instructions}) per marked inference, in order.
-
-    Lines are ``i total dotprod=.. i8mm=.. ...`` (see ``qemu/insn_count.c`` for the classes); a line
-    without classes (an older counter) gives an empty dict.
-    """
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
-            classes = {}
-            for field in parts[2:]:
-                name, _, value = field.partition("=")
-                if name in INSTRUCTION_CLASSES and value.isdigit():
-                    classes[name] = int(value)
-            rows.append((int(parts[0]), int(parts[1]), classes))
-    return rows
