@@ -141,12 +141,7 @@ def layers(data: bytes) -> dict[str, tuple[str, list[str]]]:
     """Layer name -> (op, output tensor names) of every ``GOAL_OPS`` op. A file holds one subgraph per
     signature with the same ops in the same order but its own tensor names: the j-th such op of every
     subgraph is one layer, named by the first subgraph's tensor (subgraphs that differ: one layer per op)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    from ..devices.litert import operator_names
-
-    model = schema.Model.GetRootAs(data, 0)
-    codes = [name for name, _ in operator_names(model, schema)]
+    model, codes = model_and_op_names(data)
     per_subgraph = []
     for s in range(model.SubgraphsLength()):
         sg = model.Subgraphs(s)
