@@ -151,7 +151,7 @@ def quantize(directory: Path, mode: str, calibration: Path | None, text_column: 
         click.echo(f"{directory / name}: {rec['size_bytes'] / 1e6:.1f} MB ({ratio:.1f}× smaller); int8 ops: {ops}")
         goal = rec["quantization"].get("accuracy_goal")
         if goal:
-            from .quantize.accuracy_goal import summary
+            from .goal_summary import summary
 
             click.echo(f"  {summary(goal)}")
 

@@ -160,3 +160,24 @@ def test_schedule_and_drop_interval():
     lo, hi = m["drop_ci95_points"]
     half = 100 * 1.959963984540054 * np.std(np.r_[np.ones(10), np.zeros(90)], ddof=1) / math.sqrt(100)
     assert lo == pytest.approx(10 - half, abs=1e-3) and hi == pytest.approx(10 + half, abs=1e-3) and lo > 0
+
+
+def test_reports_render_a_crafted_goal_record_without_quantizers():
+    """The goal line comes from a stdlib leaf (reports do not load ONNX/torch) and tolerates a hand-edited
+    record: optional fields missing show as '?', layer names are escaped in HTML."""
+    import subprocess
+    import sys
+
+    code = ("import sys, edgebert.report.markdown, edgebert.report.html; "
+            "print(sorted(m for m in ('torch', 'onnx', 'edgebert.quantize') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    from edgebert.report import html, markdown
+
+    manifest = {"artifacts": {"m.onnx": {"quantization": {"accuracy_goal": {
+        "max_drop_points": 1, "met": False, "before": {"drop_points": 3, "float_layers": 0, "size_bytes": 10},
+        "after": {"drop_points": 2, "float_layers": 1, "size_bytes": 12}, "fallback": [{"layer": "<b>x</b>"}]}}}}}
+    md = markdown.render({"records": []}, manifest)
+    assert "- `m.onnx`: accuracy goal ≤ 1 points NOT met: drop 3.00 points (95% CI ?, n=?)" in md
+    page = html.render({"records": []}, manifest)
+    assert "<code>&lt;b&gt;x&lt;/b&gt;</code>" in page and "<b>x</b>" not in page

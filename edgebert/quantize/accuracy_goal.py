@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from ..check import stats
 from ..data import load_builtin
 from ..data.tokenize import encode
 from ..errors import UsageError, ValidationError
+from ..goal_summary import describe_drop as _describe
 from . import sensitivity
 
 BUILTIN_SOURCE = "builtin:rt-snippets/validation"
@@ -92,15 +93,6 @@ def drop(fp32_correct: np.ndarray, int8_correct: np.ndarray) -> dict:
     half = 100 * stats.Z95 * float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
     return {"drop_points": round(points, 4), "drop_ci95_points": [round(points - half, 4), round(points + half, 4)],
             "accuracy": stats.rate(int(int8_correct.sum()), n)}
-
-
-def _describe(m: dict) -> str:
-    """Tolerant of a hand-edited manifest (reports render it): a missing interval or n shows as '?'."""
-    ci = m.get("drop_ci95_points")
-    n = (m.get("accuracy") if isinstance(m.get("accuracy"), dict) else {}).get("n", "?")
-    interval = (f"95% CI {ci[0]:.2f} to {ci[1]:.2f}, " if isinstance(ci, list) and len(ci) == 2
-                and all(isinstance(x, (int, float)) for x in ci) else "95% CI ?, ")
-    return f"{m['drop_points']:.2f} points ({interval}n={n})"
 
 
 def schedule(n_layers: int, max_float: int | None = None) -> list[int]:
@@ -178,28 +170,3 @@ def not_met(artifact: str, outcome: Outcome, kept: bool) -> GoalNotMet:
         f"{artifact}: accuracy goal --max-drop {r['max_drop_points']:g} not met: best drop {_describe(best)} with "
         f"{best['float_layers']} of {r['layers']} layers float, {best['size_bytes'] / 1e6:.2f} MB "
         f"(all-int8: {before['drop_points']:.2f} points, {before['size_bytes'] / 1e6:.2f} MB); {tail}")
-
-
-def summary(record: dict) -> str:
-    """One line for reports and the CLI: goal, drop before -> after, layers float, size cost."""
-    before, after = record["before"], record["after"]
-    cost = after["size_bytes"] - before["size_bytes"]
-    state = "met" if record["met"] else "NOT met"
-    return (f"accuracy goal ≤ {record['max_drop_points']:g} points {state}: drop {_describe(before)} all-int8 -> "
-            f"{_describe(after)} with {after['float_layers']} of {record['layers']} layers float "
-            f"({cost / 1e6:+.2f} MB)" + (f"; ranked by {record['sensitivity']['method']}"
-                                          if record.get("sensitivity") else ""))
-
-
-def fallback_names(record: dict) -> Sequence[str]:
-    return [f["layer"] for f in record.get("fallback") or []]
-
-
-def report_lines(manifest: dict | None) -> list[tuple[str, str, list[str]]]:
-    """(artifact, summary, layers kept float) for every artifact of a manifest quantized with a goal."""
-    out = []
-    for name, rec in ((manifest or {}).get("artifacts") or {}).items():
-        goal = (rec.get("quantization") or {}).get("accuracy_goal")
-        if goal:
-            out.append((name, summary(goal), list(fallback_names(goal))))
-    return out

@@ -407,7 +407,7 @@ def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> st
 
 def _goal_list(manifest: dict[str, Any] | None) -> str:
     """Artifacts quantized with an accuracy goal: drops before/after, layers kept float, size cost."""
-    from ..quantize.accuracy_goal import report_lines
+    from ..goal_summary import report_lines
 
     goals = report_lines(manifest)
     if not goals:

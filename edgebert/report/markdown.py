@@ -256,7 +256,7 @@ def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> st
 
 def _goal_lines(manifest: dict[str, Any] | None) -> list[str]:
     """Artifacts quantized with an accuracy goal (``--max-drop``): drops, layers kept float, size cost."""
-    from ..quantize.accuracy_goal import report_lines
+    from ..goal_summary import report_lines
 
     goals = report_lines(manifest)
     if not goals:
