@@ -2,14 +2,16 @@
 
 Method ``one-int8``: for each layer the recipe quantizes, quantize again with only that layer int8 (as
 the recipe quantizes it; every other layer float) and measure the mean |logit - fp32 logit| on the first
-``RANK_TEXTS`` goal texts (batch 1, own lengths): the error that layer alone adds. The largest ranks
-first. Chosen over leave-one-float (all int8 but one layer): on the dead-unit outlier model, static ONNX
-breaks at two layers (the pre-classifier's output scale and the classifier's weight scale), and with
-either one still int8 returning the other to float removed no error, so that ranking was flat. It uses the real quantizer and runtime, so it sees what the artifact will do (weight
-outliers, activation scales, fused kernels) and works the same for ONNX and TFLite; its cost is one
-quantization (calibration reused) and ``RANK_TEXTS`` inferences per layer, which on 2 cores is seconds
-per layer for tiny models and ~12 s per layer for the built-in DistilBERT (static ONNX, 40 layers: ~8 min). A continuous logit error, not
-accuracy, ranks: on 64 texts one flip is 1.6 points, too coarse to order layers.
+``RANK_TEXTS`` goal texts (batch 1, own lengths): the error that layer alone adds; the largest first.
+Chosen over leave-one-float (all int8 but one layer): on the dead-unit outlier model static ONNX breaks
+at two layers (the pre-classifier's output scale, the classifier's weight scale); with either still
+int8, returning the other to float removed no error, so that ranking was flat.
+
+It uses the real quantizer and runtime, so it sees what the artifact will do (weight outliers,
+activation scales, fused kernels) and works the same for ONNX and TFLite. Cost: one quantization
+(calibration reused) and ``RANK_TEXTS`` inferences per layer: seconds per layer for tiny models, ~12 s
+per layer for the built-in DistilBERT on 2 shared cores (static ONNX, 40 layers: ~8 min). A continuous
+logit error ranks, not accuracy: on 64 texts one flip is 1.6 points, too coarse to order layers.
 """
 
 from __future__ import annotations
