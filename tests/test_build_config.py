@@ -238,6 +238,13 @@ def test_quantize_max_drop_parses_validates_and_reaches_the_fingerprint(tmp_path
             load_config(path)
         key = bad.split(" ")[0]
         assert f"{path}:{line_of(text, bad)}: quantize.{key}" in str(err.value) and message in str(err.value)
-    # the build's quantize fingerprint is made from these settings (runner: asdict(settings))
-    with_goal = dataclasses.asdict(QuantizeSettings(mode="static", max_drop=0.5))
-    assert with_goal["max_drop"] == 0.5 and with_goal != dataclasses.asdict(QuantizeSettings(mode="static"))
+    # the build quantizes with the goal, and its quantize fingerprint is made from these settings (asdict)
+    from edgebert.pipeline import steps
+
+    cfg = load_config(write(tmp_path, GOOD + "\n[quantize]\nmax_drop = 0.5\nkeep_best = true\n"))
+    for mode in ("dynamic", "static"):
+        settings = steps._quantize_settings(cfg, mode)
+        assert (settings.max_drop, settings.keep_best) == (0.5, True)
+        plain = steps._quantize_settings(load_config(write(tmp_path, GOOD)), mode)
+        assert dataclasses.asdict(settings) != dataclasses.asdict(plain)
+    assert isinstance(settings, QuantizeSettings)
