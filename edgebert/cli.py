@@ -232,6 +232,21 @@ class _BuildCommand(click.Command):
             formatter.write_text("edgebert build merge OUT PART_DIR...   (see `edgebert build merge --help`)")
 
 
+def _finish_build(summary: dict, as_json: bool, write_baseline) -> None:
+    """Print a build's (or merged build's) summary and exit with its gate verdict."""
+    import json
+
+    from .pipeline import exit_code
+
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        _echo_summary(summary, write_baseline)
+    code = exit_code(summary)
+    if code:
+        sys.exit(code)
+
+
 def _echo_summary(summary: dict, write_baseline: Path | None) -> None:
     from .pipeline.runner import SUMMARY_NAME
     from .report import REPORT_HTML, REPORT_MD
@@ -301,9 +316,8 @@ def build(config: Path | None, output: Path | None, force: bool, shard, as_json:
     its own share), then `edgebert build merge OUT part-1 ... part-N` for the whole build's reports.
     """
     import dataclasses
-    import json
 
-    from .pipeline import build as run_build, default_config, exit_code, load_config
+    from .pipeline import build as run_build, default_config, load_config
 
     cfg = load_config(config) if config is not None else default_config()
     if no_setup:
@@ -313,13 +327,7 @@ def build(config: Path | None, output: Path | None, force: bool, shard, as_json:
                                                                     max_latency_increase=max_latency_increase))
     summary = run_build(cfg, output, force=force, progress=_progress(), baseline=baseline,
                         write_baseline=write_baseline, shard=shard)
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-    else:
-        _echo_summary(summary, write_baseline)
-    code = exit_code(summary)
-    if code:
-        sys.exit(code)
+    _finish_build(summary, as_json, write_baseline)
 
 
 @click.command("merge")
@@ -343,20 +351,12 @@ def build_merge(out: Path, parts: tuple[Path, ...], as_json: bool, baseline: Pat
     missing shard, a shard given twice, or parts from different configs, edgebert/package versions or
     device fingerprints are refused with one line (exit 2) before anything is written.
     """
-    import json
 
-    from .pipeline import exit_code
     from .pipeline.merge import merge
 
     summary = merge(out, list(parts), baseline=baseline, write_baseline=write_baseline,
                     max_latency_increase=max_latency_increase)
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-    else:
-        _echo_summary(summary, write_baseline)
-    code = exit_code(summary)
-    if code:
-        sys.exit(code)
+    _finish_build(summary, as_json, write_baseline)
 
 
 @main.command()
