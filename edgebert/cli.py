@@ -52,6 +52,8 @@ def main() -> None:
     \b
     edgebert build                 # the whole matrix, checked, gated and reported
     edgebert build edgebert.toml   # a config of your own
+    edgebert build edgebert.toml --shard 1/2 -o part-1   # one CI job's share
+    edgebert build merge out part-1 part-2               # the parts as one build
     edgebert export distilbert -o out/db
     edgebert quantize out/db --mode dynamic
     edgebert quantize out/db --mode static
@@ -217,11 +219,96 @@ def check(directory: Path, devices: tuple[str, ...], data: Path | None, text_col
               + "; ".join(f"{r['artifact']} on {r['device']}: {r.get('error')}" for r in failed), 1)
 
 
-@main.command()
+class _ShardType(click.ParamType):
+    """``K/N``: shard K of N (edgebert.pipeline.shard.parse; a bad value is a one-line usage error)."""
+
+    name = "K/N"
+
+    def convert(self, value, param, ctx):
+        from .errors import UsageError
+        from .pipeline.shard import ShardSpec, parse
+
+        if isinstance(value, ShardSpec):
+            return value
+        try:
+            return parse(value)
+        except UsageError as exc:
+            self.fail(str(exc).removeprefix(f"--shard {value!r}: ").removeprefix(f"--shard {value}: "), param, ctx)
+
+
+class _BuildCommand(click.Command):
+    """``edgebert build [CONFIG]`` as before, and ``edgebert build merge OUT PART_DIR...``: a first
+    argument ``merge`` runs the merge command (a config file named ``merge``: write ``./merge``)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        if args and args[0] == "merge":
+            return build_merge.make_context(f"{info_name} merge", list(args[1:]), parent=parent, **extra)
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+    def format_epilog(self, ctx, formatter):
+        super().format_epilog(ctx, formatter)
+        with formatter.section("Merging shards"):
+            formatter.write_text("edgebert build merge OUT PART_DIR...   (see `edgebert build merge --help`)")
+
+
+def _finish_build(summary: dict, as_json: bool, write_baseline) -> None:
+    """Print a build's (or merged build's) summary and exit with its gate verdict."""
+    import json
+
+    from .pipeline import exit_code
+
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        _echo_summary(summary, write_baseline)
+    code = exit_code(summary)
+    if code:
+        sys.exit(code)
+
+
+def _echo_summary(summary: dict, write_baseline: Path | None) -> None:
+    from .pipeline.runner import SUMMARY_NAME
+    from .report import REPORT_HTML, REPORT_MD
+
+    out = Path(summary["output"])
+    for m in summary["models"]:
+        if m["status"] != "ok":
+            click.echo(f"{m['name']}: FAILED to build: {m.get('error')}")
+            continue
+        built = [s["step"] for s in m["steps"] if not s["reused"]]
+        click.echo(f"{m['name']}: {len(m['artifacts'])} artifacts in {m['directory']} "
+                   f"({'built/checked: ' + ', '.join(built) if built else 'all reused'})")
+    for failure in summary["gates"]["failures"]:
+        click.echo(f"gate failed: {failure['message']}")
+    vs = summary.get("baseline")
+    if vs:
+        new = sum(r["status"] == "new" for r in vs["records"])
+        click.echo(f"baseline {vs['file']}: {len(vs['records']) - new} records compared, {new} new, "
+                   f"{len(vs['missing'])} missing")
+    if write_baseline is not None:
+        click.echo(f"wrote baseline {write_baseline}")
+    shard = summary.get("shard")
+    if shard:
+        click.echo(f"shard {shard['spec']}: {len(shard['items'])} (model, device) pairs: "
+                   + (", ".join(f"{m}@{d}" for m, d in shard["items"]) or "nothing to do")
+                   + "; combine the parts with `edgebert build merge OUT PART_DIR...`")
+    merged = summary.get("merged")
+    if merged:
+        click.echo(f"merged {len(merged['parts'])} parts: " + ", ".join(
+            f"{p['shard']} ({p['directory']})" for p in merged["parts"]))
+    click.echo(f"{summary['status'].upper()}: {summary['gates']['checked']} gate checks, "
+               f"{summary['gates']['failed']} failed; reports: {out / REPORT_MD}, {out / REPORT_HTML}, "
+               f"{out / SUMMARY_NAME} ({summary['seconds']:.0f}s)")
+
+
+@main.command(cls=_BuildCommand)
 @click.argument("config", type=click.Path(path_type=Path), required=False)
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Output directory [default: the config's build.output, else edgebert-build].")
 @click.option("--force", is_flag=True, help="Rebuild and re-check everything, even what is up to date.")
+@click.option("--shard", type=_ShardType(), default=None,
+              help="Do only shard K of N of the (model, device) pairs (e.g. 2/4, one CI job each); combine the "
+                   "parts with `edgebert build merge OUT PART_DIR...`.")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout (progress stays on stderr).")
 @click.option("--no-setup", is_flag=True,
               help="Do not set up the emulated-ARM environment when a device needs it: fail and say how.")
@@ -234,7 +321,7 @@ def check(directory: Path, devices: tuple[str, ...], data: Path | None, text_col
               help="With --baseline: also gate desktop latency p50 (fraction, e.g. 0.10) [default: the config's "
                    "baseline.max_latency_increase, else information only].")
 @handle_errors
-def build(config: Path | None, output: Path | None, force: bool, as_json: bool, no_setup: bool,
+def build(config: Path | None, output: Path | None, force: bool, shard, as_json: bool, no_setup: bool,
           baseline: Path | None, write_baseline: Path | None, max_latency_increase: float | None) -> None:
     """Build, check and gate the whole matrix of CONFIG (TOML; default: the built-in config).
 
@@ -242,13 +329,14 @@ def build(config: Path | None, output: Path | None, force: bool, as_json: bool, 
     One artifact directory per model under the output dir, then summary.json, report.md and
     report.html there. Up-to-date artifacts and checks are reused (--force rebuilds). Exit code 0 when
     every gate holds, 1 when a gate fails or an artifact does not run, 2 for usage errors.
+
+    \b
+    CI across N jobs: `edgebert build CONFIG --shard K/N -o part-K` in each job (its exit code gates
+    its own share), then `edgebert build merge OUT part-1 ... part-N` for the whole build's reports.
     """
     import dataclasses
-    import json
 
-    from .pipeline import build as run_build, default_config, exit_code, load_config
-    from .pipeline.runner import SUMMARY_NAME
-    from .report import REPORT_HTML, REPORT_MD
+    from .pipeline import build as run_build, default_config, load_config
 
     cfg = load_config(config) if config is not None else default_config()
     if no_setup:
@@ -257,33 +345,37 @@ def build(config: Path | None, output: Path | None, force: bool, as_json: bool, 
         cfg = dataclasses.replace(cfg, baseline=dataclasses.replace(cfg.baseline,
                                                                     max_latency_increase=max_latency_increase))
     summary = run_build(cfg, output, force=force, progress=_progress(), baseline=baseline,
-                        write_baseline=write_baseline)
-    out = Path(summary["output"])
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-    else:
-        for m in summary["models"]:
-            if m["status"] != "ok":
-                click.echo(f"{m['name']}: FAILED to build: {m.get('error')}")
-                continue
-            built = [s["step"] for s in m["steps"] if not s["reused"]]
-            click.echo(f"{m['name']}: {len(m['artifacts'])} artifacts in {m['directory']} "
-                       f"({'built/checked: ' + ', '.join(built) if built else 'all reused'})")
-        for failure in summary["gates"]["failures"]:
-            click.echo(f"gate failed: {failure['message']}")
-        vs = summary.get("baseline")
-        if vs:
-            new = sum(r["status"] == "new" for r in vs["records"])
-            click.echo(f"baseline {vs['file']}: {len(vs['records']) - new} records compared, {new} new, "
-                       f"{len(vs['missing'])} missing")
-        if write_baseline is not None:
-            click.echo(f"wrote baseline {write_baseline}")
-        click.echo(f"{summary['status'].upper()}: {summary['gates']['checked']} gate checks, "
-                   f"{summary['gates']['failed']} failed; reports: {out / REPORT_MD}, {out / REPORT_HTML}, "
-                   f"{out / SUMMARY_NAME} ({summary['seconds']:.0f}s)")
-    code = exit_code(summary)
-    if code:
-        sys.exit(code)
+                        write_baseline=write_baseline, shard=shard)
+    _finish_build(summary, as_json, write_baseline)
+
+
+@click.command("merge")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("parts", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="PART_DIR...")
+@click.option("--json", "as_json", is_flag=True, help="Print the merged summary.json on stdout.")
+@click.option("--baseline", "baseline", type=click.Path(path_type=Path), default=None,
+              help="Gate regressions of the merged build against this baseline file (as `edgebert build --baseline`).")
+@click.option("--write-baseline", "write_baseline", type=click.Path(path_type=Path), default=None,
+              help="Write the merged build's baseline (JSON to commit) to this file.")
+@click.option("--max-latency-increase", type=click.FloatRange(min=0), default=None,
+              help="With --baseline: also gate desktop latency p50 (fraction) [default: the config's].")
+@handle_errors
+def build_merge(out: Path, parts: tuple[Path, ...], as_json: bool, baseline: Path | None,
+                write_baseline: Path | None, max_latency_increase: float | None) -> None:
+    """Combine the parts of `edgebert build CONFIG --shard K/N` (one PART_DIR per K) into OUT.
+
+    \b
+    OUT gets every model directory, summary.json, report.md and report.html, and the exit code is the
+    gate verdict of the whole build (0 pass, 1 a gate failed), as an unsharded build would give. A
+    missing shard, a shard given twice, or parts from different configs, edgebert/package versions or
+    device fingerprints are refused with one line (exit 2) before anything is written.
+    """
+
+    from .pipeline.merge import merge
+
+    summary = merge(out, list(parts), baseline=baseline, write_baseline=write_baseline,
+                    max_latency_increase=max_latency_increase)
+    _finish_build(summary, as_json, write_baseline)
 
 
 @main.command()

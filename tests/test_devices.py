@@ -186,7 +186,7 @@ def _desktop_fingerprint(cpuinfo: Path) -> str:
 
 def test_desktop_fingerprint_changes_with_cpu_model_or_kernel_flags(tmp_path):
     """A build cache restored on another runner (other CPU model or ISA) must not reuse its latency."""
-    from edgebert.pipeline.runner import _device_fingerprint
+    from edgebert.pipeline.steps import _device_fingerprint
 
     base = _desktop_fingerprint(_cpuinfo(tmp_path / "base"))
     assert _desktop_fingerprint(_cpuinfo(tmp_path / "same")) == base

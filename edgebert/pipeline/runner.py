@@ -18,7 +18,6 @@ pointing at a missing file. Stale temp files of a killed run are removed under t
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import os
 import shutil
@@ -34,6 +33,7 @@ from ..manifest import Manifest, now_iso
 from ..progress import Progress
 from ..report import REPORT_HTML, REPORT_JSON, REPORT_MD
 from . import gates as gates_mod
+from . import shard as shard_mod
 from . import steps
 from .config import BuildConfig, ModelSpec
 from .steps import ModelBuild, WorkItem
@@ -118,7 +118,7 @@ def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]
 
 
 def _prepare_model(spec: ModelSpec, items: list[WorkItem], config: BuildConfig, out: Path, force: bool,
-                   progress: Progress | None, hook: Hook | None) -> ModelBuild:
+                   progress: Progress | None, hook: Hook | None, share: shard_mod.Whole | None = None) -> ModelBuild:
     """Run (or reuse) the model's artifact steps, drop what the config no longer asks for, and decide
     whether its check can be reused (the check itself runs in :class:`_Checks`)."""
     model = ModelBuild(spec, out / spec.name)
@@ -132,6 +132,8 @@ def _prepare_model(spec: ModelSpec, items: list[WorkItem], config: BuildConfig, 
             wanted.update(item.artifacts)
     model.dropped = _drop_unwanted(model.directory, wanted, info)
     print_ = steps.STEPS[steps.CHECK].fingerprint(ctx, None)
+    if share is not None:  # --shard: the check of this share only (never reused for another share)
+        print_ = share.check_fingerprint(spec.name, print_)
     model.check = steps.CheckState(print_, reused=not force and steps.check_reused(model.directory, print_))
     return model
 
@@ -159,10 +161,12 @@ class _Checks:
     accuracy pass runs (the drift reference) and its emulated jobs go to a background pool while the
     next model builds; the desktop latency phases run last, when no emulator is running."""
 
-    def __init__(self, config: BuildConfig, progress: Progress | None, hook: Hook | None):
+    def __init__(self, config: BuildConfig, progress: Progress | None, hook: Hook | None,
+                 share: shard_mod.Whole | None = None):
         from ..check.runner import JobRunner
 
         self.config, self.progress, self.hook = config, progress, hook
+        self.share = share or shard_mod.Whole(config)  # --shard: only this share's jobs and records
         self.plans: dict[str, Any] = {}
         self.seconds = {"desktop_accuracy": 0.0, "emulated_wall": 0.0, "emulated_after_last_model": 0.0,
                         "desktop_latency": 0.0}
@@ -187,9 +191,9 @@ class _Checks:
         t0 = time.perf_counter()
         plan = prepare(m.directory, steps.check_settings(self.config), self.progress, label=m.name)
         self.plans[m.name] = plan
-        run_jobs(native_jobs(plan, "accuracy"), 1, self.progress, f"{m.name}: accuracy on native devices")
+        run_jobs(self.share.jobs(m.name, native_jobs(plan, "accuracy")), 1, self.progress, f"{m.name}: accuracy on native devices")
         self.seconds["desktop_accuracy"] += time.perf_counter() - t0
-        jobs = emulated_jobs(plan)
+        jobs = self.share.jobs(m.name, emulated_jobs(plan))
         if jobs and self.first_submit is None:
             self.first_submit = time.perf_counter()
         self.emulated.submit(jobs)
@@ -206,7 +210,7 @@ class _Checks:
             self.seconds["emulated_after_last_model"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         for name, plan in self.plans.items():
-            run_jobs(native_jobs(plan, "latency"), 1, self.progress, f"{name}: latency on native devices (alone)")
+            run_jobs(self.share.jobs(name, native_jobs(plan, "latency")), 1, self.progress, f"{name}: latency on native devices (alone)")
         self.seconds["desktop_latency"] = time.perf_counter() - t0
         for m in models:
             if not m.ok:
@@ -214,6 +218,7 @@ class _Checks:
             c = m.check
             assert c is not None
             if m.name in self.plans:
+                self.share.prune(m.name, self.plans[m.name])
                 m.report = finish(self.plans.pop(m.name))
                 steps.stamp_check(m.directory, c.fingerprint)
             else:
@@ -231,11 +236,12 @@ class _Checks:
 
 def build(config: BuildConfig, output: str | Path | None = None, *, force: bool = False,
           progress: Progress | None = None, hook: Hook | None = None, baseline: str | Path | None = None,
-          write_baseline: str | Path | None = None) -> dict[str, Any]:
+          write_baseline: str | Path | None = None, shard: shard_mod.ShardSpec | None = None) -> dict[str, Any]:
     """Run the build; write summary.json, report.md and report.html under the output dir; return the summary.
 
     ``baseline``: a baseline file to gate regressions against (loaded and validated before anything is
-    built); ``write_baseline``: where to write this build's baseline (after the reports)."""
+    built); ``write_baseline``: where to write this build's baseline (after the reports); ``shard``:
+    do only this share of the (model, device) pairs (``shard.py``; ``merge.py`` combines the parts)."""
     from . import baseline as baseline_mod
 
     out = Path(output or config.output).resolve()
@@ -246,20 +252,21 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
         raise UsageError(f"--write-baseline {write_baseline}: not a file in an existing directory")
     start = time.perf_counter()
     started = now_iso()
+    share = shard_mod.for_build(config, shard)
     with _lock(out):
-        for spec in config.models:  # a crafted or damaged manifest stops the build before any file is touched
+        for spec in share.models():  # a crafted or damaged manifest stops the build before any file is touched
             _load_manifest(out / spec.name)
         t0 = time.perf_counter()
         setup_ran = _ensure_devices(config, progress)
         setup_seconds = round(time.perf_counter() - t0, 1)
-        items = steps.work_items(config)
+        items = share.work(steps.work_items(config))
         builds: list[ModelBuild] = []
-        checks = _Checks(config, progress, hook)
+        checks = _Checks(config, progress, hook, share)
         try:
-            for spec in config.models:
+            for spec in share.models():
                 try:
                     builds.append(_prepare_model(spec, [i for i in items if i.model == spec.name], config, out,
-                                                 force, progress, hook))
+                                                 force, progress, hook, share))
                 except UsageError:
                     raise
                 except EdgebertError as exc:  # this model failed; the others still build
@@ -276,14 +283,7 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
                 model_reports[m.name] = m.report
                 _finish_model(m, config)
         models = [m.to_json() for m in builds]
-        figures = baseline_mod.figures(models, model_reports)
-        vs_baseline = None
-        if previous is not None:
-            regressions, vs_baseline = baseline_mod.compare(previous, figures, config.baseline)
-            for m in models:
-                m["gates"] += [g for g in regressions if g["model"] == m["name"]]
-            vs_baseline = {"file": str(Path(baseline).resolve()), "limits": dataclasses.asdict(config.baseline),
-                           **vs_baseline}
+        figures, vs_baseline = baseline_mod.gate(models, model_reports, previous, baseline, config.baseline)
         results = [g for m in models for g in m["gates"]]
         failures = [g for g in results if not g["passed"]]
         failed_models = [m for m in models if m["status"] != "ok"]
@@ -299,6 +299,7 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
                       "failures": [{**g, "message": gate_result.describe(g)} for g in failures]},
             "reused": all(s["reused"] for m in models for s in m["steps"]) and bool(models),
             "baseline": vs_baseline,
+            **share.summary(),
         }
         write_json_atomic(out / SUMMARY_NAME, summary)
         reports = _reports(summary)
