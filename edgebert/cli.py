@@ -113,10 +113,22 @@ export.help = f"Export MODEL ({SUPPORTED_MODELS}) to the artifact directory OUTP
                    "built-in validation texts (200, batch 1); 0 turns the check off.")
 @click.option("--target", type=click.Choice(QUANTIZE_TARGETS), default=QUANTIZE_TARGETS[0],
               show_default=True, help="CPU the dynamic int8 ONNX recipe is tuned for (auto: this machine).")
+@click.option("--max-drop", type=float, default=None, metavar="POINTS",
+              help="Accuracy goal: points of accuracy int8 may lose vs fp32 on the goal texts; above it the most "
+                   "sensitive layers go back to float until it holds (not met: exit 1, no file).")
+@click.option("--keep-best", is_flag=True, help="With --max-drop: keep the best model found even if the goal is not met.")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Labelled CSV/TSV/JSONL for --max-drop (--text-column, --label-column) [default: built-in "
+                   "validation split].")
+@click.option("--label-column", default="label", show_default=True, help="Label column of --data.")
+@click.option("--max-float-layers", "max_float", type=int, default=None, metavar="N",
+              help="With --max-drop: return at most N layers to float (bounds the size/latency cost) "
+                   "[default: all but one].")
 @handle_errors
 def quantize(directory: Path, mode: str, calibration: Path | None, text_column: str, samples: int,
              method: str, per_channel: bool | None, seq_len: int, formats: tuple[str, ...], min_agreement: float,
-             target: str) -> None:
+             target: str, max_drop: float | None, keep_best: bool, data: Path | None, label_column: str,
+             max_float: int | None) -> None:
     """Quantize the fp32 artifacts in DIRECTORY to int8 (adds model.int8-<mode>.onnx / .tflite).
 
     Each int8 model is compared with its fp32 parent on the built-in validation texts and kept only if
@@ -128,7 +140,9 @@ def quantize(directory: Path, mode: str, calibration: Path | None, text_column: 
     Manifest.load(directory)  # a clear error before any heavy import
     settings = QuantizeSettings(mode=mode, calibration=calibration, text_column=text_column, samples=samples,
                                 method=method, per_channel=per_channel, seq_len=seq_len,
-                                formats=tuple(formats) or None, min_agreement=min_agreement, target=target)
+                                formats=tuple(formats) or None, min_agreement=min_agreement, target=target,
+                                max_drop=max_drop, keep_best=keep_best, data=data, label_column=label_column,
+                                max_float=max_float)
     names = run_quantize(directory, settings, progress=_progress())
     manifest = Manifest.load(directory)
     for name in names:
@@ -137,6 +151,11 @@ def quantize(directory: Path, mode: str, calibration: Path | None, text_column: 
         ratio = parent.get("size_bytes", 0) / rec["size_bytes"] if parent else float("nan")
         ops = ", ".join(f"{k}×{v}" for k, v in rec["quantization"].get("quantized_ops", {}).items())
         click.echo(f"{directory / name}: {rec['size_bytes'] / 1e6:.1f} MB ({ratio:.1f}× smaller); int8 ops: {ops}")
+        goal = rec["quantization"].get("accuracy_goal")
+        if goal:
+            from .goal_summary import summary
+
+            click.echo(f"  {summary(goal)}")
 
 
 @main.command()
@@ -232,6 +251,21 @@ class _BuildCommand(click.Command):
             formatter.write_text("edgebert build merge OUT PART_DIR...   (see `edgebert build merge --help`)")
 
 
+def _finish_build(summary: dict, as_json: bool, write_baseline) -> None:
+    """Print a build's (or merged build's) summary and exit with its gate verdict."""
+    import json
+
+    from .pipeline import exit_code
+
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        _echo_summary(summary, write_baseline)
+    code = exit_code(summary)
+    if code:
+        sys.exit(code)
+
+
 def _echo_summary(summary: dict, write_baseline: Path | None) -> None:
     from .pipeline.runner import SUMMARY_NAME
     from .report import REPORT_HTML, REPORT_MD
@@ -301,9 +335,8 @@ def build(config: Path | None, output: Path | None, force: bool, shard, as_json:
     its own share), then `edgebert build merge OUT part-1 ... part-N` for the whole build's reports.
     """
     import dataclasses
-    import json
 
-    from .pipeline import build as run_build, default_config, exit_code, load_config
+    from .pipeline import build as run_build, default_config, load_config
 
     cfg = load_config(config) if config is not None else default_config()
     if no_setup:
@@ -313,13 +346,7 @@ def build(config: Path | None, output: Path | None, force: bool, shard, as_json:
                                                                     max_latency_increase=max_latency_increase))
     summary = run_build(cfg, output, force=force, progress=_progress(), baseline=baseline,
                         write_baseline=write_baseline, shard=shard)
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-    else:
-        _echo_summary(summary, write_baseline)
-    code = exit_code(summary)
-    if code:
-        sys.exit(code)
+    _finish_build(summary, as_json, write_baseline)
 
 
 @click.command("merge")
@@ -343,20 +370,12 @@ def build_merge(out: Path, parts: tuple[Path, ...], as_json: bool, baseline: Pat
     missing shard, a shard given twice, or parts from different configs, edgebert/package versions or
     device fingerprints are refused with one line (exit 2) before anything is written.
     """
-    import json
 
-    from .pipeline import exit_code
     from .pipeline.merge import merge
 
     summary = merge(out, list(parts), baseline=baseline, write_baseline=write_baseline,
                     max_latency_increase=max_latency_increase)
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-    else:
-        _echo_summary(summary, write_baseline)
-    code = exit_code(summary)
-    if code:
-        sys.exit(code)
+    _finish_build(summary, as_json, write_baseline)
 
 
 @main.command()

@@ -217,11 +217,21 @@ METRICS = record(optional={
 OP_GROUP = record(required={"group": one_of(*OP_GROUPS), "ops": COUNTS, "why": string},
                   optional={"notes": mapping(string)})
 
+GOAL_MEASURE = record(required={"drop_points": number, "float_layers": integer(), "size_bytes": integer()},
+                      optional={"drop_ci95_points": list_of(number), "accuracy": record()})
+ACCURACY_GOAL = record(
+    required={"max_drop_points": number, "met": boolean, "before": GOAL_MEASURE, "after": GOAL_MEASURE},
+    optional={"fallback": list_of(record(required={"layer": string}, optional={"op": string, "rank": integer(1)})),
+              "sensitivity": nullable(record(required={"method": string},
+                                             optional={"ranking": list_of(record(required={"layer": string}))})),
+              "layers": integer(), "data": record(), "fp32": record(), "tried": list_of(record()), "interval": string},
+)
+
 QUANTIZATION = record(optional={
     "mode": one_of(*QUANT_MODES), "recipe": string, "settings": record(),
     "quantized_ops": COUNTS, "float_ops": COUNTS, "quantize_nodes": COUNTS, "node_count": integer(),
     "rewrites": list_of(record()), "notes": record(), "calibration": record(),
-    "op_groups": list_of(OP_GROUP), "recipe_description": string,
+    "op_groups": list_of(OP_GROUP), "recipe_description": string, "accuracy_goal": ACCURACY_GOAL,
     "op_groups_scope": record(required={"per": one_of("graph", "signature", "file")},
                               optional={"signatures": integer(1)}),
 })

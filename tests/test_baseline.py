@@ -4,7 +4,6 @@ a byte-stable file, damaged files refused with one line, and one real tiny build
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -201,8 +201,9 @@ def test_the_config_docstring_lists_every_key_with_its_default():
                        ("devices", cfg_mod.DevicesConfig), ("quantize", cfg_mod.QuantizeConfig)):
         block = text[text.index(f"[{table}]"):]
         block = block[:block.index("\n\n")]
-        for f in fields(cls):
-            assert f"\n{f.name} = " in block, f"[{table}] {f.name} is not documented"
+        for f in fields(cls):  # a key unset by default (None, no TOML spelling) is shown commented out
+            assert f"\n{f.name} = " in block or (getattr(cls(), f.name) is None and f"\n# {f.name} = " in block), \
+                f"[{table}] {f.name} is not documented"
     gates = parse_config('[devices]\nnames = ["desktop", "cortex-a53"]\n'
                          + _docstring_block("Gates are off unless set", "The built-in default")).gates
     assert all(getattr(gates, f.name) not in (None, ()) for f in fields(cfg_mod.GatesConfig)), gates
@@ -219,3 +220,31 @@ def test_readme_config_table_states_the_parsed_defaults():
     assert "(default 50)" in readme and empty.evaluation.runs == 50
     assert "(default 10)" in readme and empty.evaluation.warmup == 10
     assert "(default 0.9)" in readme and empty.quantize.min_agreement == 0.9
+
+
+def test_quantize_max_drop_parses_validates_and_reaches_the_fingerprint(tmp_path):
+    """``[quantize] max_drop``: a number of points >= 0; the quantize settings the build fingerprints carry it."""
+    from edgebert.quantize import QuantizeSettings
+
+    assert load_config(write(tmp_path, GOOD)).quantize.max_drop is None
+    text = GOOD + "\n[quantize]\nmax_drop = 0.5\nkeep_best = true\n"
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.quantize.max_drop == 0.5 and cfg.quantize.keep_best is True
+    for bad, message in (("max_drop = -1", "at least 0"), ('max_drop = "half"', "must be a number"),
+                         ("max_drop = nan", "accuracy points"), ("keep_best = true", "only applies")):
+        text = GOOD + f"\n[quantize]\n{bad}\n"
+        path = write(tmp_path, text)
+        with pytest.raises(UsageError) as err:
+            load_config(path)
+        key = bad.split(" ")[0]
+        assert f"{path}:{line_of(text, bad)}: quantize.{key}" in str(err.value) and message in str(err.value)
+    # the build quantizes with the goal, and its quantize fingerprint is made from these settings (asdict)
+    from edgebert.pipeline import steps
+
+    cfg = load_config(write(tmp_path, GOOD + "\n[quantize]\nmax_drop = 0.5\nkeep_best = true\n"))
+    for mode in ("dynamic", "static"):
+        settings = steps._quantize_settings(cfg, mode)
+        assert (settings.max_drop, settings.keep_best) == (0.5, True)
+        plain = steps._quantize_settings(load_config(write(tmp_path, GOOD)), mode)
+        assert dataclasses.asdict(settings) != dataclasses.asdict(plain)
+    assert isinstance(settings, QuantizeSettings)

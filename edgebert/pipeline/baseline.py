@@ -197,3 +197,20 @@ def compare(baseline: dict[Key, dict[str, Any]], current: dict[Key, dict[str, An
 
 
 __all__ = ["compare", "dumps", "figures", "load", "write"]
+
+
+def gate(models: list[dict[str, Any]], reports: dict[str, dict[str, Any]], previous: dict[Key, dict[str, Any]] | None,
+         path: str | Path | None, limits: BaselineConfig) -> tuple[dict[Key, dict[str, Any]], dict[str, Any] | None]:
+    """A build's (or merged build's) figures, with its regressions vs ``previous`` added to each model's gates.
+
+    Returns (figures, the summary's ``vs_baseline`` record or None without a baseline).
+    """
+    import dataclasses
+
+    figs = figures(models, reports)
+    if previous is None:
+        return figs, None
+    regressions, vs_baseline = compare(previous, figs, limits)
+    for m in models:
+        m["gates"] += [g for g in regressions if g["model"] == m["name"]]
+    return figs, {"file": str(Path(path).resolve()), "limits": dataclasses.asdict(limits), **vs_baseline}

@@ -26,6 +26,8 @@ one source of defaults (``parse`` reads them from the dataclasses). Every key, w
     [quantize]
     min_agreement = 0.9  # int8 vs fp32 predictions on the validation texts; below: the artifact is refused
     target = "devices"   # ONNX dynamic preset: "devices" = the weakest int8 core among the devices; or a --target
+    # max_drop = 0.5     # accuracy goal: points int8 may lose vs fp32 on the validation split (unset: none)
+    keep_best = false    # goal not met: keep the best model found anyway (the build still fails)
 
     [evaluation]
     data = ""          # labelled CSV/TSV/JSONL; "" = built-in test split
@@ -75,6 +77,7 @@ defaults: it builds both formats on the desktop and two emulated ARM cores, with
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, fields
@@ -112,6 +115,8 @@ class CalibrationConfig:
 class QuantizeConfig:
     min_agreement: float = 0.9       # int8 vs fp32 predictions on the validation texts; below: no artifact
     target: str = "devices"          # ONNX dynamic preset: "devices" (from [devices] names) or a quantize --target
+    max_drop: float | None = None    # accuracy goal in points (``quantize/accuracy_goal.py``); None: no goal
+    keep_best: bool = False
 
 
 @dataclass(frozen=True)
@@ -398,9 +403,16 @@ def parse(text: str, path: Path | None = None) -> BuildConfig:
         per_channel=c.get("per_channel", "bool", C.per_channel))
 
     q = tables["quantize"]
-    quantize = QuantizeConfig(min_agreement=q.get("min_agreement", "float", QuantizeConfig().min_agreement, low=0),
-                              target=q.get("target", "str", QuantizeConfig().target,
-                                           choices=(BUILD_TARGET_DEVICES, *QUANTIZE_TARGETS)))
+    Q = QuantizeConfig()
+    quantize = QuantizeConfig(min_agreement=q.get("min_agreement", "float", Q.min_agreement, low=0),
+                              target=q.get("target", "str", Q.target,
+                                           choices=(BUILD_TARGET_DEVICES, *QUANTIZE_TARGETS)),
+                              max_drop=q.get("max_drop", "float", Q.max_drop, low=0),
+                              keep_best=q.get("keep_best", "bool", Q.keep_best))
+    if quantize.max_drop is not None and not math.isfinite(quantize.max_drop):
+        raise q.err("max_drop", f"is a number of accuracy points >= 0, got {quantize.max_drop}")
+    if quantize.keep_best and quantize.max_drop is None:
+        raise q.err("keep_best", "only applies with an accuracy goal; set max_drop")
     if quantize.min_agreement > 1:
         raise q.err("min_agreement", f"is a fraction between 0 and 1, got {quantize.min_agreement:g}")
 

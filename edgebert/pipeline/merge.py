@@ -397,14 +397,7 @@ def merge(output: str | Path, part_dirs: list[str | Path], *, baseline: str | Pa
             models.append(entry)
             if report is not None:
                 model_reports[entry["name"]] = report
-        figures = baseline_mod.figures(models, model_reports)
-        vs_baseline = None
-        if previous is not None:
-            regressions, vs_baseline = baseline_mod.compare(previous, figures, config.baseline)
-            for m in models:
-                m["gates"] += [g for g in regressions if g["model"] == m["name"]]
-            vs_baseline = {"file": str(Path(baseline).resolve()), "limits": dataclasses.asdict(config.baseline),
-                           **vs_baseline}
+        figures, vs_baseline = baseline_mod.gate(models, model_reports, previous, baseline, config.baseline)
         results = [g for m in models for g in m["gates"]]
         failures = [g for g in results if not g["passed"]]
         phases: dict[str, float] = {}

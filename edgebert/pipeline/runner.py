@@ -18,7 +18,6 @@ pointing at a missing file. Stale temp files of a killed run are removed under t
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import os
 import shutil
@@ -284,14 +283,7 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
                 model_reports[m.name] = m.report
                 _finish_model(m, config)
         models = [m.to_json() for m in builds]
-        figures = baseline_mod.figures(models, model_reports)
-        vs_baseline = None
-        if previous is not None:
-            regressions, vs_baseline = baseline_mod.compare(previous, figures, config.baseline)
-            for m in models:
-                m["gates"] += [g for g in regressions if g["model"] == m["name"]]
-            vs_baseline = {"file": str(Path(baseline).resolve()), "limits": dataclasses.asdict(config.baseline),
-                           **vs_baseline}
+        figures, vs_baseline = baseline_mod.gate(models, model_reports, previous, baseline, config.baseline)
         results = [g for m in models for g in m["gates"]]
         failures = [g for g in results if not g["passed"]]
         failed_models = [m for m in models if m["status"] != "ok"]

@@ -238,7 +238,8 @@ def _quantize_settings(config: BuildConfig, mode: str):
                             method=cal.method, per_channel=cal.per_channel if mode == "static" else None,
                             seq_len=config.seq_len, formats=config.formats,
                             min_agreement=config.quantize.min_agreement, target=target,
-                            target_reason=target_reason)
+                            target_reason=target_reason, max_drop=config.quantize.max_drop,
+                            keep_best=config.quantize.keep_best)
 
 
 def build_target(config: BuildConfig) -> tuple[str, str]:

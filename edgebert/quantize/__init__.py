@@ -24,7 +24,7 @@ from ..fsutil import atomic_path
 from ..manifest import Manifest
 from ..progress import Progress, maybe_step
 from ..vocabulary import precision
-from . import dynamic, groups, inspect, presets, rewrites, static, tflite, validate
+from . import accuracy_goal, dynamic, groups, inspect, presets, rewrites, static, tflite, validate
 from .calibration import METHODS
 from .preprocess import load_fp32, pre_process, scratch_dir
 
@@ -42,6 +42,11 @@ class QuantizeSettings:
     min_agreement: float = validate.MIN_AGREEMENT  # int8 vs fp32 predictions on validation texts; below: refused
     target: str = "auto"             # ONNX dynamic recipe's target CPU (``presets.TARGETS``); auto: this machine
     target_reason: str | None = None  # why this target (a build: its devices); None: "requested"/"auto"
+    max_drop: float | None = None    # accuracy goal: points of accuracy int8 may lose vs fp32 (``accuracy_goal``)
+    keep_best: bool = False          # goal not met: still write the best model found (and exit 1)
+    data: Path | None = None         # labelled goal texts (CSV/TSV/JSONL); None -> built-in validation split
+    label_column: str = "label"      # label column of ``data``
+    max_float: int | None = None     # goal: at most this many layers back to float (None: all but one)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ def recipe_for(settings: QuantizeSettings, fmt: str = "onnx") -> Recipe:
     if settings.seq_len < 1:
         raise UsageError(f"sequence length must be positive (got {settings.seq_len})")
     validate.check_min_agreement(settings.min_agreement)
+    accuracy_goal.check_goal(settings.max_drop, settings.keep_best, settings.max_float)
     presets.resolve(settings.target)  # an unknown target is a usage error before any work
     if (fmt, settings.mode) not in RECIPES:
         raise UsageError(f"no {settings.mode} int8 recipe for format {fmt!r}")
@@ -104,6 +110,8 @@ def quantize(directory: Path, settings: QuantizeSettings, progress: Progress | N
     directory = Path(directory).resolve()
     if settings.calibration is not None:
         settings = replace(settings, calibration=Path(settings.calibration).resolve())
+    if settings.data is not None:
+        settings = replace(settings, data=Path(settings.data).resolve())
     recipe_for(settings)
     manifest = Manifest.load(directory)
     present = tuple(dict.fromkeys(rec["format"] for rec in manifest.artifacts.values() if rec["precision"] == "fp32"))
@@ -134,13 +142,17 @@ def _quantize_tflite(directory: Path, manifest: Manifest, settings: QuantizeSett
     tokenizer = _load_tokenizer(manifest)
     with scratch_dir() as scratch:
         out = scratch / "quantized.tflite"
+        cache: dict = {}
+        goal = _tflite_goal(fp32_path, manifest, settings, recipe, tokenizer, seq_len, scratch, cache, progress)
         with maybe_step(progress, f"quantizing model.tflite ({recipe.name})"):
             details, summary, validation = tflite.run(recipe.mode, fp32_path, out, settings, tokenizer=tokenizer,
-                                                      seq_len=seq_len, scratch=scratch, progress=progress)
+                                                      seq_len=seq_len, scratch=scratch, progress=progress,
+                                                      exclude=goal.exclude if goal else (), cache=cache)
         validate.gate(recipe.artifact, validation)
         with atomic_path(directory / recipe.artifact) as tmp:
             shutil.copyfile(out, tmp)
     kept = ("mode", "calibration", "text_column", "samples", "method", "formats") if recipe.calibrated else ("mode",)
+    kept += GOAL_SETTINGS if goal else ()
     record = {
         "path": recipe.artifact,
         "format": "tflite",
@@ -154,12 +166,75 @@ def _quantize_tflite(directory: Path, manifest: Manifest, settings: QuantizeSett
                          for k, v in asdict(settings).items() if k in kept},
             **details,
             **summary,
+            **({"accuracy_goal": goal.record} if goal else {}),
         },
         "validation": validation,
     }
     manifest.add_artifact(recipe.artifact, record)
     manifest.save()
+    if goal and not goal.met:
+        raise accuracy_goal.not_met(recipe.artifact, goal, kept=True)
     return [recipe.artifact]
+
+
+#: Settings recorded in the manifest when an accuracy goal was set.
+GOAL_SETTINGS = ("max_drop", "keep_best", "data", "label_column", "max_float")
+
+
+def _goal_data(manifest: Manifest, settings: QuantizeSettings, tokenizer, seq_len: int) -> accuracy_goal.GoalData:
+    model = manifest.model
+    label2id = model.get("label2id") or {v: int(k) for k, v in (model.get("id2label") or {}).items()} or {
+        str(i): i for i in range(int(model.get("num_labels") or 2))}
+    return accuracy_goal.load_data(settings.data, label2id, settings.text_column, settings.label_column, tokenizer,
+                                   seq_len)
+
+
+def _tflite_goal(fp32_path: Path, manifest: Manifest, settings: QuantizeSettings, recipe: Recipe, tokenizer,
+                 seq_len: int, scratch: Path, cache: dict, progress) -> accuracy_goal.Outcome | None:
+    if settings.max_drop is None:
+        return None
+    from ..devices.litert import LiteRT
+    from ..export.tflite import quiet_native
+
+    log = scratch / "aeq.log"
+    fn = tflite.RECIPES[recipe.mode][1]
+
+    layers = tflite.layers(fp32_path.read_bytes())
+
+    def tensors(names: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(t for n in names for t in layers[n][1])
+
+    def quantize_one(exclude: tuple[str, ...], path: Path) -> None:
+        fn(fp32_path, path, settings, log=log, tokenizer=tokenizer, seq_len=seq_len, exclude=tensors(exclude),
+           cache=cache)
+
+    def runner(path: Path):
+        with quiet_native(log):
+            return LiteRT(str(path), threads=1).run
+
+    backend = accuracy_goal.Backend([(n, op) for n, (op, _) in layers.items()], quantize_one, runner, ".tflite")
+    outcome = accuracy_goal.search(backend, fp32_path, _goal_data(manifest, settings, tokenizer, seq_len),
+                                   settings.max_drop, scratch, artifact=recipe.artifact,
+                                   keep_best=settings.keep_best, max_float=settings.max_float,
+                                   progress=progress)
+    return replace(outcome, exclude=tensors(outcome.exclude))
+
+
+def _onnx_goal(pre: Path, fp32_path: Path, manifest: Manifest, settings: QuantizeSettings, recipe: Recipe, tokenizer,
+               scratch: Path, cache: dict, progress) -> accuracy_goal.Outcome | None:
+    if settings.max_drop is None:
+        return None
+    pre_model = onnx.load(str(pre))
+    layers = static.layers(pre_model) if recipe.mode == "static" else dynamic.layers(pre_model, settings)
+    del pre_model
+
+    def quantize_one(exclude: tuple[str, ...], path: Path) -> None:
+        recipe.run(pre, path, settings, tokenizer=tokenizer, scratch=scratch, exclude=exclude, cache=cache)
+
+    backend = accuracy_goal.Backend(layers, quantize_one, lambda path: validate.onnx_runner(str(path)), ".onnx")
+    return accuracy_goal.search(backend, fp32_path, _goal_data(manifest, settings, tokenizer, settings.seq_len),
+                                settings.max_drop, scratch, artifact=recipe.artifact, keep_best=settings.keep_best,
+                                max_float=settings.max_float, progress=progress)
 
 
 def _quantize_onnx(directory: Path, manifest: Manifest, settings: QuantizeSettings, recipe: Recipe,
@@ -185,8 +260,11 @@ def _quantize_onnx(directory: Path, manifest: Manifest, settings: QuantizeSettin
         with maybe_step(progress, "ONNX Runtime pre-processing (shape inference, optimization)"):
             pre_process(rewritten, pre)
         out = scratch / "quantized.onnx"
+        cache: dict = {}
+        goal = _onnx_goal(pre, fp32_path, manifest, settings, recipe, tokenizer, scratch, cache, progress)
         with maybe_step(progress, f"quantizing ({recipe.name})"):
-            details = recipe.run(pre, out, settings, tokenizer=tokenizer, scratch=scratch, progress=progress)
+            details = recipe.run(pre, out, settings, tokenizer=tokenizer, scratch=scratch, progress=progress,
+                                 exclude=goal.exclude if goal else (), cache=cache)
         with maybe_step(progress, "checking the int8 model against fp32"):
             try:
                 qmodel = onnx.load(str(out))
@@ -212,16 +290,21 @@ def _quantize_onnx(directory: Path, manifest: Manifest, settings: QuantizeSettin
             "mode": recipe.mode,
             "recipe": recipe.name,
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()
-                         if (recipe.calibrated or k in ("mode", "per_channel", "target", "target_reason")) and k != "formats"},
+                         if ((recipe.calibrated and k not in GOAL_SETTINGS)
+                             or k in ("mode", "per_channel", "target", "target_reason")
+                             or (goal and k in GOAL_SETTINGS)) and k != "formats"},
             **details,
             "rewrites": applied,
             "notes": dict(arch.quantize_notes),
             **summary,
+            **({"accuracy_goal": goal.record} if goal else {}),
         },
         "validation": validation,
     }
     manifest.add_artifact(recipe.artifact, record)
     manifest.save()
+    if goal and not goal.met:
+        raise accuracy_goal.not_met(recipe.artifact, goal, kept=True)
     return [recipe.artifact]
 
 

@@ -39,7 +39,8 @@ def describe(settings) -> str:
             f"tables; activations quantized per run; {attention}, Softmax, LayerNorm and GELU stay float")
 
 
-def run(pre_path: Path, out_path: Path, settings, **_) -> dict:
+def run(pre_path: Path, out_path: Path, settings, *, exclude: tuple[str, ...] = (), **_) -> dict:
+    """Quantize ``pre_path``; ``exclude``: nodes kept float (the accuracy goal's fallbacks)."""
     reduce_range, reduce_range_why = host_reduce_range()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -50,7 +51,7 @@ def run(pre_path: Path, out_path: Path, settings, **_) -> dict:
         with quiet_ort():
             quantize_dynamic(str(pre_path), str(out_path), op_types_to_quantize=list(preset.op_types),
                              per_channel=per_channel, reduce_range=reduce_range,
-                             weight_type=getattr(QuantType, preset.weight_type),
+                             weight_type=getattr(QuantType, preset.weight_type), nodes_to_exclude=ort_names(exclude),
                              extra_options={"MatMulConstBOnly": not preset.quantize_attention})
     except Exception as exc:
         raise EdgebertError(f"ONNX Runtime dynamic quantization failed: {exc}") from exc
@@ -59,3 +60,16 @@ def run(pre_path: Path, out_path: Path, settings, **_) -> dict:
         "per_channel": per_channel, "reduce_range": reduce_range, "reduce_range_why": reduce_range_why,
         "op_types": list(preset.op_types), "target": presets.record(target, preset, chosen),
     }
+
+
+def ort_names(exclude) -> list[str]:
+    """Node names to give ORT's ``nodes_to_exclude``: its quantizer first splits a Gemm into MatMul + Add,
+    naming the MatMul ``<gemm>_MatMul``, and checks exclusions on that name."""
+    return sorted({*exclude, *(f"{n}_MatMul" for n in exclude)})
+
+
+def layers(model, settings) -> list[tuple[str, str]]:
+    """(node, op type) of the weight layers the target's preset quantizes: what the accuracy goal may keep float."""
+    from .static import weight_layers
+
+    return weight_layers(model, presets.resolve(settings.target)[1].op_types)

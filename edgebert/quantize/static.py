@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..errors import EdgebertError
 from .calibration import BATCH_SIZE, TokenBatchReader, _ort_method, collect_ranges, load_calibration_texts
+from .dynamic import ort_names
 from .host_isa import host_reduce_range
 from .inspect import is_gelu
 from .preprocess import quiet_ort
@@ -51,7 +52,10 @@ def describe(settings) -> str:
             "MatMuls get per-run activation scales; attention MatMuls, Softmax, LayerNorm and GELU stay float")
 
 
-def run(pre_path: Path, out_path: Path, settings, *, tokenizer, scratch: Path, progress=None, **_) -> dict:
+def run(pre_path: Path, out_path: Path, settings, *, tokenizer, scratch: Path, progress=None,
+        exclude: tuple[str, ...] = (), cache: dict | None = None, **_) -> dict:
+    """Quantize ``pre_path``; ``exclude``: nodes kept float (the accuracy goal's fallbacks). ``cache``
+    (a dict the caller keeps) holds the calibration between calls: ranges do not depend on ``exclude``."""
     reduce_range, reduce_range_why = host_reduce_range()
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
@@ -59,20 +63,25 @@ def run(pre_path: Path, out_path: Path, settings, *, tokenizer, scratch: Path, p
 
     per_channel = settings.per_channel is not False  # None (unset): per-channel
     texts = load_calibration_texts(settings.calibration, settings.text_column, settings.samples)
-    reader = TokenBatchReader(tokenizer, texts.texts, settings.seq_len)
-    try:
-        with quiet_ort():
-            result = collect_ranges(pre_path, reader, settings.method, OP_TYPES, scratch, progress)
-    except EdgebertError:
-        raise
-    except Exception as exc:
-        raise EdgebertError(f"static calibration ({settings.method}) failed: {exc}") from exc
-    cache = scratch / "calibration.json"
-    save_tensors_data(result.tensors_range, cache)
+    result = cache.get("ranges") if cache is not None else None
+    if result is None:
+        reader = TokenBatchReader(tokenizer, texts.texts, settings.seq_len)
+        try:
+            with quiet_ort():
+                result = collect_ranges(pre_path, reader, settings.method, OP_TYPES, scratch, progress)
+        except EdgebertError:
+            raise
+        except Exception as exc:
+            raise EdgebertError(f"static calibration ({settings.method}) failed: {exc}") from exc
+        if cache is not None:
+            cache["ranges"] = result
+    ranges_file = scratch / "calibration.json"
+    save_tensors_data(result.tensors_range, ranges_file)
     model = onnx.load(str(pre_path))
     excluded = _nodes_touching(model, set(result.degenerate))
     activation_matmuls = _activation_matmuls(model)
-    post_gelu = [n for n in _post_gelu_matmuls(model) if n not in excluded]
+    kept_float = set(exclude)
+    post_gelu = [n for n in _post_gelu_matmuls(model) if n not in excluded and n not in kept_float]
     static_out = scratch / "static-qdq.onnx"
     try:
         with quiet_ort():
@@ -81,8 +90,8 @@ def run(pre_path: Path, out_path: Path, settings, *, tokenizer, scratch: Path, p
                 op_types_to_quantize=list(OP_TYPES), per_channel=per_channel,
                 reduce_range=reduce_range, activation_type=getattr(QuantType, ACTIVATION_TYPE),
                 weight_type=getattr(QuantType, WEIGHT_TYPE),
-                nodes_to_exclude=sorted({*excluded, *activation_matmuls, *post_gelu}),
-                calibrate_method=_ort_method(settings.method), calibration_cache_path=str(cache),
+                nodes_to_exclude=sorted({*excluded, *activation_matmuls, *post_gelu, *ort_names(kept_float)}),
+                calibrate_method=_ort_method(settings.method), calibration_cache_path=str(ranges_file),
             )
             if post_gelu:
                 quantize_dynamic(str(static_out), str(out_path), nodes_to_quantize=post_gelu,
@@ -105,6 +114,18 @@ def run(pre_path: Path, out_path: Path, settings, *, tokenizer, scratch: Path, p
         "float_activation_matmuls": len(activation_matmuls),
         "dynamic_activation_nodes": post_gelu,
     }
+
+
+def layers(model) -> list[tuple[str, str]]:
+    """(node, op type) of what this recipe quantizes: the weight MatMuls/Gemms and embedding Gathers
+    (a float initializer of rank >= 2), not the attention MatMuls; what the accuracy goal may keep float."""
+    return weight_layers(model, OP_TYPES)
+
+
+def weight_layers(model, op_types) -> list[tuple[str, str]]:
+    weights = {t.name for t in model.graph.initializer if len(t.dims) >= 2 and t.data_type == 1}
+    return [(n.name, n.op_type) for n in model.graph.node
+            if n.op_type in op_types and n.name and weights.intersection(n.input)]
 
 
 LAYOUT_OPS = {"Transpose", "Reshape", "Split", "Squeeze", "Unsqueeze", "Slice", "Identity"}

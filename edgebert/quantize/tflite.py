@@ -102,25 +102,70 @@ def _quantizer(fp32_path: Path):
                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); re-run `edgebert export`") from None
 
 
-def _quantize_to(q, out_path: Path, log: Path, mode: str, calibration_rows=None) -> None:
+def _quantize_to(q, out_path: Path, log: Path, mode: str, calibration_rows=None, cache: dict | None = None) -> None:
     """Calibrate (static; ``calibration_rows``: signature -> rows) and quantize with AEQ, its native
-    logs captured; one clear error on failure."""
+    logs captured; one clear error on failure. ``cache`` keeps the calibrated ranges between calls (they
+    do not depend on which layers stay float)."""
     try:
         with quiet_native(log):
             qsv = None
             if calibration_rows is not None:
-                qsv = q.calibrate(calibration_rows, num_threads=CALIBRATION_THREADS)
+                qsv = (cache or {}).get("qsv")
+                if qsv is None:
+                    qsv = q.calibrate(calibration_rows(), num_threads=CALIBRATION_THREADS)
+                    if cache is not None:
+                        cache["qsv"] = qsv
             result = q.quantize(qsv, enable_progress_report=False)
     except Exception as exc:
         raise EdgebertError(f"ai-edge-quantizer {mode} quantization failed: {exc}") from exc
     out_path.write_bytes(result.quantized_model)
 
 
-def dynamic(fp32_path: Path, out_path: Path, settings, *, log: Path, **_) -> dict:
+def keep_float(q, exclude) -> None:
+    """Leave the ops writing the ``exclude`` tensors float: an AEQ ``NO_QUANTIZE`` config on their exact
+    scope name, added last (later configs win in AEQ)."""
+    if not exclude:
+        return
+    from ai_edge_quantizer import algorithm_manager, qtyping
+
+    exact = "^(?:" + "|".join(re.escape(n) for n in sorted(exclude)) + ");"
+    q.update_quantization_recipe(exact, qtyping.TFLOperationName.ALL_SUPPORTED,
+                                 algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+
+
+#: Ops the recipes give int8 weights: the layers the accuracy goal may keep float.
+GOAL_OPS = (*STATIC_OPS, *WEIGHT_ONLY_TABLES)
+
+
+def layers(data: bytes) -> dict[str, tuple[str, list[str]]]:
+    """Layer name -> (op, output tensor names) of every ``GOAL_OPS`` op. A file holds one subgraph per
+    signature with the same ops in the same order but its own tensor names: the j-th such op of every
+    subgraph is one layer, named by the first subgraph's tensor (subgraphs that differ: one layer per op)."""
+    model, codes = model_and_op_names(data)
+    per_subgraph = []
+    for s in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(s)
+        ops = [sg.Operators(j) for j in range(sg.OperatorsLength())]
+        per_subgraph.append([(codes[op.OpcodeIndex()], (sg.Tensors(op.Outputs(0)).Name() or b"").decode())
+                             for op in ops if codes[op.OpcodeIndex()] in GOAL_OPS and op.OutputsLength()])
+    same = len({tuple(code for code, _ in sub) for sub in per_subgraph}) == 1
+    found: dict[str, tuple[str, list[str]]] = {}
+    if same and per_subgraph:
+        for j, (code, name) in enumerate(per_subgraph[0]):
+            found[name] = (code, [sub[j][1] for sub in per_subgraph])
+    else:
+        for sub in per_subgraph:
+            for code, name in sub:
+                found.setdefault(name, (code, [name]))
+    return {name: v for name, v in found.items() if name}
+
+
+def dynamic(fp32_path: Path, out_path: Path, settings, *, log: Path, exclude=(), **_) -> dict:
     from ai_edge_quantizer import recipe
 
     q = _quantizer(fp32_path)
     q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+    keep_float(q, exclude)
     _quantize_to(q, out_path, log, "dynamic")
     return {"quantizer": {"name": "ai-edge-quantizer", "version": _version(), "recipe": "dynamic_wi8_afp32"},
             "weight_type": "int8, symmetric, per-channel", "activation_type": "float32 (quantized per run by the kernel)",
@@ -128,27 +173,32 @@ def dynamic(fp32_path: Path, out_path: Path, settings, *, log: Path, **_) -> dic
 
 
 def static(fp32_path: Path, out_path: Path, settings, *, log: Path, tokenizer, seq_len: int, progress=None,
-           **_) -> dict:
+           exclude=(), cache: dict | None = None, **_) -> dict:
     from ai_edge_quantizer import qtyping
 
     texts = load_calibration_texts(settings.calibration, settings.text_column, settings.samples)
     q = _quantizer(fp32_path)
     for op in STATIC_OPS:
         q.add_static_config(".*", getattr(qtyping.TFLOperationName, op), 8, 8)
-    dynamic_layers = consumers_of(fp32_path.read_bytes())
+    dynamic_layers = [n for n in consumers_of(fp32_path.read_bytes()) if n not in set(exclude)]
     if dynamic_layers:  # later configs win in AEQ: these keep int8 weights, per-run activation scales
         exact = "^(?:" + "|".join(re.escape(n) for n in dynamic_layers) + ");"  # AEQ scope: "name;"
         for op in STATIC_OPS:
             q.add_dynamic_config(exact, getattr(qtyping.TFLOperationName, op), 8)
     for op in WEIGHT_ONLY_TABLES:
         q.add_dynamic_config(".*", getattr(qtyping.TFLOperationName, op), 8)
+    keep_float(q, exclude)
     signatures = _signatures(fp32_path, log)
-    rows = {key: [] for key in signatures}
-    for key, length in signatures.items():  # every signature sees every sample, truncated/padded to it
-        for batch in batches(tokenizer, texts.texts, length, 64, pad_to_max=True):
-            for i in range(len(batch["input_ids"])):
-                rows[key].append({k: batch[k][i:i + 1].astype(np.int32) for k in ("input_ids", "attention_mask")})
-    _quantize_to(q, out_path, log, "static", calibration_rows=rows)
+
+    def rows() -> dict[str, list]:
+        out = {key: [] for key in signatures}
+        for key, length in signatures.items():  # every signature sees every sample, truncated/padded to it
+            for batch in batches(tokenizer, texts.texts, length, 64, pad_to_max=True):
+                for i in range(len(batch["input_ids"])):
+                    out[key].append({k: batch[k][i:i + 1].astype(np.int32) for k in ("input_ids", "attention_mask")})
+        return out
+
+    _quantize_to(q, out_path, log, "static", calibration_rows=rows, cache=cache)
     return {"quantizer": {"name": "ai-edge-quantizer", "version": _version(), "recipe": "static_wi8_ai8 (restricted)"},
             "weight_type": "int8, symmetric, per-channel", "activation_type": "int8, asymmetric, per-tensor (calibrated)",
             "op_types": list(STATIC_OPS), "int8_tables": list(WEIGHT_ONLY_TABLES),
@@ -226,11 +276,13 @@ def compare(fp32_path: Path, candidate: Path, tokenizer, seq_len: int, min_agree
 
 
 def run(mode: str, fp32_path: Path, out_path: Path, settings, *, tokenizer, seq_len: int, scratch: Path,
-        progress=None) -> tuple[dict, dict, dict]:
-    """Quantize ``fp32_path`` into ``out_path`` (a scratch file); returns (details, summary, validation)."""
+        progress=None, exclude=(), cache: dict | None = None) -> tuple[dict, dict, dict]:
+    """Quantize ``fp32_path`` into ``out_path`` (a scratch file); returns (details, summary, validation).
+    ``exclude``: tensor names whose ops stay float (the accuracy goal's fallbacks)."""
     name, fn = RECIPES[mode]
     log = scratch / "aeq.log"
-    details = fn(fp32_path, out_path, settings, log=log, tokenizer=tokenizer, seq_len=seq_len, progress=progress)
+    details = fn(fp32_path, out_path, settings, log=log, tokenizer=tokenizer, seq_len=seq_len, progress=progress,
+                 exclude=exclude, cache=cache)
     try:
         info = inspect_model(out_path.read_bytes())
     except ValueError as exc:

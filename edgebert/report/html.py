@@ -424,7 +424,21 @@ def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> st
             f'<ul class="facts"><li>Data <code>{escape(str(ds.get("name")))}</code>, n = {ds.get("n")}'
             f'{escape("; " + "; ".join(ds.get("notes") or ())) if ds.get("notes") else ""}</li>'
             f'<li>Created {escape(str(report.get("created")))}</li></ul>',
-            _recipes_section([("", r) for r in recipe_mod.recipes(manifest)])]
+            _goal_list(manifest), _recipes_section([("", r) for r in recipe_mod.recipes(manifest)])]
     for device, items in _by_device({model: report}).items():
         body.append(_device_section(device, items, {}, [model]))
     return _page(f"edgebert report: {model}", "".join(body))
+
+
+def _goal_list(manifest: dict[str, Any] | None) -> str:
+    """Artifacts quantized with an accuracy goal: drops before/after, layers kept float, size cost."""
+    from ..goal_summary import report_lines
+
+    goals = report_lines(manifest)
+    if not goals:
+        return ""
+    items = "".join(f"<li><code>{escape(name)}</code>: {escape(text)}"
+                    + (f"; float: {', '.join(f'<code>{escape(layer)}</code>' for layer in layers)}" if layers else "")
+                    + "</li>" for name, text, layers in goals)
+    return f'<h2>Accuracy goals</h2><ul class="facts">{items}</ul>'
+

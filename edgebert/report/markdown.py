@@ -258,12 +258,27 @@ def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> st
         lines += [f"Emulated wall time: {report['emulated_wall_definition']}.", ""]
     if report.get("emulation_definition"):
         lines += [f"Emulated accuracy: {report['emulation_definition']}.", ""]
+    lines += _goal_lines(manifest)
     recipes = recipe_lines(recipe_mod.recipes(manifest))
     if recipes:
         lines += ["## Recipes", "", RECIPES_INTRO, "", *recipes, ""]
     for table in device_tables(report):
         lines += _table(table)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _goal_lines(manifest: dict[str, Any] | None) -> list[str]:
+    """Artifacts quantized with an accuracy goal (``--max-drop``): drops, layers kept float, size cost."""
+    from ..goal_summary import report_lines
+
+    goals = report_lines(manifest)
+    if not goals:
+        return []
+    lines = ["Accuracy goals (int8 vs fp32 on the goal texts, at quantization):", ""]
+    for name, text, layers in goals:
+        kept = f"; float: {', '.join(f'`{_cell(layer)}`' for layer in layers)}" if layers else ""
+        lines.append(f"- `{_cell(name)}`: {_cell(text)}{kept}")
+    return lines + [""]
 
 
 # --- build-level report (``edgebert build``) ---------------------------------------------------
