@@ -104,8 +104,14 @@ def test_build_end_to_end_then_reuse_then_partial_rebuild(tmp_path, src):
     assert prof["model.int8-dynamic.onnx"]["status"] == "ok" and prof["model.int8-dynamic.onnx"]["top_ops"]
     md = (out / "report.md").read_text()
     assert md.startswith("# edgebert build: ✅ passed") and "Slowest operators" in md
+    static_groups = manifest.artifacts["model.int8-static.onnx"]["quantization"]["op_groups"]
+    recipe = next(ln for ln in md.splitlines() if ln.startswith("- `model.int8-static.onnx` (onnx int8-static): "))
+    assert [g["group"] for g in static_groups] == ["static int8", "dynamic int8", "float"]  # the build's recipes
+    assert "static int8: MatMul×" in recipe and all(f"{op}×{n}" in recipe.split(f"{g['group']}: ", 1)[1]
+                                                    for g in static_groups for op, n in g["ops"].items()), recipe
     assert summary_file.read_text() == md + "\n"  # appended for GitHub's job summary
     html = (out / "report.html").read_text()
+    assert '<span class="grp">static int8</span>: MatMul×' in html
     assert html.count("<svg") == 2 and "<script" not in html and "http://" not in html.replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
     assert (directory / "report.html").is_file() and (directory / "report.md").is_file()

@@ -125,8 +125,39 @@ def _crowded():
     for model in ("distilbert", "squeezebert"):
         reports[model] = {**_report([dict(r) for r in records[:24]]), "dataset": {"name": "builtin:test", "n": 1000}}
     summary, _ = _summary_and_reports()
-    summary["models"] = [{"name": m, "status": "ok", "gates": []} for m in reports]
-    return summary, reports
+    artifacts = [{"name": r["artifact"], "format": r["format"], "precision": r["precision"], "size_bytes": r["size_bytes"],
+                  "reused": False} for r in records[:12:2]]
+    summary["models"] = [{"name": m, "status": "ok", "gates": [], "artifacts": artifacts} for m in reports]
+    return summary, reports, {m: _recipe_manifest(artifacts) for m in reports}
+
+
+def _recipe_manifest(artifacts):
+    """Manifest data with the op_groups of a full-size model's int8 artifacts (6 layers), for the recipes card."""
+    onnx_float = {"MatMul": 12, "LayerNormalization": 13, "Erf": 6, "Softmax": 6}
+    tfl_float = {"BATCH_MATMUL": 12, "RSQRT": 13, "GELU": 6, "SOFTMAX": 6}
+    groups = {
+        ("onnx", "int8-static"): [("static int8", {"MatMul": 32, "Gather": 2}), ("dynamic int8", {"MatMul": 6}),
+                                  ("float", onnx_float)],
+        ("onnx", "int8-dynamic"): [("dynamic int8", {"MatMul": 38}), ("int8 weights only", {"Gather": 2}),
+                                   ("float", onnx_float)],
+        ("tflite", "int8-static"): [("static int8", {"FULLY_CONNECTED": 32}),
+                                    ("dynamic int8", {"FULLY_CONNECTED": 6}),
+                                    ("int8 weights only", {"EMBEDDING_LOOKUP": 1}), ("float", tfl_float)],
+        ("tflite", "int8-dynamic"): [("dynamic int8", {"FULLY_CONNECTED": 38}),
+                                     ("int8 weights only", {"EMBEDDING_LOOKUP": 1}), ("float", tfl_float)],
+    }
+    notes = {"dynamic int8": "GELU-fed (FFN output)", "float": "attention (activation×activation)"}
+    out = {}
+    for a in artifacts:
+        entries = [{"group": g, "ops": ops, "why": "...",
+                    "notes": {next(iter(ops)): notes[g]} if g in notes and (g != "dynamic int8" or "static" in a["precision"])
+                    else {}} for g, ops in groups.get((a["format"], a["precision"]), [])]
+        q = {"op_groups": entries, "op_groups_scope": {"per": "signature", "signatures": 2} if a["format"] == "tflite"
+             else {"per": "graph"}}
+        if a["format"] == "onnx" and a["precision"] == "int8-dynamic":
+            q["target"] = {"name": "arm-nodot", "chosen": "devices: cortex-a53 (no dot product)"}
+        out[a["name"]] = {"format": a["format"], "precision": a["precision"], **({"quantization": q} if entries else {})}
+    return {"artifacts": out}
 
 
 def _probe(page: str, tmp_path: Path) -> dict:
@@ -149,6 +180,7 @@ def _probe(page: str, tmp_path: Path) -> dict:
 def test_crowded_report_fits_1400px_and_no_plot_labels_overlap(tmp_path):
     """Looked at in a real browser: no table wider than its card at 1400 px, no two plot labels overlap."""
     page = html.render_build(*_crowded())
+    assert page.count('<span class="grp">static int8</span>') == 4  # 2 models x 2 static artifacts: recipes shown
     probe = _probe(page.replace("</body>", LAYOUT_PROBE + "</body>"), tmp_path)
     assert probe["overflow"] == 0 and probe["width"] <= 1400, probe
     assert probe["clashes"] == 0, probe

@@ -424,12 +424,13 @@ def merge(output: str | Path, part_dirs: list[str | Path], *, baseline: str | Pa
                                   "seconds": p.summary.get("seconds")} for p in parts]},
         }
         write_json_atomic(out / SUMMARY_NAME, summary)
-        from ..report import html, load_report, markdown
+        from ..report import build_manifests, html, load_report, markdown
 
         reports = {m["name"]: load_report(m["directory"]) for m in models if m["status"] == "ok"}
-        md = markdown.render_build(summary, reports)
+        manifests = build_manifests(summary)
+        md = markdown.render_build(summary, reports, manifests)
         write_text_atomic(out / REPORT_MD, md)
-        write_text_atomic(out / REPORT_HTML, html.render_build(summary, reports))
+        write_text_atomic(out / REPORT_HTML, html.render_build(summary, reports, manifests))
         step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if step_summary:
             with open(step_summary, "a", encoding="utf-8") as f:

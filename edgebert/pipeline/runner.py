@@ -303,11 +303,12 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
         }
         write_json_atomic(out / SUMMARY_NAME, summary)
         reports = _reports(summary)
-        from ..report import html, markdown
+        from ..report import build_manifests, html, markdown
 
-        md = markdown.render_build(summary, reports)
+        manifests = build_manifests(summary)
+        md = markdown.render_build(summary, reports, manifests)
         write_text_atomic(out / REPORT_MD, md)
-        write_text_atomic(out / REPORT_HTML, html.render_build(summary, reports))
+        write_text_atomic(out / REPORT_HTML, html.render_build(summary, reports, manifests))
         step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if step_summary:
             with open(step_summary, "a", encoding="utf-8") as f:

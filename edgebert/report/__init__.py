@@ -1,6 +1,7 @@
 """Reports from report.json (the source of truth written by ``edgebert check``).
 
-``tables.py`` derives the per-device rows; ``markdown.py`` and ``html.py`` (self-contained, inline SVG
+``tables.py`` derives the per-device rows, ``recipe.py`` each int8 artifact's recipe (from the manifest);
+``markdown.py`` and ``html.py`` (self-contained, inline SVG
 plots) format them.
 """
 
@@ -42,6 +43,16 @@ def load_report(directory: str | Path) -> dict[str, Any]:
 def _manifest_data(directory: Path) -> dict[str, Any] | None:
     manifest = Manifest.load_existing(directory)  # validated: a crafted manifest is a usage error
     return manifest.data if manifest else None
+
+
+def build_manifests(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each built model's manifest data (by model name), for the recipes in the build's reports."""
+    out = {}
+    for m in summary["models"]:
+        data = _manifest_data(Path(m["directory"])) if m["status"] == "ok" and m.get("directory") else None
+        if data is not None:
+            out[m["name"]] = data
+    return out
 
 
 def render_markdown(directory: str | Path) -> str:

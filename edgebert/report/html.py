@@ -13,9 +13,12 @@ from html import escape
 from typing import Any
 
 from ..gate_result import fmt_value, limit_text
+from . import recipe as recipe_mod
 from .markdown import (
+    RECIPES_INTRO,
     accuracy_text,
     agreement_text,
+    build_recipes,
     flips_text,
     format_delta,
     instructions_text,
@@ -50,6 +53,8 @@ tr.fail td{background:#ffebe9}tr.failed td{background:#fff8c5}
 .note{color:#57606a;font-size:12.5px;margin:6px 0}
 .sub{display:block;color:#57606a;font-size:11px}
 ul.ops{color:#57606a;font-size:12.5px;margin:4px 0;padding-left:18px}
+ul.recipes{margin:4px 0;padding-left:18px;font-size:13px}ul.recipes li{margin:3px 0;overflow-wrap:anywhere}
+ul.recipes .grp{font-weight:600}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:#eff1f3;padding:1px 4px;border-radius:4px}
 """
 
@@ -315,6 +320,21 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
             + "</div>")
 
 
+def _recipes_section(items: list[tuple[str, recipe_mod.Recipe]]) -> str:
+    """The "Recipes" card: per int8 artifact, which op groups ran static/dynamic int8, weights-only or float."""
+    if not items:
+        return ""
+    lis = []
+    for prefix, r in items:
+        groups = " · ".join(f'<span class="grp">{escape(g.name)}</span>: {escape(recipe_mod.ops_text(g))}'
+                            for g in r.groups)
+        extra = "".join(f"; {escape(e)}" for e in recipe_mod.extras(r))
+        lis.append(f'<li title="{escape(r.description or "")}">{escape(prefix)}<code>{escape(r.artifact)}</code> '
+                   f"({escape(r.format)} {escape(r.precision)}): {groups}{extra}</li>")
+    return (f'<h2 id="recipes">Recipes</h2><div class="card"><p class="note">{escape(RECIPES_INTRO)}</p>'
+            f'<ul class="recipes">{"".join(lis)}</ul></div>')
+
+
 def _by_device(reports: dict[str, dict[str, Any]]) -> dict[str, list[tuple[str, DeviceTable, Row]]]:
     out: dict[str, list[tuple[str, DeviceTable, Row]]] = {}
     for model, report in reports.items():
@@ -351,8 +371,10 @@ def _baseline_section(vs: dict[str, Any]) -> str:
             f"<th>Size Δ</th><th>p50 Δ</th><th></th></tr>{body}</table></div>")
 
 
-def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]]) -> str:
-    """The build report: verdict, failed gates, then per device a table and two plots (all models)."""
+def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]],
+                 manifests: dict[str, dict[str, Any]] | None = None) -> str:
+    """The build report: verdict, failed gates, the int8 recipes (from ``manifests``, model name -> manifest
+    data), then per device a table and two plots (all models)."""
     gate_results: dict[tuple[str, str, str], list] = {}
     for m in summary["models"]:
         for g in m["gates"]:
@@ -385,6 +407,9 @@ def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]]) ->
             f"<li>{escape(f['message'])}</li>" for f in gates["failures"]) + "</ul></div>")
     if summary.get("baseline"):
         body.append(_baseline_section(summary["baseline"]))
+    multi = len(summary["models"]) > 1
+    body.append(_recipes_section([(f"{m['name']} " if multi else "", r) for m in summary["models"]
+                                  for r in build_recipes(m, manifests)]))
     models = list(reports)
     for device, items in _by_device(reports).items():
         body.append(_device_section(device, items, gate_results, models))
@@ -398,8 +423,8 @@ def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> st
     body = [f"<h1>edgebert report: {escape(model)}</h1>",
             f'<ul class="facts"><li>Data <code>{escape(str(ds.get("name")))}</code>, n = {ds.get("n")}'
             f'{escape("; " + "; ".join(ds.get("notes") or ())) if ds.get("notes") else ""}</li>'
-            f'<li>Created {escape(str(report.get("created")))}</li></ul>']
-    body.append(_goal_list(manifest))
+            f'<li>Created {escape(str(report.get("created")))}</li></ul>',
+            _goal_list(manifest), _recipes_section([("", r) for r in recipe_mod.recipes(manifest)])]
     for device, items in _by_device({model: report}).items():
         body.append(_device_section(device, items, {}, [model]))
     return _page(f"edgebert report: {model}", "".join(body))

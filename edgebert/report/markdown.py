@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..gate_result import fmt_value, limit_text
+from . import recipe as recipe_mod
 from .tables import BASELINE_FIGURES, DeviceTable, Row, device_tables, side_by_side
 
 COLUMNS = ("Artifact", "Format", "Precision", "Accuracy (95% CI, n)", "Δ acc vs fp32 (pts)", "Agreement",
@@ -170,6 +171,15 @@ def _profile(table: DeviceTable, top: int = 3) -> list[str]:
     return lines
 
 
+RECIPES_INTRO = ("What ran in each int8 artifact (op types counted in the quantized graph; elementwise "
+                 "arithmetic and data movement not counted):")
+
+
+def recipe_lines(recipes: list[recipe_mod.Recipe], prefix: str = "") -> list[str]:
+    """One list item per int8 artifact: its op groups with counts (``report/recipe.py``)."""
+    return [f"- {prefix}`{r.artifact}` ({r.format} {r.precision}): {_cell(recipe_mod.text(r))}" for r in recipes]
+
+
 def _source(source: Any) -> str:
     if not isinstance(source, dict):
         return str(source) if source else "unknown"
@@ -249,6 +259,9 @@ def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> st
     if report.get("emulation_definition"):
         lines += [f"Emulated accuracy: {report['emulation_definition']}.", ""]
     lines += _goal_lines(manifest)
+    recipes = recipe_lines(recipe_mod.recipes(manifest))
+    if recipes:
+        lines += ["## Recipes", "", RECIPES_INTRO, "", *recipes, ""]
     for table in device_tables(report):
         lines += _table(table)
     return "\n".join(lines).rstrip() + "\n"
@@ -307,8 +320,16 @@ def _baseline_table(vs: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]]) -> str:
-    """Markdown for a build: verdict, gate failures, artifacts (reused or built), then each model's report."""
+def build_recipes(model: dict[str, Any], manifests: dict[str, dict[str, Any]] | None) -> list[recipe_mod.Recipe]:
+    """The recipes of the artifacts a build lists for ``model`` (a summary entry), from its manifest."""
+    names = {a["name"] for a in model.get("artifacts", ())}
+    return [r for r in recipe_mod.recipes((manifests or {}).get(model["name"])) if r.artifact in names]
+
+
+def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]],
+                 manifests: dict[str, dict[str, Any]] | None = None) -> str:
+    """Markdown for a build: verdict, gate failures, artifacts (reused or built) and their recipes (from
+    ``manifests``, model name -> manifest data), then each model's report."""
     gates = summary["gates"]
     verdict = "✅ passed" if summary["status"] == "passed" else "❌ FAILED"
     cfg = summary["config"]
@@ -337,6 +358,11 @@ def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]]) ->
             status = DASH if not mine else ("❌ " + f"{bad} failed" if bad else f"✅ {len(mine)} passed")
             lines.append(f"| {m['name']} | `{a['name']}` | {a['format']} | {a['precision']} | "
                          f"{a['size_bytes'] / 1e6:.2f} | {status} | {'reused' if a['reused'] else 'built'} |")
+    multi = len(summary["models"]) > 1
+    recipes = [line for m in summary["models"] for line in recipe_lines(
+        build_recipes(m, manifests), f"{m['name']} " if multi else "")]
+    if recipes:
+        lines += ["", RECIPES_INTRO, "", *recipes]
     lines.append("")
     for m in summary["models"]:
         if m["name"] in reports:
