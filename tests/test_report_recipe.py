@@ -39,7 +39,7 @@ def _group_texts(q: dict) -> list[str]:
     out = []
     for g in q["op_groups"]:
         notes = g.get("notes") or {}
-        out.append(f"{g['group']}: " + ", ".join(f"{op}×{n}" + (f" ({notes[op]})" if op in notes else "")
+        out.append(f"{g['group']}: " + ", ".join(f"{op}×{n}" + (f" [{notes[op]}]" if op in notes else "")
                                                  for op, n in g["ops"].items()))
     return out
 
@@ -51,8 +51,8 @@ def test_reports_show_the_op_groups_of_a_real_static_artifact(checked):
     # the counts of the real graph (a broken reader, e.g. one reading an empty list, shows none of them)
     static = f"static int8: MatMul×{WEIGHT_MATMULS['distilbert'] - GELU_FED['distilbert']}, " \
              f"Gather×{EMBEDDINGS['distilbert']}"
-    dynamic = f"dynamic int8: MatMul×{GELU_FED['distilbert']} (GELU-fed (FFN output))"
-    attention = f"MatMul×{ATTENTION_MATMULS} (attention (activation×activation))"
+    dynamic = f"dynamic int8: MatMul×{GELU_FED['distilbert']} [GELU-fed (FFN output)]"
+    attention = f"MatMul×{ATTENTION_MATMULS} [attention (activation×activation)]"
     line = next(ln for ln in md.splitlines() if ln.startswith(f"- `{STATIC}`"))
     assert static in line and dynamic in line and attention in line and "Softmax×2" in line, line
     assert line.index("static int8") < line.index("dynamic int8") < line.index("float:")

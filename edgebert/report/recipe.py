@@ -71,8 +71,8 @@ def recipes(manifest: dict[str, Any] | None) -> list[Recipe]:
 
 
 def ops_text(group: Group) -> str:
-    """e.g. "MatMul×6 (GELU-fed (FFN output)), Gather×2"."""
-    return ", ".join(f"{op}×{n}" + (f" ({note})" if note else "") for op, n, note in group.ops)
+    """e.g. "MatMul×6 [GELU-fed (FFN output)], Gather×2"."""
+    return ", ".join(f"{op}×{n}" + (f" [{note}]" if note else "") for op, n, note in group.ops)
 
 
 def extras(recipe: Recipe) -> list[str]:
@@ -82,6 +82,6 @@ def extras(recipe: Recipe) -> list[str]:
 
 
 def text(recipe: Recipe) -> str:
-    """e.g. "static int8: MatMul×30, Gather×2 · dynamic int8: MatMul×6 (GELU-fed (FFN output)) · float: ...",
+    """e.g. "static int8: MatMul×30, Gather×2 · dynamic int8: MatMul×6 [GELU-fed (FFN output)] · float: ...",
     then the target preset and the scope of the counts when known."""
     return " · ".join(f"{g.name}: {ops_text(g)}" for g in recipe.groups) + "".join(f"; {e}" for e in extras(recipe))
