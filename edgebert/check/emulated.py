@@ -22,7 +22,9 @@ import numpy as np
 
 from .. import devices as _devices
 from ..devices.worker import build_request
+from ..devices.litert import signature_length
 from . import screening
+from .lengths import fixed_lengths
 from .runner import DRIFT_REFERENCE, CheckPlan, Job, _order, accuracy_fields, read_logits, write_inputs
 
 COUNT_WARMUP = 1                 # the first inference does lazy init (+0.3% ORT, +5-270% LiteRT): not counted
@@ -153,6 +155,8 @@ def _count(plan: CheckPlan, name: str, device: _devices.Device) -> tuple[dict[st
                             else COUNT_RUNS_INT8)
     counted = device.count_instructions(request, plan.work)
     part: dict[str, Any] = {"instructions": {k: v for k, v in counted.items() if k != "wall_ms"}}
+    fixed = fixed_lengths(plan.manifest.artifacts[name])  # the length the counted input ran at
+    part["instructions"]["seq_len"] = signature_length(fixed, plan.settings.seq_len) if fixed else plan.settings.seq_len
     if counted.get("wall_ms"):
         from .metrics import latency_summary
 
