@@ -8,16 +8,27 @@ import re
 
 import numpy as np
 import pytest
+from support import (
+    FAST,
+    by_artifact,
+    load_tokenizer,
+    make_artifact_dir,
+    random_texts,
+    write_jsonl,
+)
 
 from edgebert import devices
-from edgebert.check import CheckSettings, check
-from edgebert.check import runner
-from edgebert.check.emulated import (COUNT_RUNS_FP32, COUNT_RUNS_INT8, COUNT_WARMUP, EMULATED_DEFINITIONS,
-                                     count_request)
+from edgebert.check import CheckSettings, check, runner
+from edgebert.check.emulated import (
+    COUNT_RUNS_FP32,
+    COUNT_RUNS_INT8,
+    COUNT_WARMUP,
+    EMULATED_DEFINITIONS,
+    count_request,
+)
 from edgebert.check.stats import wilson
 from edgebert.manifest import Manifest
 from edgebert.report import REPORT_MD, write_report
-from support import FAST, by_artifact, load_tokenizer, make_artifact_dir, random_texts, write_jsonl
 
 
 def _data(tmp_path, n: int = 24):

@@ -91,8 +91,8 @@ def _side_by_side(table: DeviceTable) -> list[str]:
                 cells.append(DASH if row is None else ("failed" if row.status != "ok" else fn(row)))
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     if view.mixed_lengths and not table.emulated:
-        lines += ["", "† latency at a different sequence length than the other format's in its row "
-                      "(a fixed-shape TFLite signature): not comparable."]
+        lines += ["", ("† latency at a different sequence length than the other format's in its row "
+                       "(a fixed-shape TFLite signature): not comparable.")]
     return lines
 
 
