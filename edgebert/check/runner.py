@@ -47,7 +47,8 @@ PROFILE_RUNS = 10                 # per-op profile (``profile``): batch-1 runs i
 PROFILE_EMULATED = ("not profiled: emulated wall time ranks kernels wrongly (the instruction count is the cost "
                     "signal here)")
 LATENCY_DEFINITION = (
-    "batch 1 at seq_len tokens (one real text, right-padded to seq_len); `warmup` untimed runs, then "
+    "batch 1 at seq_len tokens (one real text, right-padded to seq_len; a fixed-shape TFLite artifact runs "
+    "on its signature length, recorded in latency_ms.seq_len); `warmup` untimed runs, then "
     "`runs` timed runs of the runtime call alone (time.perf_counter_ns) in a fresh worker process; "
     "p50 = median, p90 = numpy linear-interpolation percentile"
 )
