@@ -22,7 +22,9 @@ import numpy as np
 
 from .. import devices as _devices
 from ..devices.worker import build_request
+from ..devices.litert import signature_length
 from . import screening
+from .lengths import fixed_lengths
 from .runner import DRIFT_REFERENCE, CheckPlan, Job, _order, accuracy_fields, read_logits, write_inputs
 
 COUNT_WARMUP = 1                 # the first inference does lazy init (+0.3% ORT, +5-270% LiteRT): not counted
@@ -34,7 +36,7 @@ EMULATED_DEFINITIONS = {
     "instructions_definition": (
         f"guest instructions executed by one batch-1 inference at seq_len (the latency input), counted by a "
         f"QEMU TCG plugin between markers the worker issues around runtime.run; after {COUNT_WARMUP} warm-up, "
-        f"the median of {COUNT_RUNS_INT8} counted runs for int8 artifacts and 1 for fp32 ones (an fp32 inference "
+        f"the median of {COUNT_RUNS_INT8} counted runs for int8 artifacts and {COUNT_RUNS_FP32} for fp32 ones (an fp32 inference "
         f"costs 10-25 s of emulation), single-threaded, with address-space randomisation off, a fixed hash "
         f"seed and ONNX Runtime's telemetry thread disabled. Counts of the same artifact repeat within "
         f"0.01% across runs and processes on the built-in models (each int8 record states its spread = "
@@ -140,19 +142,30 @@ class _EmulationFailed(Exception):
     pass
 
 
-def _count(plan: CheckPlan, name: str, device: _devices.Device) -> tuple[dict[str, Any], None]:
+def count_runs(precision: str) -> tuple[int, int]:
+    """(warm-up, counted runs) of an artifact's instruction count: the numbers the definition states."""
+    return COUNT_WARMUP, COUNT_RUNS_FP32 if precision == "fp32" else COUNT_RUNS_INT8
+
+
+def count_request(plan: CheckPlan, name: str, device: _devices.Device) -> dict[str, Any]:
+    """The worker request of the counting job: latency input only, ``count_runs`` of the precision."""
     stem = f"{device.name}.{name}".replace("/", "_")
+    warmup, runs = count_runs(plan.manifest.artifacts[name]["precision"])
     empty = np.zeros((0, plan.ids.shape[1]), np.int64)
     inputs = write_inputs(plan.work / f"{stem}.count.inputs.npz", empty, empty, plan.lat_ids, plan.lat_mask)
     request = build_request(runtime=device.runtime_for(plan.manifest.artifacts[name]["format"]),
                             model=str(plan.manifest.artifact_path(name).resolve()), threads=plan.threads(device),
                             inputs=str(inputs), outputs=str(plan.work / f"{stem}.count.logits.npz"),
                             result=str(plan.work / f"{stem}.count.result.json"), batch_size=1,
-                            warmup=COUNT_WARMUP,
-                            runs=COUNT_RUNS_FP32 if plan.manifest.artifacts[name]["precision"] == "fp32"
-                            else COUNT_RUNS_INT8)
-    counted = device.count_instructions(request, plan.work)
+                            warmup=warmup, runs=runs)
+    return request
+
+
+def _count(plan: CheckPlan, name: str, device: _devices.Device) -> tuple[dict[str, Any], None]:
+    counted = device.count_instructions(count_request(plan, name, device), plan.work)
     part: dict[str, Any] = {"instructions": {k: v for k, v in counted.items() if k != "wall_ms"}}
+    fixed = fixed_lengths(plan.manifest.artifacts[name])  # the length the counted input ran at
+    part["instructions"]["seq_len"] = signature_length(fixed, plan.settings.seq_len) if fixed else plan.settings.seq_len
     if counted.get("wall_ms"):
         from .metrics import latency_summary
 

@@ -36,7 +36,7 @@ from ..fsutil import sha256_file, write_json_atomic
 from ..manifest import Manifest, now_iso, package_versions
 from ..report import REPORT_JSON
 from ..devices.worker import build_request
-from . import metrics, stats
+from . import lengths, metrics, stats
 from .screening import METHODS, ScreeningSettings
 
 REPORT_SCHEMA_VERSION = 2
@@ -47,7 +47,8 @@ PROFILE_RUNS = 10                 # per-op profile (``profile``): batch-1 runs i
 PROFILE_EMULATED = ("not profiled: emulated wall time ranks kernels wrongly (the instruction count is the cost "
                     "signal here)")
 LATENCY_DEFINITION = (
-    "batch 1 at seq_len tokens (one real text, right-padded to seq_len); `warmup` untimed runs, then "
+    "batch 1 at seq_len tokens (one real text, right-padded to seq_len; a fixed-shape TFLite artifact runs "
+    "on its signature length, recorded in latency_ms.seq_len); `warmup` untimed runs, then "
     "`runs` timed runs of the runtime call alone (time.perf_counter_ns) in a fresh worker process; "
     "p50 = median, p90 = numpy linear-interpolation percentile"
 )
@@ -281,6 +282,14 @@ def prepare(directory: str | Path, settings: CheckSettings, progress=None, label
         tokenizer = _load_tokenizer(manifest)
         enc = encode(tokenizer, data.texts, settings.seq_len, pad_to_max=True)
         lat = encode(tokenizer, data.texts[:1], settings.seq_len, pad_to_max=True)
+    mismatched = lengths.mismatches(manifest, settings.seq_len, enc["attention_mask"])
+    if mismatched:  # once, before any job: the report says it too (dataset notes, latency records)
+        line = lengths.describe(mismatched, len(data))
+        notes.append(line)
+        if progress is not None:
+            from rich.markup import escape
+
+            progress.info(f"[yellow]warning:[/] {escape(line)}")
     with maybe_step(progress, "Verifying artifact hashes"):
         problems = {name: _file_problem(manifest, name) for name in manifest.artifacts}
     tmp = tempfile.TemporaryDirectory(prefix="edgebert-check-")
@@ -345,7 +354,9 @@ def _native(plan: CheckPlan, name: str, device: _devices.Device, phase: str) -> 
     if timed:
         lat = result["latency"]
         part = {**common, "latency_ms": {**metrics.latency_summary(lat["samples_ms"]), "runs": lat["runs"],
-                                         "warmup": lat["warmup"], "batch": lat["batch"], "seq_len": lat["seq_len"]},
+                                         "warmup": lat["warmup"], "batch": lat["batch"], "seq_len": lat["seq_len"],
+                                         **({"requested_seq_len": settings.seq_len}
+                                            if lat["seq_len"] != settings.seq_len else {})},
                 "peak_rss_mb": result.get("peak_rss_mb"), "rss_mb": result.get("rss_mb"),
                 "load_ms": result.get("load_ms")}
         if settings.profile:
@@ -564,7 +575,8 @@ def finish(plan: CheckPlan) -> dict[str, Any]:
             "settings": settings.to_json(),
             "accuracy_definition": ACCURACY_DEFINITION,
             "latency_input": {"batch": 1, "seq_len": settings.seq_len, "real_tokens": int(plan.lat_mask.sum()),
-                              "definition": LATENCY_DEFINITION},
+                              "definition": LATENCY_DEFINITION,
+                              **({"fixed_shape_ran_at": ran} if (ran := _ran_at(plan)) else {})},
             "peak_rss_definition": PEAK_RSS_DEFINITION,
             **({"drift_reference": DRIFT_REFERENCE, **EMULATED_DEFINITIONS} if plan.emulated else {}),
             "host": {"machine": platform.machine(), "python": platform.python_version()},
@@ -584,12 +596,17 @@ def finish(plan: CheckPlan) -> dict[str, Any]:
         plan.close()
 
 
+def _ran_at(plan: CheckPlan) -> dict[str, int]:
+    """Fixed-shape artifacts whose latency input ran at another length than seq_len: name -> length."""
+    return {m.artifact: m.ran for m in lengths.mismatches(plan.manifest, plan.settings.seq_len, plan.mask)}
+
+
 def _length_summary(mask: np.ndarray) -> dict[str, float] | None:
     if not len(mask):
         return None
-    lengths = mask.sum(axis=1)
-    return {"mean": round(float(lengths.mean()), 2), "p50": float(np.percentile(lengths, 50)),
-            "p90": float(np.percentile(lengths, 90)), "max": int(lengths.max())}
+    real = mask.sum(axis=1)
+    return {"mean": round(float(real.mean()), 2), "p50": float(np.percentile(real, 50)),
+            "p90": float(np.percentile(real, 90)), "max": int(real.max())}
 
 
 # --- the command ------------------------------------------------------------------------------

@@ -207,7 +207,7 @@ class LiteRT(Runtime):
         return self.seq_len
 
     def input_length(self, width: int) -> int:
-        return next((n for n in self.lengths if n >= width), self.seq_len)
+        return signature_length(self.lengths, width)
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         length = self.input_length(input_ids.shape[1])
@@ -218,6 +218,13 @@ class LiteRT(Runtime):
             row = {k: np.ascontiguousarray(v[i:i + 1], dtype=inputs[k][1]) for k, v in feeds.items() if k in inputs}
             out.append(np.asarray(runner(**row)[output], dtype=np.float32))
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def signature_length(lengths, width: int) -> int:
+    """The signature length a ``width``-token input runs at: the smallest that holds it, else the
+    longest (the input is then cut): the one rule, for the runtime and for ``check``'s warnings."""
+    lengths = sorted(int(n) for n in lengths)
+    return next((n for n in lengths if n >= width), lengths[-1])
 
 
 def fit_length(a: np.ndarray, length: int) -> np.ndarray:

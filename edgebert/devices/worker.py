@@ -28,7 +28,7 @@ The worker writes, then exits 0 (ok) or 1 (failed):
      "runtime": {"name": ..., "version": ..., "settings": {...}}, "threads": 1,
      "platform": {"machine": "x86_64", "cpu": "...", "python": "3.11.2"},
      "load_ms": 12.3,
-     "latency": {"samples_ms": [...], "warmup": 10, "runs": 50, "batch": 1, "seq_len": S},
+     "latency": {"samples_ms": [...], "warmup": 10, "runs": 50, "batch": 1, "seq_len": S},  (S: the length that ran)
      "accuracy_pass": {"n": N, "batches": B, "batch_size": 1, "order": "by real length", "trimmed": true,
                        "rows_by_input_length": {"32": 700, "64": 300}, "truncated_rows": 0, "seconds": 0.4},
      "rss_mb": {"after_import": .., "after_load": .., "after_latency": .., "after_accuracy": ..},
@@ -216,7 +216,8 @@ def measure(runtime: "_runtimes.Runtime", input_ids: np.ndarray, attention_mask:
     rss["after_accuracy"] = peak_rss_mb()
     metrics = {
         "latency": ({"samples_ms": [round(s, 4) for s in samples], "warmup": warmup, "runs": runs,
-                     "batch": int(latency_ids.shape[0]), "seq_len": int(latency_ids.shape[1])} if runs else None),
+                     "batch": int(latency_ids.shape[0]),  # the length that ran (a fixed shape pads or cuts)
+                     "seq_len": int(runtime.input_length(int(latency_ids.shape[1])))} if runs else None),
         "accuracy_pass": {"n": n, "batches": batches, "batch_size": batch_size, "order": "by real length",
                           "trimmed": True, "rows_by_input_length": {str(k): v for k, v in sorted(widths.items())},
                           "truncated_rows": int(np.sum(lengths > runtime.max_length)) if runtime.max_length else 0,

@@ -69,8 +69,14 @@ def _side_by_side(table: DeviceTable) -> list[str]:
     view = side_by_side(table)
     if view is None:
         return []
+    def p50(r: Row) -> str:  # a latency at another length than the rest of its row says which
+        text = _num(r.p50_ms, ".2f")
+        if r.p50_ms is not None and not view.latency_comparable(r.precision):
+            text += f" ({r.latency_seq_len} tok)†"
+        return text
+
     metrics = (("Accuracy", lambda r: accuracy_text(r, short=True)),
-               ("p50 ms", lambda r: _num(r.p50_ms, ".2f")),
+               ("p50 ms", p50),
                ("Speed-up", lambda r: _num(r.speedup, ".2f", "×")),
                ("Size MB", lambda r: _num(r.size_mb, ".2f")))
     if table.emulated:  # emulator wall time is not latency: compare accuracy and size only
@@ -85,6 +91,9 @@ def _side_by_side(table: DeviceTable) -> list[str]:
                 row = view.cells.get((precision, fmt))
                 cells.append(DASH if row is None else ("failed" if row.status != "ok" else fn(row)))
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    if view.mixed_lengths and not table.emulated:
+        lines += ["", ("† latency at a different sequence length than the other format's in its row "
+                       "(a fixed-shape TFLite signature): not comparable.")]
     return lines
 
 

@@ -53,6 +53,7 @@ class Row:
     instruction_shares: tuple[tuple[str, float], ...] = ()  # emulated: (class, share of the median counted run)
     cpu_has_int8_dot: bool = False            # emulated: the CPU model has dot product or i8mm instructions
     int8_kernel_share: float | None = None    # emulated: share of SDOT/UDOT + SMMLA/UMMLA/USMMLA/USDOT instructions
+    latency_seq_len: int | None = None        # the sequence length the latency input ran at (fixed shapes differ)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ def device_tables(report: dict[str, Any]) -> list[DeviceTable]:
                 agreement_ci95=tuple(r["agreement_ci95"]) if ok and r.get("agreement_ci95") else None,
                 max_abs_logit_diff=r.get("max_abs_logit_diff_vs_fp32") if ok else None,
                 p50_ms=lat.get("p50") if ok else None, p90_ms=lat.get("p90") if ok else None,
+                latency_seq_len=lat.get("seq_len") if ok else None,
                 threads=r.get("threads"),
                 speedup=_ratio(ref_lat.get("p50"), lat.get("p50")) if ok and ref_ok else None,
                 size_mb=size / 1e6 if size is not None else None,
@@ -186,6 +188,11 @@ class SideBySide:
     formats: tuple[str, ...]
     precisions: tuple[str, ...]
     cells: dict[tuple[str, str], Row]        # (precision, format) -> row
+    mixed_lengths: frozenset[str] = frozenset()  # precisions whose latencies ran at different seq lengths
+
+    def latency_comparable(self, precision: str) -> bool:
+        """False when this precision's latency cells ran at different sequence lengths (not comparable)."""
+        return precision not in self.mixed_lengths
 
 
 def side_by_side(table: DeviceTable) -> SideBySide | None:
@@ -195,4 +202,8 @@ def side_by_side(table: DeviceTable) -> SideBySide | None:
         return None
     seen = {r.precision for r in table.rows}
     precisions = tuple(p for p in PRECISION_ORDER if p in seen) + tuple(sorted(seen - set(PRECISION_ORDER)))
-    return SideBySide(formats, precisions, {(r.precision, r.format): r for r in table.rows})
+    cells = {(r.precision, r.format): r for r in table.rows}
+    mixed = frozenset(p for p in precisions
+                      if len({r.latency_seq_len for (q, _), r in cells.items()
+                              if q == p and r.p50_ms is not None and r.latency_seq_len is not None}) > 1)
+    return SideBySide(formats, precisions, cells, mixed)
