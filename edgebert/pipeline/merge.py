@@ -29,13 +29,13 @@ from typing import Any
 
 from .. import gate_result
 from ..errors import UsageError
-from ..fsutil import sha256_file, write_json_atomic, write_text_atomic
+from ..fsutil import sha256_file, write_json_atomic
 from ..manifest import Manifest, now_iso
-from ..report import REPORT_HTML, REPORT_JSON, REPORT_MD
+from ..report import REPORT_JSON
 from . import fingerprint as fp
 from . import shard as shard_mod
 from .config import BaselineConfig, BuildConfig, GatesConfig, ModelSpec
-from .runner import SUMMARY_NAME, SUMMARY_SCHEMA_VERSION, _finish_model, _lock, _phases
+from .runner import SUMMARY_NAME, SUMMARY_SCHEMA_VERSION, _finish_model, _lock, _phases, write_outputs
 from .steps import ModelBuild, StepRecord
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -370,7 +370,6 @@ def _config_for_gates(config: dict[str, Any], max_latency_increase: float | None
 def merge(output: str | Path, part_dirs: list[str | Path], *, baseline: str | Path | None = None,
           write_baseline: str | Path | None = None, max_latency_increase: float | None = None) -> dict[str, Any]:
     """Check the parts, write OUT as the unsharded build would have; return its summary."""
-    import os
 
     from . import baseline as baseline_mod
 
@@ -423,18 +422,5 @@ def merge(output: str | Path, part_dirs: list[str | Path], *, baseline: str | Pa
                                   "items": p.shard["items"], "status": p.summary.get("status"),
                                   "seconds": p.summary.get("seconds")} for p in parts]},
         }
-        write_json_atomic(out / SUMMARY_NAME, summary)
-        from ..report import build_manifests, html, load_report, markdown
-
-        reports = {m["name"]: load_report(m["directory"]) for m in models if m["status"] == "ok"}
-        manifests = build_manifests(summary)
-        md = markdown.render_build(summary, reports, manifests)
-        write_text_atomic(out / REPORT_MD, md)
-        write_text_atomic(out / REPORT_HTML, html.render_build(summary, reports, manifests))
-        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if step_summary:
-            with open(step_summary, "a", encoding="utf-8") as f:
-                f.write(md + "\n")
-        if write_baseline is not None:
-            baseline_mod.write(write_baseline, figures)
+        write_outputs(out, summary, figures, write_baseline)
     return summary

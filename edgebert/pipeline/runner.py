@@ -301,21 +301,27 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
             "baseline": vs_baseline,
             **share.summary(),
         }
-        write_json_atomic(out / SUMMARY_NAME, summary)
-        reports = _reports(summary)
-        from ..report import build_manifests, html, markdown
-
-        manifests = build_manifests(summary)
-        md = markdown.render_build(summary, reports, manifests)
-        write_text_atomic(out / REPORT_MD, md)
-        write_text_atomic(out / REPORT_HTML, html.render_build(summary, reports, manifests))
-        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if step_summary:
-            with open(step_summary, "a", encoding="utf-8") as f:
-                f.write(md + "\n")
-        if write_baseline is not None:
-            baseline_mod.write(write_baseline, figures)
+        write_outputs(out, summary, figures, write_baseline)
     return summary
+
+
+def write_outputs(out: Path, summary: dict[str, Any], figures, write_baseline: str | Path | None) -> None:
+    """summary.json, the build's report.md/report.html (also to a GitHub step summary) and the baseline file."""
+    from ..report import build_manifests, html, markdown
+    from . import baseline as baseline_mod
+
+    write_json_atomic(out / SUMMARY_NAME, summary)
+    reports = _reports(summary)
+    manifests = build_manifests(summary)
+    md = markdown.render_build(summary, reports, manifests)
+    write_text_atomic(out / REPORT_MD, md)
+    write_text_atomic(out / REPORT_HTML, html.render_build(summary, reports, manifests))
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as f:
+            f.write(md + "\n")
+    if write_baseline is not None:
+        baseline_mod.write(write_baseline, figures)
 
 
 def _phases(models: list[dict[str, Any]], setup_seconds: float, checks: dict[str, float]) -> dict[str, float]:
