@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import EdgebertError
+from .errors import EdgebertError, machine_fault, os_error_in
 from .vocabulary import ARCHITECTURES, CALIBRATION_METHODS, QUANT_MODES, QUANTIZE_TARGETS, SCREENING_METHODS
 
 SUPPORTED_MODELS = f"{', '.join(ARCHITECTURES)}, a local Hugging Face model directory, or a hub id"
@@ -21,7 +21,11 @@ def _fail(message: str, code: int) -> None:
 
 
 def handle_errors(func):
-    """Turn library errors into one line on stderr and an exit code (2 usage, 1 runtime)."""
+    """Turn library errors into one line on stderr and an exit code (2 usage, 1 runtime).
+
+    The machine's own faults (disk full, read-only or missing location, permission denied) are one line
+    too, naming the path and the cause, exit 1: writes are atomic, so nothing half-written remains.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -33,8 +37,18 @@ def handle_errors(func):
             _fail("interrupted; no partial artifact was kept", 130)
         except MemoryError:
             _fail("out of memory; try fewer --samples or a smaller --seq-len", 1)
+        except Exception as exc:  # an OS error, possibly wrapped by torch/onnx/litert; anything else is a bug
+            fault = os_error_in(exc)
+            if fault is None:
+                raise
+            where = next((kwargs[k] for k in OUTPUT_PARAMS if kwargs.get(k) is not None), None)
+            _fail(machine_fault(fault, where), 1)
 
     return wrapper
+
+
+# The parameter that names a command's output location (named when an OS error carries no path).
+OUTPUT_PARAMS = ("output", "directory", "out")
 
 
 def _progress():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 
 import numpy as np
@@ -16,6 +17,7 @@ import onnx
 import pytest
 
 from edgebert.errors import UsageError
+from edgebert.goal_summary import describe_drop
 from edgebert.manifest import Manifest
 from edgebert.quantize import QuantizeSettings, accuracy_goal, quantize, tflite
 from support import assert_clean_error, no_temp_files, run_cli
@@ -44,10 +46,13 @@ def check_goal_record(goal: dict, max_drop: float) -> None:
     assert goal["met"] is True and goal["max_drop_points"] == max_drop
     assert goal["data"] == {"source": "builtin:rt-snippets/validation", "texts": 500}
     assert before["accuracy"]["n"] == after["accuracy"]["n"] == 500 and goal["fp32"]["n"] == 500
-    assert before["drop_points"] > 10 and before["drop_ci95_points"][0] > 5  # a real, significant loss
+    # a real, significant loss (its size depends on the host's int8 kernels: 25.0 points on an AVX2 EPYC,
+    # 24.2 on an AVX-512 VNNI Xeon), each drop inside its own reported interval
+    assert before["drop_points"] > 10 and before["drop_ci95_points"][0] > 5
     assert after["drop_points"] <= max_drop
-    lo, hi = after["drop_ci95_points"]
-    assert lo <= after["drop_points"] <= hi
+    for m in (before, after):
+        lo, hi = m["drop_ci95_points"]
+        assert lo <= m["drop_points"] <= hi
     assert goal["sensitivity"]["method"] == "one-int8" and len(goal["sensitivity"]["ranking"]) == goal["layers"]
     assert after["float_layers"] == len(goal["fallback"]) and goal["tried"][-1]["float_layers"] == len(goal["fallback"])
 
@@ -74,7 +79,9 @@ def test_onnx_goal_falls_back_exactly_the_outlier_layer(outlier_dir, tmp_path):
     data = Manifest.load(d).data
     md = markdown.render({"records": []}, data)
     line = next(ln for ln in md.splitlines() if ln.startswith("- `model.int8-dynamic.onnx`"))
-    assert "accuracy goal ≤ 1 points met: drop 25.00 points" in line and "1 of 16 layers float" in line
+    # the line states this run's measured drops (not one host's numbers), in the documented shape
+    assert f"accuracy goal ≤ 1 points met: drop {describe_drop(goal['before'])} all-int8 -> " \
+           f"{describe_drop(goal['after'])} with 1 of 16 layers float" in line
     assert "MB)" in line and "float: `/classifier/Gemm`" in line and "one-int8" in line
     page = html.render({"records": []}, data)
     assert "<h2>Accuracy goals</h2>" in page and "<code>/classifier/Gemm</code>" in page
@@ -102,7 +109,9 @@ def test_an_unmeetable_goal_exits_1_and_keeps_no_file(outlier_dir, tmp_path):
     args = ("quantize", d, "--mode", "static", "--format", "onnx", "--samples", "32", "--seq-len", "64",
             "--max-drop", "1", "--max-float-layers", "1")
     result = run_cli(*args)
-    assert_clean_error(result, 1, "model.int8-static.onnx: accuracy goal --max-drop 1 not met: best drop 25.")
+    assert_clean_error(result, 1, "model.int8-static.onnx: accuracy goal --max-drop 1 not met: best drop ")
+    best = float(re.search(r"best drop (-?\d+\.\d\d) points", result.output).group(1))
+    assert best > 10  # the one float layer allowed cannot undo a loss that needs two
     assert "layers float" in result.output and "MB" in result.output and "no file was kept" in result.output
     assert not (d / "model.int8-static.onnx").exists() and (d / "manifest.json").read_bytes() == before
     assert no_temp_files(d)

@@ -31,6 +31,7 @@ import numpy as np
 from .. import devices as _devices
 from ..data.datasets import BUILTIN_LABELS, LabelledTexts, load_builtin, load_dataset
 from ..data.tokenize import encode
+from ..data.tokenizer_fit import load_artifact_tokenizer
 from ..errors import UsageError
 from ..fsutil import sha256_file, write_json_atomic
 from ..manifest import Manifest, now_iso, package_versions
@@ -128,15 +129,6 @@ def load_data(settings: CheckSettings, label2id: dict[str, int]) -> LabelledText
             raise UsageError(f"the built-in data has {len(BUILTIN_LABELS)} labels but the model has "
                              f"{len(label2id)}; pass a labelled dataset (--data)")
     return data.subset(settings.limit)
-
-
-def _load_tokenizer(manifest: Manifest):
-    from ..hf_safe import load_tokenizer
-
-    path = manifest.tokenizer_dir()
-    if not path.is_dir():
-        raise UsageError(f"{path}: tokenizer directory missing; re-run `edgebert export`")
-    return load_tokenizer(path, within=manifest.directory)  # no remote code; a usage error when unloadable
 
 
 def _file_problem(manifest: Manifest, name: str) -> str | None:
@@ -279,7 +271,7 @@ def prepare(directory: str | Path, settings: CheckSettings, progress=None, label
                      f"(--limit to change)")
     with maybe_step(progress, "Loading data and tokenizing"):
         data = load_data(settings, _label2id(manifest))
-        tokenizer = _load_tokenizer(manifest)
+        tokenizer = load_artifact_tokenizer(manifest)
         enc = encode(tokenizer, data.texts, settings.seq_len, pad_to_max=True)
         lat = encode(tokenizer, data.texts[:1], settings.seq_len, pad_to_max=True)
     mismatched = lengths.mismatches(manifest, settings.seq_len, enc["attention_mask"])

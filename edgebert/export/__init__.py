@@ -50,6 +50,7 @@ def _model_record(loaded: LoadedModel) -> dict:
         "id2label": {str(k): v for k, v in loaded.id2label.items()},
         "label2id": {v: int(k) for k, v in loaded.id2label.items()},
         "max_position_embeddings": int(getattr(cfg, "max_position_embeddings", 512)),
+        "vocab_size": int(cfg.vocab_size),  # the tokenizer is checked against it whenever it is loaded
         "parameters": int(sum(p.numel() for p in loaded.model.parameters())),
     }
 

@@ -123,13 +123,16 @@ def convert(model: torch.nn.Module, lengths: tuple[int, ...], out_path: Path, lo
                           for k in INPUT_NAMES}
                 add = litert_torch.signature if converter is None else converter.signature
                 converter = add(signature_name(n), wrapped, (), kwargs)
-            converter.convert().export(str(out_path))
+            content = converter.convert().model_content()
     except MemoryError:
         raise
     except Exception as exc:
         tail = _tail(log)
         raise EdgebertError(f"litert-torch conversion failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
                             + (f" ({tail})" if tail else "")) from exc
+    # Written by Python, not by the converter: LLVM's writer exits the process on a full disk (no cleanup,
+    # no message), while an OSError here reaches the CLI as one line and atomic_path removes the temp file.
+    out_path.write_bytes(content)
 
 
 def export_tflite(model: torch.nn.Module, tokenizer, out_path: Path, seq_len: int, atol: float,

@@ -57,4 +57,5 @@ DISTILBERT = register(Architecture(
     bert_config=bert_config,
     from_bert=from_bert,
     layers=lambda model: model.distilbert.transformer.layer,
+    size_fields=("vocab_size", "dim", "n_layers", "n_heads", "hidden_dim", "max_position_embeddings"),
 ))

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..data import tokenizer_fit
 from ..errors import UsageError
 from ..fsutil import sha256_file
 from ..hf_safe import load_tokenizer, weight_kwargs
@@ -43,6 +44,63 @@ def _dir_hashes(directory: Path) -> dict[str, str]:
     return out
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _load_config(arch: registry.Architecture, cfg_path: Path):
+    """The stock config class, validated by transformers (types) and here (sizes, labels)."""
+    try:
+        config = arch.config_class.from_pretrained(cfg_path.parent)
+    except Exception as exc:  # transformers/huggingface_hub raise many types for bad values; all mean "bad config"
+        detail = " ".join(ln.strip() for ln in str(exc).strip().splitlines()[:2])[:300] or type(exc).__name__
+        raise UsageError(f"{cfg_path}: invalid config ({detail})") from None
+    problems = [f"{key} = {getattr(config, key)!r} (expected a positive integer)"
+                for key in arch.size_fields
+                if not isinstance(getattr(config, key, None), int) or getattr(config, key) < 1]
+    id2label = getattr(config, "id2label", None) or {}
+    if len(id2label) != config.num_labels:
+        problems.append(f"num_labels = {config.num_labels} but id2label has {len(id2label)} entries")
+    if problems:
+        raise UsageError(f"{cfg_path}: invalid config ({'; '.join(problems)})")
+    return config
+
+
+def _load_weights(arch: registry.Architecture, directory: Path, config) -> torch.nn.Module:
+    """Weights that fill the model exactly: a missing, unexpected or mis-shaped tensor is refused, never
+    silently initialised at random (transformers would, with a warning a CI log buries)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report; edgebert states the problem in one line instead
+    try:
+        model, info = arch.model_class.from_pretrained(directory, config=config, output_loading_info=True,
+                                                       ignore_mismatched_sizes=True, **weight_kwargs(directory))
+    except pickle.UnpicklingError:
+        raise UsageError(f"{directory}: refusing to load pytorch_model.bin: torch's weights_only loader rejected "
+                         f"it (a pickle may carry code, edgebert never runs it); provide model.safetensors") from None
+    except Exception as exc:  # safetensors, torch and transformers raise many types for damaged files
+        raise UsageError(f"{directory}: cannot load {arch.name} weights ({type(exc).__name__}: "
+                         f"{_first_line(exc)})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    faults = []
+    for key, what in (("missing_keys", "missing from the weights"), ("unexpected_keys", "not in the model"),
+                      ("mismatched_keys", "of the wrong shape")):
+        found = sorted(_key_name(k) for k in info.get(key) or ())
+        if found:
+            more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+            faults.append(f"{len(found)} tensor(s) {what} ({', '.join(found[:3])}{more})")
+    if faults:
+        raise UsageError(f"{directory}: the weights do not match config.json: {'; '.join(faults)}; "
+                         f"a damaged file or a config from another model")
+    return model
+
+
+def _key_name(key) -> str:
+    return key[0] if isinstance(key, tuple) else str(key)
+
+
 def _load_dir(directory: Path, kind: str, label: str) -> LoadedModel:
     """Stock classes only, no remote code, safetensors first, pickle weights only via weights_only."""
     from transformers.utils import logging as hf_logging
@@ -53,18 +111,19 @@ def _load_dir(directory: Path, kind: str, label: str) -> LoadedModel:
     if not cfg_path.is_file():
         raise UsageError(f"{directory}: no config.json (expected a Hugging Face model directory)")
     try:
-        model_type = json.loads(cfg_path.read_text(encoding="utf-8")).get("model_type")
+        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UsageError(f"{cfg_path}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{cfg_path}: not UTF-8 text (a damaged file?)") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"{cfg_path}: expected a JSON object, found {type(raw).__name__}")
+    model_type = raw.get("model_type")
     arch = registry.for_model_type(model_type, str(directory))
-    try:
-        model = arch.model_class.from_pretrained(directory, **weight_kwargs(directory))
-    except pickle.UnpicklingError:
-        raise UsageError(f"{directory}: refusing to load pytorch_model.bin: torch's weights_only loader rejected "
-                         f"it (a pickle may carry code, edgebert never runs it); provide model.safetensors") from None
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise UsageError(f"{directory}: cannot load {arch.name} weights ({str(exc).splitlines()[0]})") from None
+    config = _load_config(arch, cfg_path)
+    model = _load_weights(arch, directory, config)
     tokenizer = load_tokenizer(directory)
+    tokenizer_fit.check(tokenizer, getattr(model.config, "vocab_size", None), str(directory))
     model.eval()
     source = {"kind": kind, "id": label, "path": str(directory.resolve()), "sha256": _dir_hashes(directory)}
     return LoadedModel(model, tokenizer, arch, source)

@@ -26,6 +26,8 @@ class Architecture:
     - ``onnx_rewrites``: names of ONNX graph rewrites applied before int8 quantization
       (e.g. SqueezeBERT's 1x1 Conv -> MatMul), read by ``edgebert.quantize``.
     - ``quantize_notes``: per-family quantization facts, recorded in the manifest.
+    - ``size_fields``: config fields that size the network (each a positive integer); a wrong value would
+      build another network than the weights describe, so loading checks them.
     """
 
     name: str
@@ -39,6 +41,7 @@ class Architecture:
     layers: Callable[[torch.nn.Module], torch.nn.ModuleList]
     onnx_rewrites: tuple[str, ...] = ()
     quantize_notes: dict = field(default_factory=dict)
+    size_fields: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, Architecture] = {}

@@ -67,4 +67,7 @@ SQUEEZEBERT = register(Architecture(
     layers=lambda model: model.transformer.encoder.layers,
     onnx_rewrites=("conv1x1_to_matmul",),
     quantize_notes={"conv": "1x1 Conv1d rewritten to MatMul so int8 MatMul kernels run (no ConvInteger)"},
+    size_fields=("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                 "max_position_embeddings", "q_groups", "k_groups", "v_groups", "post_attention_groups",
+                 "intermediate_groups", "output_groups"),
 ))

@@ -19,6 +19,7 @@ from typing import Callable, Mapping
 import onnx
 
 from .. import models
+from ..data.tokenizer_fit import load_artifact_tokenizer
 from ..errors import EdgebertError, UsageError
 from ..fsutil import atomic_path
 from ..manifest import Manifest
@@ -92,15 +93,6 @@ def recipe_for(settings: QuantizeSettings, fmt: str = "onnx") -> Recipe:
     return RECIPES[(fmt, settings.mode)]
 
 
-def _load_tokenizer(manifest: Manifest):
-    from ..hf_safe import load_tokenizer
-
-    try:
-        return load_tokenizer(manifest.tokenizer_dir(), within=manifest.directory)  # never remote code
-    except UsageError as exc:
-        raise UsageError(f"{exc}; re-run `edgebert export`") from None
-
-
 def quantize(directory: Path, settings: QuantizeSettings, progress: Progress | None = None) -> list[str]:
     """Quantize the fp32 artifacts of an artifact directory (every format present, or ``settings.formats``).
 
@@ -139,7 +131,7 @@ def _quantize_tflite(directory: Path, manifest: Manifest, settings: QuantizeSett
     parent = manifest.reference_artifact("tflite")
     fp32_path = manifest.verify_artifact(parent)
     seq_len = int((manifest.artifacts[parent].get("fixed_shape") or {}).get("seq_len") or settings.seq_len)
-    tokenizer = _load_tokenizer(manifest)
+    tokenizer = load_artifact_tokenizer(manifest)
     with scratch_dir() as scratch:
         out = scratch / "quantized.tflite"
         cache: dict = {}
@@ -243,7 +235,7 @@ def _quantize_onnx(directory: Path, manifest: Manifest, settings: QuantizeSettin
     fp32_path = manifest.artifact_path(parent)
     model = load_fp32(fp32_path)
     arch = models.get(manifest.architecture)
-    tokenizer = _load_tokenizer(manifest)
+    tokenizer = load_artifact_tokenizer(manifest)
     rewrite_inputs = validate.feeds(tokenizer, settings.seq_len)
 
     with scratch_dir() as scratch:
