@@ -13,7 +13,8 @@ import pytest
 
 from edgebert.data import tokenizer_fit
 from edgebert.manifest import Manifest
-from support import VOCAB, assert_clean_error, load_tokenizer, make_artifact_dir, run_cli, save_tiny_hf_dir
+from support import (VOCAB, assert_clean_error, load_tokenizer, make_artifact_dir, no_temp_files, run_cli,
+                     save_tiny_hf_dir)
 
 TOKENIZER_FILES = ("vocab.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json")
 
@@ -57,8 +58,15 @@ def test_problems_name_each_fault(hf_dir, tmp_path):
         f"its vocabulary has {len(VOCAB)} tokens but the model's embedding table has 200 rows "
         f"(not the vocabulary it was trained with)"]
     assert tokenizer_fit.problems(tok, len(VOCAB) + 1)  # one row more than a vocabulary of 32 is no padding
+    assert tokenizer_fit.problems(tok, 64)  # half the table unused: a lost tail, not padding
     # alignment padding is not a fault (SqueezeBERT: 30522 tokens, 30528 rows)
-    assert len(VOCAB) == 32 and tokenizer_fit.problems(tok, 64) == [] and tokenizer_fit.problems(tok, 128) == []
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "vocab.txt").write_text("\n".join(VOCAB + [f"w{i}" for i in range(30522 - len(VOCAB))]) + "\n")
+    (big / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer"}))
+    big_tok = load_tokenizer(big)
+    assert [tokenizer_fit.problems(big_tok, rows) == [] for rows in (30522, 30528, 30592, 30523, 30530)] == \
+        [True, True, True, False, False]
     # a vocabulary without [CLS]/[SEP]: transformers appends them after the last word, past the rows the
     # model was trained with
     words = tmp_path / "no-specials"
@@ -126,3 +134,172 @@ def test_every_damaged_model_file_is_one_line(hf_dir, tmp_path, case):
     assert_clean_error(result, 2, expected)
     assert str(src) in result.output  # the file or directory is named
     assert not (tmp_path / "out").exists()
+
+
+# --- the machine's own faults: one line naming the path and the cause, exit 1, nothing half-written ---
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real 1 MB filesystem (tmpfs; CI runs as root), unmounted afterwards."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_disk_full_is_one_line_and_a_rerun_after_freeing_space_succeeds(hf_dir, small_fs):
+    filler = small_fs / "filler"
+    filler.write_bytes(b"\0" * (1024 * 1024 - 100 * 1024))  # room for the tokenizer and manifest, not the ONNX
+    out = small_fs / "out"
+    result = run_cli("export", hf_dir, "-o", out, "--format", "onnx", "--format", "tflite", "--seq-len", "32")
+    assert_clean_error(result, 1, f"{out}: No space left on device; free space there and rerun")
+    assert no_temp_files(out)
+    assert not (out / "model.onnx").exists() and not (out / "model.tflite").exists()
+    assert Manifest.load(out).artifacts == {}  # the manifest lists nothing incomplete
+    filler.unlink()
+    result = run_cli("export", hf_dir, "-o", out, "--format", "onnx", "--format", "tflite", "--seq-len", "32")
+    assert result.exit_code == 0, result.output
+    assert set(Manifest.load(out).artifacts) == {"model.onnx", "model.tflite"} and no_temp_files(out)
+
+
+def test_a_read_only_or_impossible_output_location_is_one_line(hf_dir, small_fs):
+    import subprocess
+
+    assert_clean_error(run_cli("export", hf_dir, "-o", "/proc/edgebert-x"), 1,
+                       "/proc/edgebert-x: No such file or directory")
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    assert_clean_error(run_cli("export", hf_dir, "-o", small_fs / "out"), 1,
+                       f"{small_fs / 'out'}: Read-only file system; the location is read-only")
+
+
+def test_a_file_where_the_output_directory_should_be(tiny, tmp_path):
+    art = make_artifact_dir(tmp_path / "art", tiny, artifacts=("fp32",))
+    (art / "report.json").mkdir()  # a directory where check writes a file
+    result = run_cli("check", art, "--limit", "4", "--runs", "1", "--warmup", "0", "--seq-len", "16")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    line = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
+    assert len(line) == 1 and "report.json" in line[0] and "Is a directory" in line[0], result.output
+
+
+# --- random damage: a clean refusal, or an artifact that predicts exactly like the undamaged model ---
+PROBE_TEXTS = ["the movie was good", "a dull , boring film !", "not bad . the acting was great",
+               "it is too funny and very fresh", "the plot was not good"]
+FILES = ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json")
+BAD_VALUES = ("abc", 1.5, None, [], {}, 0, -3)
+
+
+def predictions(art) -> list[int]:
+    from edgebert.data.tokenize import encode
+    from edgebert.devices import ort_session
+
+    session = ort_session.create(str(art / "model.onnx"), threads=1)
+    enc = encode(load_tokenizer(art / "tokenizer"), PROBE_TEXTS, 32)
+    return session.run(["logits"], enc)[0].argmax(-1).tolist()
+
+
+@pytest.fixture(scope="module")
+def reference(hf_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "out"
+    assert run_cli("export", hf_dir, "-o", out, "--seq-len", "32").exit_code == 0
+    return predictions(out)
+
+
+def damage_strategy():
+    from hypothesis import strategies as st
+
+    files = st.tuples(st.sampled_from(FILES), st.sampled_from(("delete", "truncate", "garble")),
+                      st.floats(0, 0.999), st.binary(min_size=1, max_size=8))
+    config = st.tuples(st.just("config.json"), st.just("edit"),
+                       st.sampled_from(("dim", "n_layers", "n_heads", "hidden_dim", "max_position_embeddings",
+                                        "vocab_size", "num_labels", "id2label", "model_type")),
+                       st.sampled_from(BAD_VALUES + (DELETE,)))
+    return st.one_of(files, config)
+
+
+def apply_damage(d, damage) -> None:
+    """Delete, truncate, garble or edit one file of a model directory.
+
+    Garbling writes bytes >= 0x80 (never valid inside JSON or a vocabulary's ASCII text) into text files and
+    into the safetensors header; the tensor data itself is left alone: safetensors has no checksum, so garbled
+    weights are indistinguishable from other weights (the cache's content hashes cover what edgebert builds).
+    Config edits use values no working config has (wrong types, zero, negative, removed keys).
+    """
+    name, op, a, b = damage
+    path = d / name
+    data = path.read_bytes()
+    if op == "delete":
+        path.unlink()
+    elif op == "truncate":
+        path.write_bytes(data[:int(a * len(data))])
+    elif op == "garble":
+        end = 8 + int.from_bytes(data[:8], "little") if name == "model.safetensors" else len(data)
+        start = int(a * max(end - len(b), 0))
+        path.write_bytes(data[:start] + bytes(0x80 | x for x in b) + data[start + len(b):])
+    else:
+        edit_config(a, b)(d)
+
+
+def test_random_damage_is_refused_cleanly_or_harmless(hf_dir, reference, tmp_path_factory):
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=14, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(damage_strategy())
+    def check(damage):
+        root = tmp_path_factory.mktemp("damaged")
+        src = root / "model"
+        shutil.copytree(hf_dir, src)
+        apply_damage(src, damage)
+        result = run_cli("export", src, "-o", root / "out", "--seq-len", "32")
+        assert "Traceback" not in result.output, (damage, result.output)
+        if result.exit_code == 0:
+            assert predictions(root / "out") == reference, damage
+        else:
+            errors = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
+            assert result.exit_code in (1, 2) and len(errors) == 1, (damage, result.output)
+
+    check()
+
+
+def test_a_worker_killed_mid_check_fails_only_its_record(tiny, tmp_path):
+    """SIGKILL the real worker process while it measures the int8 artifact: that record fails with the
+    signal named, the fp32 record is complete, the command exits 1 with one line."""
+    import os
+    import signal
+    import threading
+    import time
+
+    art = make_artifact_dir(tmp_path / "art", tiny)
+    mine = str(art / "model.int8-dynamic.onnx").encode()
+    stop = threading.Event()
+    killed = []
+
+    def killer():
+        while not stop.is_set() and not killed:
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+                    request = next((c for c in cmd if c.endswith(b".json")), b"")
+                    body = open(request, "rb").read() if request else b""
+                    if any(c.endswith(b"worker.py") for c in cmd) and mine in body:  # this test's int8 worker only
+                        os.kill(int(pid), signal.SIGKILL)
+                        killed.append(pid)
+                except (OSError, ValueError):
+                    continue
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    try:
+        result = run_cli("check", art, "--limit", "8", "--runs", "20000", "--warmup", "1", "--seq-len", "32")
+    finally:
+        stop.set()
+        thread.join()
+    assert killed, "the int8 worker was never seen"
+    report = json.loads((art / "report.json").read_text())
+    recs = {r["artifact"]: r for r in report["records"] if r["device"] == "desktop"}
+    assert recs["model.onnx"]["status"] == "ok" and recs["model.onnx"]["latency_ms"]["p50"] > 0
+    assert recs["model.int8-dynamic.onnx"]["status"] == "failed", (killed, json.dumps(recs["model.int8-dynamic.onnx"])[:1500])
+    assert "killed by SIGKILL" in recs["model.int8-dynamic.onnx"]["error"]
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output

@@ -16,6 +16,7 @@ PROBE = "the movie was good and not bad"
 # Embedding tables are the vocabulary's size, or that size rounded up to one of these multiples (e.g.
 # SqueezeBERT's 30528 rows for its 30522 tokens); any other size is another tokenizer's.
 TABLE_ALIGNMENTS = (1, 8, 32, 64, 128)
+MAX_PADDING = 0.01  # padding rows are a sliver of the table; a vocabulary missing more lost its tail
 # The special tokens a BERT-family classifier input needs (encode() adds [CLS]/[SEP] and pads).
 REQUIRED_SPECIAL = ("cls_token", "sep_token", "pad_token", "unk_token")
 HOW_TO_FIX = ("a Hugging Face model directory needs the tokenizer files it was trained with next to "
@@ -31,7 +32,7 @@ def problems(tokenizer, vocab_size: int | None) -> list[str]:
         largest = max(vocab.values(), default=-1)
         if largest >= vocab_size:
             out.append(f"token id {largest} is outside the model's embedding table ({vocab_size} rows)")
-        elif vocab_size not in {-(-size // a) * a for a in TABLE_ALIGNMENTS}:
+        elif vocab_size not in {-(-size // a) * a for a in TABLE_ALIGNMENTS} or vocab_size - size > MAX_PADDING * vocab_size:
             out.append(f"its vocabulary has {size} tokens but the model's embedding table has {vocab_size} rows "
                        f"(not the vocabulary it was trained with)")
     missing = [name for name in REQUIRED_SPECIAL if getattr(tokenizer, name, None) not in vocab]
