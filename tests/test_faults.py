@@ -303,3 +303,48 @@ def test_a_worker_killed_mid_check_fails_only_its_record(tiny, tmp_path):
     assert recs["model.int8-dynamic.onnx"]["status"] == "failed", (killed, json.dumps(recs["model.int8-dynamic.onnx"])[:1500])
     assert "killed by SIGKILL" in recs["model.int8-dynamic.onnx"]["error"]
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+
+
+# --- the cache heals itself ------------------------------------------------------------------------
+def test_a_damaged_builtin_cache_entry_is_rebuilt_never_loaded(tmp_path, monkeypatch):
+    """The entry records every file's sha256; a truncated, missing or unrecorded entry is rebuilt with one
+    line saying why. The (3-minute) trainer is replaced by a tiny real model builder: what is tested here
+    is the cache, and tests/test_e2e_builtin.py builds the real entries."""
+    from edgebert.models import builtin
+    from edgebert.progress import Progress
+
+    monkeypatch.setenv("EDGEBERT_CACHE", str(tmp_path / "cache"))
+    builds = []
+
+    def tiny_build(arch, out, progress=None, recipe=builtin.RECIPE):
+        builds.append(arch.name)
+        save_tiny_hf_dir(out, arch.name)
+        return {"recipe": "tiny"}
+
+    monkeypatch.setattr(builtin, "build", tiny_build)
+    infos = []
+    progress = Progress()
+    monkeypatch.setattr(progress, "info", infos.append)
+    target = builtin.builtin_dir("distilbert", progress=progress)
+    record = json.loads((target / builtin.BUILD_RECORD).read_text())
+    assert builds == ["distilbert"] and set(record["files"]) >= {"config.json", "model.safetensors", "vocab.txt"}
+    assert builtin.damage(target) is None and builtin.builtin_dir("distilbert", progress=progress) == target
+    assert builds == ["distilbert"] and infos == []  # a sound entry is reused
+
+    weights = target / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated in place
+    assert builtin.damage(target) == "model.safetensors changed since it was built (sha256 mismatch)"
+    builtin.builtin_dir("distilbert", progress=progress)
+    assert builds == ["distilbert"] * 2 and len(infos) == 1
+    assert "cache entry" in infos[0] and "damaged (model.safetensors changed" in infos[0] and "rebuilding" in infos[0]
+    assert builtin.damage(target) is None
+
+    (target / "vocab.txt").unlink()
+    assert builtin.damage(target) == "vocab.txt missing"
+    record.pop("files")
+    (target / builtin.BUILD_RECORD).write_text(json.dumps(record))
+    assert "records no content hashes" in builtin.damage(target)
+    (target / builtin.BUILD_RECORD).unlink()
+    assert "missing (an interrupted or partial entry)" in builtin.damage(target)
+    assert run_cli("export", "distilbert", "-o", tmp_path / "out", "--seq-len", "16").exit_code == 0
+    assert builds == ["distilbert"] * 3 and builtin.damage(target) is None

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..data.datasets import BUILTIN_LABELS, load_builtin
-from ..fsutil import cache_dir, publish_dir
+from ..fsutil import cache_dir, publish_dir, sha256_file
 from ..progress import maybe_step, maybe_track
 from . import registry
 from .minilm import minilm_dir
@@ -64,17 +64,49 @@ def _cache_name(name: str, recipe: BuiltinRecipe = RECIPE) -> str:
     return f"{name}-minilm-l6-rt-v{recipe.version}"
 
 
+BUILD_RECORD = "edgebert_builtin.json"
+
+
+def damage(target: Path) -> str | None:
+    """Why the cache entry at ``target`` cannot be used (None: complete and unchanged since it was built).
+
+    The build record lists every file with its sha256; an entry without that list (an older edgebert) or
+    with a missing, changed or extra file is rebuilt, never loaded.
+    """
+    record_path = target / BUILD_RECORD
+    if not record_path.is_file():
+        return f"{BUILD_RECORD} missing (an interrupted or partial entry)"
+    try:
+        files = json.loads(record_path.read_text(encoding="utf-8")).get("files")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return f"{BUILD_RECORD} unreadable"
+    if not isinstance(files, dict) or not files:
+        return f"{BUILD_RECORD} records no content hashes (made by an older edgebert)"
+    for name, digest in sorted(files.items()):
+        path = target / name
+        if not path.is_file() or path.is_symlink():
+            return f"{name} missing"
+        if sha256_file(path) != digest:
+            return f"{name} changed since it was built (sha256 mismatch)"
+    return None
+
+
 def builtin_dir(name: str, progress=None) -> Path:
-    """Directory of the built-in ``name`` classifier, building it on first use."""
+    """Directory of the built-in ``name`` classifier, building it on first use (and again when damaged)."""
     arch = registry.get(name)
     key = _cache_name(name)
     target = cache_dir() / "models" / key
-    if (target / "edgebert_builtin.json").is_file():
-        return target
+    if target.is_dir():
+        problem = damage(target)
+        if problem is None:
+            return target
+        if progress is not None:
+            progress.info(f"Built-in {name}: the cache entry {target} is damaged ({problem}); rebuilding it")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{key}.") as tmp:
         report = build(arch, Path(tmp), progress=progress)
-        (Path(tmp) / "edgebert_builtin.json").write_text(json.dumps(report, indent=2) + "\n")
+        report["files"] = {p.name: sha256_file(p) for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+        (Path(tmp) / BUILD_RECORD).write_text(json.dumps(report, indent=2) + "\n")
         publish_dir(tmp, target)
         Path(tmp).mkdir()  # TemporaryDirectory cleans up the (now empty) name
     return target
