@@ -456,7 +456,7 @@ def devices_setup(verify: bool, force: bool) -> None:
         if bad:
             _fail(f"{bad} of {len(rows)} CPU models failed the check", 1)
         return
-    summary = arm_setup.setup(env, progress=_progress(), force=force)
+    summary = arm_setup.setup(env, progress=_progress(), force=force, verify=True)
     done = "built " + ", ".join(summary["ran"]) if summary["ran"] else "already set up"
     click.echo(f"{summary['root']}: {done} ({summary['seconds']}s, {summary['size_mb']} MB); QEMU "
                f"{summary.get('qemu_version')}, counting QEMU {summary.get('plugin_qemu72_version')} and "

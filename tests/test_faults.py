@@ -348,3 +348,61 @@ def test_a_damaged_builtin_cache_entry_is_rebuilt_never_loaded(tmp_path, monkeyp
     assert "missing (an interrupted or partial entry)" in builtin.damage(target)
     assert run_cli("export", "distilbert", "-o", tmp_path / "out", "--seq-len", "16").exit_code == 0
     assert builds == ["distilbert"] * 3 and builtin.damage(target) is None
+
+
+def test_a_damaged_arm_environment_is_named_before_use_and_rebuilt_by_setup(tmp_path, monkeypatch):
+    """Setup stamps each step's content; a truncated file is caught by the quick check before any emulated
+    run and by every setup run (which rebuilds the step, saying so); a same-size change needs the full sha256
+    check of `edgebert devices setup`. The step here is a small real one (the real ones download ~400 MB;
+    tests/test_arm.py runs them)."""
+    from edgebert.devices.arm import environment, setup
+    from edgebert.devices.arm.environment import ArmEnv
+    from edgebert.progress import Progress
+
+    runs = []
+
+    def toy(ctx, key):
+        runs.append(1)
+        tree = ctx.env.root / "toy"
+        tree.mkdir(exist_ok=True)
+        (tree / "tool.bin").write_bytes(bytes(range(256)) * 40)
+        (tree / "__pycache__").mkdir(exist_ok=True)
+        return {}
+
+    monkeypatch.setattr(setup, "steps", lambda: [setup.Step("toy", "Making the toy step", toy, lambda: {"v": 1},
+                                                            owns=("toy",))])
+    env = ArmEnv(tmp_path / "arm")
+    infos = []
+    progress = Progress()
+    monkeypatch.setattr(progress, "info", infos.append)
+    assert setup.setup(env, progress=progress)["ran"] == ["toy"]
+    assert setup.setup(env, progress=progress)["ran"] == [] and infos == []
+    (env.root / "toy" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"bytecode")  # written by the guest
+    assert setup.setup(env, progress=progress)["ran"] == []
+    tool = env.root / "toy" / "tool.bin"
+    tool.write_bytes(tool.read_bytes()[:100])
+    assert setup.setup(env, progress=progress)["ran"] == ["toy"] and len(runs) == 2
+    assert infos == ["The emulated-ARM environment's toy is damaged (files under toy were changed, truncated, "
+                     "added or removed since setup); rebuilding it"]
+    tool.write_bytes(b"\xff" + tool.read_bytes()[1:])  # same size
+    assert setup.setup(env)["ran"] == []               # the quick check cannot see it...
+    assert setup.setup(env, verify=True)["ran"] == ["toy"]  # ...the full one can
+    # a stamp from before content records is completed, not rebuilt
+    stamp = env.stamp("toy")
+    stamp.pop("content")
+    (env.stamps / "toy.json").write_text(json.dumps(stamp))
+    assert setup.setup(env)["ran"] == [] and env.stamp("toy")["content"]["dirs"] == ["toy"]
+
+    # before use: the accuracy environment's steps are checked once per process
+    for step, rel in (("sysroot", "sysroot/usr/bin/python3.11"), ("wheels", "site/numpy/core.so"),
+                      ("qemu", "qemu/qemu-aarch64")):
+        (env.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (env.root / rel).write_bytes(b"x" * 1000)
+        (env.stamps / f"{step}.json").write_text(json.dumps(
+            {"key": {}, "content": setup.content.record(env.root, (rel.split("/")[0],))}))
+    environment._content_problem.cache_clear()
+    assert env.missing() is None
+    (env.root / "site" / "numpy" / "core.so").write_bytes(b"x" * 10)
+    environment._content_problem.cache_clear()
+    assert env.missing() == ("the emulated-ARM environment is damaged (wheels: files under site were changed, "
+                             "truncated, added or removed since setup); run `edgebert devices setup` to rebuild it")

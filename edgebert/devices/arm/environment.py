@@ -8,6 +8,7 @@ edgebert's cache location).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -92,6 +93,16 @@ class ArmEnv:
             if self.stamp(step) is None or not path.exists():
                 return f"the emulated-ARM environment is not set up ({step} missing in {self.root}); " \
                        f"run `edgebert devices setup`"
+        return self.damaged("sysroot", "wheels", "qemu")
+
+    def damaged(self, *steps: str) -> str | None:
+        """Why one of ``steps`` no longer has the content its stamp recorded (checked once per process)."""
+        for step in steps:
+            stamp = self.stamp(step)
+            problem = _content_problem(str(self.root), step, json.dumps((stamp or {}).get("content"), sort_keys=True))
+            if problem:
+                return (f"the emulated-ARM environment is damaged ({step}: {problem}); run `edgebert devices setup` "
+                        f"to rebuild it")
         return None
 
     def counting_missing(self, cpu: str) -> str | None:
@@ -103,7 +114,15 @@ class ArmEnv:
                     f"the QEMU 10 counting build is not set up; run `edgebert devices setup`")
         if not (self.prefix(cpu) / "proc" / "cpuinfo").is_file():
             return f"no captured /proc/cpuinfo for {cpu}; run `edgebert devices setup`"
-        return None
+        return self.damaged("plugin-qemu" if self.counting_qemu(cpu) == "qemu72" else "plugin-qemu10", "prefixes")
+
+
+@functools.lru_cache(maxsize=None)
+def _content_problem(root: str, step: str, recorded: str) -> str | None:
+    """The quick content check of one step, once per process and recorded content (a directory walk)."""
+    from . import content
+
+    return content.problem(Path(root), {"content": json.loads(recorded)})
 
 
 def default_env() -> ArmEnv:

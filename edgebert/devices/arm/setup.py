@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EdgebertError
-from . import qemu_build
+from . import content, qemu_build
 from .catalog import CPU_MODELS
 from .environment import (
     MARKER_SYSCALL,
@@ -392,6 +392,7 @@ class Step:
     run: Callable[[_Ctx, dict], dict]
     key: Callable[[], dict]
     optional: bool = False  # run only when ``setup(..., counting_cpus=...)`` needs it
+    owns: tuple[str, ...] = ()  # directories under the environment root it makes (their content is stamped)
 
 
 def _cpus() -> list[str]:
@@ -403,16 +404,16 @@ def steps() -> list[Step]:
         Step("apt", "Fetching Debian package lists (arm64 and amd64, private apt state)", _step_apt,
              lambda: {"sources": SOURCES}),
         Step("sysroot", f"Building the arm64 {PYTHON} sysroot (Debian {SUITE})", _step_sysroot,
-             lambda: {"packages": list(SYSROOT_PACKAGES), "suite": SUITE}),
+             lambda: {"packages": list(SYSROOT_PACKAGES), "suite": SUITE}, owns=("sysroot",)),
         Step("wheels", "Installing the aarch64 wheels", _step_wheels,
-             lambda: dict(zip(("versions", "notes"), wheel_versions()))),
+             lambda: dict(zip(("versions", "notes"), wheel_versions())), owns=("site",)),
         Step("qemu", f"Fetching QEMU user mode ({BACKPORTS} qemu-user)", _step_qemu,
-             lambda: {"package": f"qemu-user/{BACKPORTS}"}),
+             lambda: {"package": f"qemu-user/{BACKPORTS}"}, owns=("qemu",)),
         Step("plugin-qemu", f"Fetching the plugin-capable QEMU 7.2 ({SUITE}) and compiling the instruction counter",
              _step_plugin_qemu72, lambda: {"package": f"qemu-user/{SUITE}", "libs": list(PLUGIN_QEMU_LIBS),
-                                            "source_sha": _file_digest(PLUGIN_SOURCE)}),
+                                            "source_sha": _file_digest(PLUGIN_SOURCE)}, owns=("qemu-plugin",)),
         Step("prefixes", "Capturing each CPU model's /proc/cpuinfo", _step_prefixes,
-             lambda: {"cpus": _cpus()}),
+             lambda: {"cpus": _cpus()}, owns=("prefix",)),
         # last, and only when asked for: QEMU 7.2 lacks cortex-a55 / cortex-a710 (see ``qemu_build.py``)
         Step("plugin-qemu10", f"Building QEMU 10 user mode with plugins from Debian's qemu source "
              f"({QEMU_SOURCE_SUITE}; ~3 min on 2 cores) for counting on CPU models QEMU 7.2 lacks",
@@ -420,7 +421,8 @@ def steps() -> list[Step]:
                                          "glib_packages": list(qemu_build.GLIB_DEV_PACKAGES),
                                          "configure": list(qemu_build.CONFIGURE_FLAGS),
                                          "tools": list(qemu_build.BUILD_TOOLS),
-                                         "source_sha": _file_digest(PLUGIN_SOURCE)}, optional=True),
+                                         "source_sha": _file_digest(PLUGIN_SOURCE)}, optional=True,
+             owns=("qemu-plugin10",)),
     ]
 
 
@@ -444,11 +446,14 @@ QEMU72_CPUS_HINT = ("cortex-a53", "cortex-a72", "cortex-a76", "neoverse-n1")  # 
 
 
 def setup(env: ArmEnv | None = None, progress=None, force: bool = False,
-          counting_cpus: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Run every step whose stamp is missing or stale; return a summary (steps run, size, seconds).
+          counting_cpus: tuple[str, ...] | None = None, verify: bool = False) -> dict[str, Any]:
+    """Run every step whose stamp is missing or stale, or whose content is damaged; return a summary
+    (steps run, size, seconds).
 
     ``counting_cpus``: the CPU models instructions will be counted on; the QEMU 10 counting build
     (~3 min) runs only when one of them is not in QEMU 7.2. None (``edgebert devices setup``): all.
+    ``verify``: compare every file's sha256 with the stamp (~2 s for the default environment), not just
+    paths and sizes (``edgebert devices setup`` does; a build's setup takes the quick check).
     """
     from ...progress import maybe_step
 
@@ -463,7 +468,13 @@ def setup(env: ArmEnv | None = None, progress=None, force: bool = False,
         key = step.key()
         stamp = env.stamp(step.name)
         # later steps depend on earlier ones; the optional QEMU 10 build depends only on its own key
-        if (not rerun or step.optional) and stamp is not None and stamp.get("key") == json.loads(json.dumps(key)):
+        damaged = content.problem(env.root, stamp, full=verify) if step.owns else None
+        if damaged and progress is not None:
+            progress.info(f"The emulated-ARM environment's {step.name} is damaged ({damaged}); rebuilding it")
+        if (not rerun or step.optional) and stamp is not None and stamp.get("key") == json.loads(json.dumps(key)) \
+                and not damaged:
+            if step.owns and "content" not in stamp:  # stamped by an edgebert before content records
+                _write_stamp(env, step.name, {**stamp, "content": content.record(env.root, step.owns)})
             continue
         rerun = True
         (env.stamps / f"{step.name}.json").unlink(missing_ok=True)
@@ -471,15 +482,21 @@ def setup(env: ArmEnv | None = None, progress=None, force: bool = False,
         with maybe_step(progress, step.message):
             result = step.run(_Ctx(env, work), key)
         shutil.rmtree(work, ignore_errors=True)
-        stamp_path = env.stamps / f"{step.name}.json"
-        tmp = stamp_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": key, **result, "done": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1),
-                       encoding="utf-8")
-        os.replace(tmp, stamp_path)
+        record = {"key": key, **result, "done": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if step.owns:
+            record["content"] = content.record(env.root, step.owns)
+        _write_stamp(env, step.name, record)
         ran.append(step.name)
     shutil.rmtree(env.root / "tmp", ignore_errors=True)
     return {"root": str(env.root), "ran": ran, "seconds": round(time.perf_counter() - start, 1),
             "size_mb": round(_tree_size(env.root) / 1e6, 1), **env.info()}
+
+
+def _write_stamp(env: ArmEnv, name: str, record: dict[str, Any]) -> None:
+    stamp_path = env.stamps / f"{name}.json"
+    tmp = stamp_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    os.replace(tmp, stamp_path)
 
 
 def _wanted(env: ArmEnv, counting_cpus: tuple[str, ...] | None) -> bool:
