@@ -247,6 +247,7 @@ ARTIFACT = record(
     optional={
         "parent": nullable(plain_name), "created": string, "versions": VERSIONS,
         "exporter": record(), "inputs": nullable(mapping(record())), "outputs": nullable(mapping(record())),
+        "graph_rewrites": list_of(record(required={"name": string}, optional={"count": integer(), "why": string})),
         "fixed_shape": nullable(record(optional={"batch": integer(1), "seq_len": integer(1)})),
         "op_counts": COUNTS, "node_count": integer(), "validation": VALIDATION, "quantization": QUANTIZATION,
         "metrics": mapping(METRICS),

@@ -62,3 +62,50 @@ def test_dynamo_exporter_still_validates(tmp_path):
     rec = export_onnx(loaded.model, loaded.tokenizer, tmp_path / "m.onnx", 32, 1e-4, exporter="dynamo")
     assert rec["exporter"]["dynamo"] is True and rec["exporter"]["opset"] >= 18
     assert rec["validation"]["max_abs_diff"] < 1e-4 and (tmp_path / "m.onnx").is_file()
+
+
+def _softmax_outputs(model, feeds):
+    """Every Softmax output of ``model`` for ``feeds`` (the graph extended with them as outputs)."""
+    import onnx
+
+    from edgebert.devices import ort_session
+
+    names = [n.output[0] for n in model.graph.node if n.op_type == "Softmax"]
+    model.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
+    return ort_session.create(model.SerializeToString(), threads=1).run(names, feeds)
+
+
+@pytest.mark.parametrize("arch_name", ["distilbert", "squeezebert"])
+def test_the_softmax_floor_keeps_padded_attention_out_of_denormals(tmp_path, arch_name):
+    """ORT's softmax computes each masked (padded) position's exponential in the subnormal range (slow on x86)
+    and outputs 0; the export's floor makes them normal floats, leaves the rest as it was, and is recorded.
+    (The speed itself is measured by benchmarks/bench_vs_optimum.py, not here.)"""
+    import onnx
+
+    from edgebert.export import softmax_floor
+
+    src = save_tiny_hf_dir(tmp_path / "src", arch_name)
+    rec = export(str(src), tmp_path / "out", ExportSettings(seq_len=32)).artifacts["model.onnx"]
+    model = onnx.load(str(tmp_path / "out" / "model.onnx"))
+    softmaxes = sum(n.op_type == "Softmax" for n in model.graph.node)
+    assert softmaxes == 2 and rec["graph_rewrites"] == [{"name": "softmax_floor", "count": 2,
+                                                         "why": softmax_floor.WHY}]
+    tok = load_tokenizer(tmp_path / "out" / "tokenizer")
+    enc = tok(["the movie was good"], padding="max_length", max_length=64, return_tensors="np")
+    feeds = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
+    tiny = np.finfo(np.float32).tiny
+    floored = np.concatenate([p.ravel() for p in _softmax_outputs(model, feeds)])
+    assert floored.min() >= tiny  # masked positions are e^-80-ish normal floats, none denormal or 0
+
+    # the same graph without the floor: what ORT computes from the exporter's finfo.min mask
+    plain = onnx.load(str(tmp_path / "out" / "model.onnx"))
+    producer = {o: n for n in plain.graph.node for o in n.output}
+    for node in plain.graph.node:
+        if node.op_type == "Softmax":
+            assert producer[node.input[0]].op_type == "Max"
+            node.input[0] = producer[node.input[0]].input[0]
+    plain_probs = np.concatenate([p.ravel() for p in _softmax_outputs(plain, feeds)])
+    # the masked positions: ORT's exponential ran them through the subnormal range and they came out as 0
+    assert (plain_probs == 0).sum() > 0.5 * plain_probs.size
+    np.testing.assert_allclose(floored, plain_probs, atol=1e-30)  # the same probabilities otherwise
+    assert softmax_floor.floor_softmax_inputs(onnx.load(str(tmp_path / "out" / "model.onnx"))) == 0  # idempotent
