@@ -49,14 +49,15 @@ class BoardDevice(Device):
     emulated = False   # not one of edgebert's emulated CPUs: its jobs run like the desktop's
     is_board = True
     timeout_s = 3600.0
+    emulated_note = EMULATED_NOTE
 
-    def __init__(self, name: str, address: str, *, ssh_config: str | None = None, python: str = "python3",
+    def __init__(self, name: str, address: str, *, ssh_config: str | None = None, python: str | None = None,
                  threads: int | None = None, emulated: bool = False):
         self.name = name
         self.address = address
         self.target = SshTarget.parse(address, ssh_config)
         self.transport = Transport(self.target)
-        self.python = python
+        self.python = python  # None: $EDGEBERT_BOARD_PYTHON on the board, else python3 on its PATH
         self.declared_emulated = bool(emulated)
         if threads is not None:
             self.default_threads = int(threads)
@@ -88,12 +89,12 @@ class BoardDevice(Device):
         proc = self.transport.run(f"{self._python_cmd()} -", "probing the board", stdin=probe.PROBE_SCRIPT.encode(),
                                   check=False, timeout=300)
         if proc.returncode in (126, 127) and b"{" not in proc.stdout:
-            raise BoardError(f"the board has no usable {self.python} (the shell said: "
+            raise BoardError(f"the board has no usable {self.python_name} (the shell said: "
                              f"{proc.stderr.decode('utf-8', 'replace').strip().splitlines()[-1:] or ['nothing']}"
                              f"[0][:200]): install Python 3 (e.g. `sudo apt install python3`) or set "
                              f"`python` for this board to its path")
         info = probe.parse(proc.stdout)
-        problem = probe.check_supported(info, self.python)
+        problem = probe.check_supported(info, self.python or "python3")
         if problem:
             raise BoardError(problem)
         return info
@@ -120,7 +121,11 @@ class BoardDevice(Device):
         return not self.is_emulated
 
     def _python_cmd(self) -> str:
-        return shlex.quote(self.python)
+        return shlex.quote(self.python) if self.python else f'"${{{probe.PYTHON_ENV}:-python3}}"'
+
+    @property
+    def python_name(self) -> str:
+        return self.python or f"python3 (or ${probe.PYTHON_ENV})"
 
     def identity(self) -> dict[str, Any]:
         """What the board is, for build fingerprints (CPU, kernel, Python, glibc, runtime versions)."""

@@ -17,6 +17,7 @@ from .transport import BoardError
 
 EMULATED_ENV = "EDGEBERT_BOARD_EMULATED"   # set on the board (any non-empty value: what emulates it)
 BOARD_DIR_ENV = "EDGEBERT_BOARD_DIR"       # set on the board: where edgebert keeps its files there
+PYTHON_ENV = "EDGEBERT_BOARD_PYTHON"       # set on the board: the Python edgebert runs (default python3)
 DEFAULT_BOARD_DIR = "~/.cache/edgebert-board"
 MIN_GLIBC = (2, 27)                        # the oldest manylinux tag of the pinned runtimes' aarch64 wheels
 MIN_PYTHON = (3, 10)
