@@ -78,6 +78,10 @@ class Device:
         return {"name": self.name, "description": self.description, "emulated": self.emulated,
                 "runtimes": dict(self.runtimes), "default_threads": self.default_threads}
 
+    def identity(self) -> dict[str, Any]:
+        """What identifies this device in a build fingerprint (a board probes itself for it)."""
+        return self.info()
+
     def record_fields(self, result: dict[str, Any] | None) -> dict[str, Any]:
         """Extra fields for every record of this device (a board: what it is, its clock state)."""
         return {}

@@ -138,6 +138,13 @@ class BoardDevice(Device):
                 "cores": [(c["core"], c["count"]) for c in info.get("clusters", [])],
                 "runtimes": provision.wheel_key(info)["versions"], "emulated": self.is_emulated}
 
+    def has_dotprod(self) -> bool:
+        """Whether the board's cores report the dot product (``asimddp``); False when it cannot be probed."""
+        try:
+            return "asimddp" in self.probe().get("features", [])
+        except BoardError:
+            return False
+
     def twin(self) -> str | None:
         """The emulated catalog CPU of the board's biggest core, if edgebert emulates it."""
         from ..arm.catalog import CPU_MODELS

@@ -118,7 +118,9 @@ def parse(stdout: bytes) -> dict[str, Any]:
         data = None
     if not isinstance(data, dict):
         raise BoardError("the board's python answered the probe with something that is not its JSON")
-    data["clusters"] = clusters([c for c in data.get("cpus") or [] if isinstance(c, dict)])
+    cpus = [c for c in data.get("cpus") or [] if isinstance(c, dict)]
+    data["clusters"] = clusters(cpus)
+    data["features"] = sorted({f for c in cpus for f in str(c.get("Features") or "").split()})
     data.pop("cpus", None)
     return data
 
