@@ -260,3 +260,68 @@ def test_unreachable_refused_and_untrusted_boards_fail_with_one_line(tmp_path, a
     rec = _records(art_fp32)[(address, "model.onnx")]
     assert rec["status"] == "failed" and expected in rec["error"] and "\n" not in rec["error"], rec["error"]
     assert time.time() - start < 60
+
+
+# --- boards in a build config -----------------------------------------------------------------------
+def test_a_board_in_a_build_config_is_checked_and_bad_board_tables_are_one_line(tmp_path):
+    from edgebert.pipeline.config import parse
+
+    cfg = parse('[devices]\nnames = ["desktop", "pi5", "ssh://pi@10.0.0.7"]\n'
+                '[devices.boards.pi5]\naddress = "ssh://pi@10.0.0.5:2222"\npython = "/usr/bin/python3.11"\n')
+    assert cfg.devices.names == ("desktop", "pi5", "ssh://pi@10.0.0.7")
+    assert cfg.devices.boards[0].address == "ssh://pi@10.0.0.5:2222"
+    dev = devices.get("pi5")
+    assert dev.is_board and dev.python == "/usr/bin/python3.11" and dev.target.port == 2222
+    assert devices.get("pi5") is dev  # one instance per board: its probe and provisioning are shared
+    for text, match in (
+            ('[devices.boards.pi5]\naddress = "http://x"\n', "not a board address"),
+            ('[devices.boards.pi5]\nadress = "ssh:pi5"\n', "unknown key"),
+            ('[devices.boards.desktop]\naddress = "ssh:x"\n', "taken"),
+            ('[devices]\nnames = ["pi9"]\n', "unknown device 'pi9'"),
+            ('[devices.boards.pi5]\naddress = "ssh:pi5"\nemulated = "yes"\n', "true or false")):
+        with pytest.raises(UsageError, match=match):
+            parse(text)
+
+
+def test_real_build_with_a_board_shows_it_next_to_its_emulated_twin_and_reuses_on_rerun(tmp_path, emulated_board):
+    from support import save_tiny_hf_dir
+
+    board = emulated_board
+    src = save_tiny_hf_dir(tmp_path / "src", "distilbert")
+    config = tmp_path / "edgebert.toml"
+    config.write_text(f"""
+[build]
+models = ["{src}"]
+formats = ["onnx"]
+precisions = ["fp32", "int8-dynamic"]
+seq_len = 32
+[evaluation]
+limit = 6
+emulated_limit = 6
+emulated_probe = 2
+emulated_probe_fp32 = 1
+runs = 2
+warmup = 1
+profile = false
+[devices]
+names = ["desktop", "cortex-a76", "loop"]
+[devices.boards.loop]
+address = "{board.address}"
+ssh_config = "{board.ssh_config}"
+""")
+    result = run_cli("build", config, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Boards next to their emulated twins" in md
+    twin_rows = [ln for ln in md.splitlines() if ln.startswith("| loop | cortex-a76 |")]
+    assert len(twin_rows) == 2 and all("emulated: not latency" in ln for ln in twin_rows), md
+    assert "Declared emulated" in md and "cortex-a76×" in md
+    model_dir = next(p for p in (tmp_path / "out").iterdir() if (p / "manifest.json").is_file())
+    recs = _records(model_dir)
+    assert recs[("loop", "model.onnx")]["board"]["twin"] == "cortex-a76"
+    fingerprint = json.loads((model_dir / "manifest.json").read_text())["build"]["check"]["inputs"]["devices"]
+    assert fingerprint["loop"]["cores"] == [["cortex-a76", 2]] or fingerprint["loop"]["cores"][0][0] == "cortex-a76"
+    assert fingerprint["loop"]["runtimes"]["onnxruntime"] and fingerprint["loop"]["kernel"]
+    assert no_temp_files(tmp_path / "out")
+    again = run_cli("build", config, "-o", tmp_path / "out")
+    assert again.exit_code == 0 and "check: reused" in again.output, again.output

@@ -411,11 +411,11 @@ def _boards(src: "_Source", d: "_Table", base: Path) -> tuple[BoardSpec, ...]:
             raise d.err("boards", f"board name {name!r}: use letters, digits, '.', '_' and '-'")
         t = _Table(src, f"devices.boards.{name}", table)
         address = t.get("address", "str", "")
-        if not address:
-            raise t.err("address", "is required: ssh://USER@HOST[:PORT] or ssh:ALIAS")
         spec = BoardSpec(name=name, address=address, ssh_config=t.path("ssh_config", base),
                          python=t.get("python", "str", "") or None, emulated=t.get("emulated", "bool", False))
         t.finish()
+        if not address:
+            raise t.err("address", "is required: ssh://USER@HOST[:PORT] or ssh:ALIAS")
         try:
             registry.define_board(name, address, **spec.options())
         except UsageError as exc:
