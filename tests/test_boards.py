@@ -267,18 +267,21 @@ def test_a_board_in_a_build_config_is_checked_and_bad_board_tables_are_one_line(
     from edgebert.pipeline.config import parse
 
     cfg = parse('[devices]\nnames = ["desktop", "pi5", "ssh://pi@10.0.0.7"]\n'
-                '[devices.boards.pi5]\naddress = "ssh://pi@10.0.0.5:2222"\npython = "/usr/bin/python3.11"\n')
+                '[devices.boards.pi5]\naddress = "ssh://pi@10.0.0.5:2222"\npython = "/usr/bin/python3.11"\n'
+                'threads = 2\n')
     assert cfg.devices.names == ("desktop", "pi5", "ssh://pi@10.0.0.7")
     assert cfg.devices.boards[0].address == "ssh://pi@10.0.0.5:2222"
     dev = devices.get("pi5")
     assert dev.is_board and dev.python == "/usr/bin/python3.11" and dev.target.port == 2222
     assert devices.get("pi5") is dev  # one instance per board: its probe and provisioning are shared
+    assert dev.own_threads() == 2
     for text, match in (
             ('[devices.boards.pi5]\naddress = "http://x"\n', "not a board address"),
             ('[devices.boards.pi5]\nadress = "ssh:pi5"\n', "unknown key"),
             ('[devices.boards.desktop]\naddress = "ssh:x"\n', "taken"),
             ('[devices]\nnames = ["pi9"]\n', "unknown device 'pi9'"),
-            ('[devices.boards.pi5]\naddress = "ssh:pi5"\nemulated = "yes"\n', "true or false")):
+            ('[devices.boards.pi5]\naddress = "ssh:pi5"\nemulated = "yes"\n', "true or false"),
+            ('[devices.boards.pi5]\naddress = "ssh:pi5"\nthreads = "all"\n', "one per big core")):
         with pytest.raises(UsageError, match=match):
             parse(text)
 
@@ -325,3 +328,11 @@ ssh_config = "{board.ssh_config}"
     assert no_temp_files(tmp_path / "out")
     again = run_cli("build", config, "-o", tmp_path / "out")
     assert again.exit_code == 0 and "check: reused" in again.output, again.output
+
+
+def test_the_example_board_config_parses_and_names_its_board():
+    from edgebert.pipeline.config import load
+
+    cfg = load(Path(__file__).parents[1] / "examples" / "edgebert-board.toml")
+    assert "pi5" in cfg.devices.names and cfg.devices.boards[0].address == "ssh:pi5"
+    assert devices.get("pi5").is_board and not devices.get("pi5").declared_emulated

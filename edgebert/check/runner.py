@@ -208,6 +208,9 @@ class CheckPlan:
         return len(self.labels) if limit is None else min(int(limit), len(self.labels))
 
     def threads(self, device: _devices.Device) -> int:
+        own = getattr(device, "own_threads", lambda: None)()  # a board's own setting (e.g. one per big core)
+        if own is not None:
+            return own
         return int(self.settings.threads) if self.settings.threads is not None else int(device.default_threads)
 
     def base_record(self, name: str, device: _devices.Device) -> dict[str, Any]:

@@ -83,6 +83,7 @@ Real boards over SSH are named in ``[devices.boards.NAME]`` tables and listed in
     ssh_config = ""       # an ssh config file for this board (-F); "" = yours (~/.ssh/config)
     python = ""           # the board's Python; "" = $EDGEBERT_BOARD_PYTHON there, else python3
     emulated = false      # true: it runs under an emulator, so its wall time is never reported as latency
+    # threads = "big"     # this board's runtime threads: N, or "big" = one per core of its biggest cluster
 """
 
 from __future__ import annotations
@@ -154,10 +155,11 @@ class BoardSpec:
     ssh_config: Path | None = None   # -F file; None: the user's ~/.ssh/config
     python: str | None = None        # None: $EDGEBERT_BOARD_PYTHON on the board, else python3
     emulated: bool = False           # declared emulated: wall time is not latency
+    threads: int | str | None = None  # the board's own runtime threads: N, or "big" (one per big core)
 
     def options(self) -> dict[str, Any]:
         return {"ssh_config": str(self.ssh_config) if self.ssh_config else None, "python": self.python,
-                "emulated": self.emulated}
+                "emulated": self.emulated, "threads": self.threads}
 
 
 @dataclass(frozen=True)
@@ -411,8 +413,14 @@ def _boards(src: "_Source", d: "_Table", base: Path) -> tuple[BoardSpec, ...]:
             raise d.err("boards", f"board name {name!r}: use letters, digits, '.', '_' and '-'")
         t = _Table(src, f"devices.boards.{name}", table)
         address = t.get("address", "str", "")
+        t.used.add("threads")
+        threads = table.get("threads")
+        if threads is not None and threads != "big" and not (isinstance(threads, int) and not
+                                                             isinstance(threads, bool) and threads >= 1):
+            raise t.err("threads", f'must be a number of threads >= 1 or "big" (one per big core), got {threads!r}')
         spec = BoardSpec(name=name, address=address, ssh_config=t.path("ssh_config", base),
-                         python=t.get("python", "str", "") or None, emulated=t.get("emulated", "bool", False))
+                         python=t.get("python", "str", "") or None, emulated=t.get("emulated", "bool", False),
+                         threads=threads)
         t.finish()
         if not address:
             raise t.err("address", "is required: ssh://USER@HOST[:PORT] or ssh:ALIAS")

@@ -52,15 +52,14 @@ class BoardDevice(Device):
     emulated_note = EMULATED_NOTE
 
     def __init__(self, name: str, address: str, *, ssh_config: str | None = None, python: str | None = None,
-                 threads: int | None = None, emulated: bool = False):
+                 threads: int | str | None = None, emulated: bool = False):
         self.name = name
         self.address = address
         self.target = SshTarget.parse(address, ssh_config)
         self.transport = Transport(self.target)
         self.python = python  # None: $EDGEBERT_BOARD_PYTHON on the board, else python3 on its PATH
         self.declared_emulated = bool(emulated)
-        if threads is not None:
-            self.default_threads = int(threads)
+        self.threads_setting = threads  # the board's own: an int, or "big" (one per big core); None: check's
         self.description = f"real ARM board over SSH ({address}; provisioned on first use)"
         self.runtimes = dict(Desktop.runtimes)
         self.run_id = uuid.uuid4().hex[:12]
@@ -137,6 +136,18 @@ class BoardDevice(Device):
                 "os": info.get("os"), "python": info.get("python"), "libc": info.get("libc"),
                 "cores": [(c["core"], c["count"]) for c in info.get("clusters", [])],
                 "runtimes": provision.wheel_key(info)["versions"], "emulated": self.is_emulated}
+
+    def own_threads(self) -> int | None:
+        """The board's own thread count (config ``threads``; ``"big"``: one per core of its biggest cluster,
+        1 when it cannot be probed); None when the check's setting applies."""
+        if self.threads_setting is None:
+            return None
+        if self.threads_setting == "big":
+            try:
+                return int(self.probe()["clusters"][-1]["count"])
+            except (BoardError, IndexError, KeyError):
+                return 1
+        return int(self.threads_setting)
 
     def has_dotprod(self) -> bool:
         """Whether the board's cores report the dot product (``asimddp``); False when it cannot be probed."""
