@@ -241,6 +241,25 @@ def test_a_board_without_an_aarch64_python_fails_with_one_line(tmp_path, art_fp3
     assert not (board.board_dir / "envs").exists()  # nothing installed on a board that cannot run it
 
 
+def test_a_board_with_a_full_disk_fails_with_one_line_and_keeps_nothing(tmp_path, art_fp32, sshd_tools, arm_env):
+    import subprocess
+
+    board = LoopbackBoard(tmp_path / "board", arm_env=arm_env)
+    board.board_dir.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(board.board_dir)],
+                             capture_output=True, text=True)
+    assert mounted.returncode == 0, f"a small tmpfs stands in for a full disk (needs root): {mounted.stderr}"
+    try:
+        with board:
+            result = _board_check(art_fp32, board)
+        rec = _records(art_fp32)[(board.address, "model.onnx")]
+        assert result.exit_code == 1 and rec["status"] == "failed"
+        assert "MB free in" in rec["error"] and "EDGEBERT_BOARD_DIR" in rec["error"] and "\n" not in rec["error"]
+        assert not list((board.board_dir / "envs").iterdir()) and not list((board.board_dir / "incoming").iterdir())
+    finally:
+        subprocess.run(["umount", str(board.board_dir)], check=False)
+
+
 @pytest.mark.parametrize("case, expected", [("port", "unreachable"), ("key", "authentication"),
                                             ("host_key", "not trusted")])
 def test_unreachable_refused_and_untrusted_boards_fail_with_one_line(tmp_path, art_fp32, sshd_tools, case, expected):
@@ -325,7 +344,8 @@ ssh_config = "{board.ssh_config}"
     fingerprint = json.loads((model_dir / "manifest.json").read_text())["build"]["check"]["inputs"]["devices"]
     assert fingerprint["loop"]["cores"] == [["cortex-a76", 2]] or fingerprint["loop"]["cores"][0][0] == "cortex-a76"
     assert fingerprint["loop"]["runtimes"]["onnxruntime"] and fingerprint["loop"]["kernel"]
-    assert no_temp_files(tmp_path / "out")
+    assert [p.name for p in (tmp_path / "out").rglob(".*")] == [".edgebert-build.lock"]  # no temp files
+    assert not list((tmp_path / "out").rglob("*.part"))
     again = run_cli("build", config, "-o", tmp_path / "out")
     assert again.exit_code == 0 and "check: reused" in again.output, again.output
 

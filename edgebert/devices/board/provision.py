@@ -35,6 +35,7 @@ from .transport import BoardError, Transport
 
 WORKER_MODULES = ("worker.py", "runtimes.py", "ort_session.py", "litert.py")  # what worker.py imports
 BASE_PLATFORMS = ("manylinux2014_aarch64",)
+UNPACKED_RATIO = 4  # disk needed on the board per byte of the packed runtimes (the archive + its unpacked tree)
 
 
 def platforms(info: dict[str, Any]) -> list[str]:
@@ -115,7 +116,17 @@ def ensure(transport: Transport, info: dict[str, Any], python: str, progress=Non
             progress.info(f"{transport.target.address}: installing the runtimes ({local.stat().st_size / 1e6:.0f} MB) "
                           f"into {env_dir}")
         incoming = f"{root}/incoming/{local.name}"
-        transport.push([local], f"{root}/incoming", "pushing the runtimes to the board")
+        need = local.stat().st_size * UNPACKED_RATIO
+        free = info.get("free_bytes")
+        if isinstance(free, int) and free < need:
+            raise BoardError(f"the board has {free / 1e6:.0f} MB free in {root} and the runtimes need about "
+                             f"{need / 1e6:.0f} MB: free some space there or set EDGEBERT_BOARD_DIR on the board "
+                             f"to a larger disk")
+        try:
+            transport.push([local], f"{root}/incoming", "pushing the runtimes to the board")
+        except BoardError:
+            transport.run(f"rm -f {_q(incoming)}", "removing a partial upload", check=False, timeout=60)
+            raise
         tmp = f"{env_dir}.tmp"
         transport.run(
             f"rm -rf {_q(tmp)} && mkdir -p {_q(tmp)} && tar -xzf {_q(incoming)} -C {_q(tmp)} && "
