@@ -356,3 +356,33 @@ def test_the_example_board_config_parses_and_names_its_board():
     cfg = load(Path(__file__).parents[1] / "examples" / "edgebert-board.toml")
     assert "pi5" in cfg.devices.names and cfg.devices.boards[0].address == "ssh:pi5"
     assert devices.get("pi5").is_board and not devices.get("pi5").declared_emulated
+
+
+def test_report_pairs_each_board_record_with_its_emulated_twin_and_shows_real_latency():
+    from edgebert.report import markdown
+    from edgebert.report.tables import twin_pairs
+
+    def rec(device, artifact, **extra):
+        return {"artifact": artifact, "format": "onnx", "precision": "int8-dynamic", "device": device,
+                "status": "ok", "error": None, "reference": None, "accuracy": 0.8, "accuracy_ci95": [0.7, 0.9],
+                "n_samples": 100, "accuracy_method": "measured", "threads": 1, "size_bytes": 1_000_000,
+                "runtime": {"name": "onnxruntime", "version": "1.32.0"}, "latency_ms": None, **extra}
+
+    board = {"address": "ssh:pi5", "machine": "aarch64", "twin": "cortex-a76", "emulated": False,
+             "cores": [{"core": "cortex-a55", "count": 4}, {"core": "cortex-a76", "count": 4, "max_mhz": 2400}],
+             "python": "3.11.2", "glibc": "2.36", "run": {"notes": ["clock governor ondemand, not performance"]}}
+    records = [rec("cortex-a76", "m.onnx", emulated=True, instructions={"status": "ok", "per_inference": 2.5e8},
+                   drift_vs_desktop={"max_abs_logit_diff": 0.02, "prediction_flips": 1, "n": 100}),
+               rec("pi5", "m.onnx", board=board, emulated=False,
+                   latency_ms={"p50": 41.5, "p90": 44.0, "seq_len": 128},
+                   drift_vs_desktop={"max_abs_logit_diff": 0.03, "prediction_flips": 2, "n": 100,
+                                     "flip_rate_upper95": 0.06}),
+               rec("pi5", "other.onnx", board=board, emulated=False)]
+    pairs = twin_pairs(records)
+    assert [(b["artifact"], t and t["device"]) for b, t in pairs] == [("m.onnx", "cortex-a76"), ("other.onnx", None)]
+    report = {"records": records, "devices": {"cortex-a76": {"emulated": True}, "pi5": {"board": board}}}
+    md = markdown.render(report)
+    row = next(ln for ln in md.splitlines() if ln.startswith("| pi5 | cortex-a76 | `m.onnx`"))
+    assert "41.50 / 44.00 (1)" in row and "250.00" in row and "0.03, 2/100" in row and "0.02, 1/100" in row
+    assert "cortex-a55×4 + cortex-a76×4 @ 2400 MHz" in md and "Clock: clock governor ondemand" in md
+    assert "not checked" in next(ln for ln in md.splitlines() if ln.startswith("| pi5 | cortex-a76 | `other.onnx`"))

@@ -16,6 +16,7 @@ EMULATED_COLUMNS = ("Artifact", "Format", "Precision", "Accuracy (95% CI, n)", "
                     "Agreement", "Emulated examples", "Drift vs desktop: max abs Δlogit",
                     "Flips vs desktop (95% upper bound)", "Instructions / inference (M)", "Instr. ratio vs fp32",
                     "Size MB", "Emulator ms / example (not latency)")
+BOARD_COLUMNS = (*COLUMNS, "Drift vs desktop: max abs Δlogit", "Flips vs desktop (95% upper bound)")
 METHOD_MARK = {"margin-screened": "ˢ", "all emulated": "", "measured": ""}
 
 
@@ -48,6 +49,15 @@ def agreement_text(row: Row) -> str:
         return f"{row.agreement * 100:.2f}% (n={row.n})"
     lo, hi = row.agreement_ci95
     return f"{row.agreement * 100:.2f}% [{lo * 100:.1f}, {hi * 100:.1f}]"
+
+
+def _board_row(row: Row, emulated: bool) -> list[str]:
+    """A board's row: the desktop's columns (latency only where it is device time) plus drift vs desktop."""
+    cells = _row(row)
+    if emulated and row.status == "ok":
+        cells[7] = "emulated: not latency"
+    return [*cells, _num(row.drift_max_abs, ".3g") if row.status == "ok" else DASH,
+            flips_text(row) if row.status == "ok" else DASH]
 
 
 def _row(row: Row) -> list[str]:
@@ -209,7 +219,9 @@ def _table(table: DeviceTable) -> list[str]:
         lines += [" · ".join(_cell(f) for f in facts), ""]
     lines += _board_lines(table)
     columns, row_cells = COLUMNS, _row
-    if table.emulated:
+    if table.board:
+        columns, row_cells = BOARD_COLUMNS, lambda row: _board_row(row, table.emulated)
+    elif table.emulated:
         lines += ["> Emulated: cost is guest instructions per batch-1 inference at seq_len (deterministic, "
                   "relative to the other artifacts on this CPU model; ± is the spread of the counted runs), "
                   "not time. Emulator wall time is shown only as such and is not device latency. Drift and "
@@ -221,7 +233,7 @@ def _table(table: DeviceTable) -> list[str]:
     notes = [row for row in table.rows if row.instructions_note]
     if notes:
         lines += [""] + [f"- `{row.artifact}`: {_cell(row.instructions_note)}" for row in notes]
-    if table.emulated:
+    if table.emulated and not table.board:
         lines += _kernel_paths(table)
         lines += _emulation_notes(table)
     lines += _side_by_side(table)
