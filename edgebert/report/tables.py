@@ -110,15 +110,6 @@ def _emulated_fields(r: dict[str, Any], ref: dict[str, Any] | None,
             "int8_kernel_share": _int8_kernel_share(ins) if ok else None}
 
 
-def _board_fields(r: dict[str, Any]) -> dict[str, Any]:
-    """Drift vs the desktop of a board record (a real board's; an emulated one's come with its emulated fields)."""
-    if not r.get("board") or r.get("emulated") or r["status"] != "ok":
-        return {}
-    drift = r.get("drift_vs_desktop") or {}
-    return {"drift_max_abs": drift.get("max_abs_logit_diff"), "drift_flips": drift.get("prediction_flips"),
-            "flip_rate_upper95": drift.get("flip_rate_upper95")}
-
-
 def _int8_kernel_share(ins: dict[str, Any]) -> float | None:
     """Share of the dot-product and int8-matmul classes (None when the count has no classes)."""
     shares = ins.get("class_shares") if ins.get("status") == "ok" else None
@@ -138,6 +129,15 @@ def _profile_fields(r: dict[str, Any]) -> dict[str, Any]:
     if prof.get("status") != "ok":
         return {"profile_note": f"profile {prof.get('status', 'missing')}: {prof.get('reason') or 'no reason given'}"}
     return {"top_ops": tuple((o["op"], float(o["ms"]), float(o["share"])) for o in prof.get("top_ops") or ())}
+
+
+def _board_fields(r: dict[str, Any]) -> dict[str, Any]:
+    """Drift vs the desktop of a board record (a real board's; an emulated one's come with its emulated fields)."""
+    if not r.get("board") or r.get("emulated") or r["status"] != "ok":
+        return {}
+    drift = r.get("drift_vs_desktop") or {}
+    return {"drift_max_abs": drift.get("max_abs_logit_diff"), "drift_flips": drift.get("prediction_flips"),
+            "flip_rate_upper95": drift.get("flip_rate_upper95")}
 
 
 def device_tables(report: dict[str, Any]) -> list[DeviceTable]:
