@@ -306,31 +306,14 @@ def test_a_board_in_a_build_config_is_checked_and_bad_board_tables_are_one_line(
 
 
 def test_real_build_with_a_board_shows_it_next_to_its_emulated_twin_and_reuses_on_rerun(tmp_path, emulated_board):
-    from support import save_tiny_hf_dir
+    from support import save_tiny_hf_dir, tiny_build_toml
 
     board = emulated_board
     src = save_tiny_hf_dir(tmp_path / "src", "distilbert")
     config = tmp_path / "edgebert.toml"
-    config.write_text(f"""
-[build]
-models = ["{src}"]
-formats = ["onnx"]
-precisions = ["fp32", "int8-dynamic"]
-seq_len = 32
-[evaluation]
-limit = 6
-emulated_limit = 6
-emulated_probe = 2
-emulated_probe_fp32 = 1
-runs = 2
-warmup = 1
-profile = false
-[devices]
-names = ["desktop", "cortex-a76", "loop"]
-[devices.boards.loop]
-address = "{board.address}"
-ssh_config = "{board.ssh_config}"
-""")
+    config.write_text(tiny_build_toml(src, ["desktop", "cortex-a76", "loop"], limit=6, emulated_limit=6, probe=2,
+                                      probe_fp32=1, runs=2)
+                      + f'[devices.boards.loop]\naddress = "{board.address}"\nssh_config = "{board.ssh_config}"\n')
     result = run_cli("build", config, "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
     md = (tmp_path / "out" / "report.md").read_text()
