@@ -273,15 +273,20 @@ class BoardDevice(Device):
         return final
 
     def close(self) -> None:
-        """Remove this run's directory on the board (artifacts and runtimes stay for the next run)."""
-        if self._env is None:
-            return
-        try:
-            self.transport.run(f"rm -rf {shlex.quote(self._env['root'] + '/runs/' + self.run_id)}",
-                               "cleaning up on the board", timeout=60, check=False)
-        except BoardError:
-            pass
-        self._pushed.clear()
+        """Remove this run's directory on the board (artifacts and runtimes stay for the next run) and forget
+        what this check learnt: the next check (e.g. the next model of a build) probes and verifies again,
+        so a board that came back, or changed, is seen as it is now."""
+        if self._env is not None:
+            try:
+                self.transport.run(f"rm -rf {shlex.quote(self._env['root'] + '/runs/' + self.run_id)}",
+                                   "cleaning up on the board", timeout=60, check=False)
+            except BoardError:
+                pass
+        with self._lock:
+            self._probe = self._env = self._error = None
+            self._models.clear()
+            self._pushed.clear()
+            self.run_id = uuid.uuid4().hex[:12]
 
 
 def board_state(lines: list[str]) -> dict[str, Any]:
