@@ -422,6 +422,8 @@ def devices_list() -> None:
         if device.emulated:
             extra += "; not set up: run `edgebert devices setup`" if state else "; ready"
         click.echo(f"{'':14s} {extra}")
+    click.echo(f"{'ssh://USER@HOST[:PORT]':14s} a real 64-bit ARM board over SSH (or ssh:ALIAS, a Host of your ssh "
+               f"config; or a board named in a build config): probed, provisioned and measured on first use")
 
 
 @devices.command("setup")

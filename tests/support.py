@@ -145,3 +145,27 @@ def assert_clean_error(result, code: int, match: str) -> None:
 def no_temp_files(directory: Path) -> bool:
     """No hidden temp files or dirs (atomic writes clean up after themselves)."""
     return not [p for p in directory.rglob(".*") if p.is_file() or p.is_dir()]
+
+
+def tiny_build_toml(src: Path, devices: list[str], *, limit: int, emulated_limit: int, probe: int, probe_fp32: int,
+                    runs: int, warmup: int = 1) -> str:
+    """A build config for a tiny model dir: ONNX fp32 + int8-dynamic at seq_len 32, no profile, on ``devices``
+    (append more tables, e.g. gates or boards, to the text)."""
+    names = ", ".join(f'"{d}"' for d in devices)
+    return f"""
+[build]
+models = ["{src}"]
+formats = ["onnx"]
+precisions = ["fp32", "int8-dynamic"]
+seq_len = 32
+[evaluation]
+limit = {limit}
+emulated_limit = {emulated_limit}
+emulated_probe = {probe}
+emulated_probe_fp32 = {probe_fp32}
+runs = {runs}
+warmup = {warmup}
+profile = false
+[devices]
+names = [{names}]
+"""

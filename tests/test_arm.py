@@ -26,7 +26,7 @@ from edgebert.devices import arm, worker
 from edgebert.devices.arm import environment as arm_environment, setup as arm_setup
 from edgebert.check.screening import ScreeningSettings
 from edgebert.report import markdown
-from support import FAST, make_artifact_dir, run_cli, save_tiny_hf_dir
+from support import FAST, make_artifact_dir, run_cli, save_tiny_hf_dir, tiny_build_toml
 
 REQUIRED = {"cortex-a53": False, "cortex-a55": True, "cortex-a72": False, "cortex-a76": True,
             "cortex-a710": True, "neoverse-n1": True}  # name -> has dotprod
@@ -362,25 +362,8 @@ def test_real_build_with_an_emulated_device(tmp_path, arm_env):
     """`edgebert build` end to end on a tiny model with cortex-a76: gated, reported, and a gate that fails."""
     src = save_tiny_hf_dir(tmp_path / "src", "distilbert")
     config = tmp_path / "edgebert.toml"
-    base = f"""
-[build]
-models = ["{src}"]
-formats = ["onnx"]
-precisions = ["fp32", "int8-dynamic"]
-seq_len = 32
-[evaluation]
-limit = 40
-emulated_limit = 30
-emulated_probe = 8
-emulated_probe_fp32 = 2
-runs = 3
-warmup = 1
-profile = false
-[devices]
-names = ["desktop", "cortex-a76"]
-[gates]
-max_flip_rate = 0.5
-"""
+    base = tiny_build_toml(src, ["desktop", "cortex-a76"], limit=40, emulated_limit=30, probe=8, probe_fp32=2,
+                           runs=3) + "[gates]\nmax_flip_rate = 0.5\n"
     config.write_text(base + "[gates.max_instructions]\ncortex-a76 = 1e9\n")
     result = run_cli("build", config, "-o", tmp_path / "out", "--json")
     assert result.exit_code == 0, result.output

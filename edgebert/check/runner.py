@@ -200,6 +200,9 @@ class CheckPlan:
         return len(self.labels) if limit is None else min(int(limit), len(self.labels))
 
     def threads(self, device: _devices.Device) -> int:
+        own = getattr(device, "own_threads", lambda: None)()  # a board's own setting (e.g. one per big core)
+        if own is not None:
+            return own
         return int(self.settings.threads) if self.settings.threads is not None else int(device.default_threads)
 
     def base_record(self, name: str, device: _devices.Device) -> dict[str, Any]:
@@ -230,6 +233,8 @@ class CheckPlan:
             return self.parts_left[key] <= 0
 
     def close(self) -> None:
+        for device in self.devices:
+            device.close()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -256,12 +261,14 @@ def prepare(directory: str | Path, settings: CheckSettings, progress=None, label
         raise UsageError(f"no artifacts in {directory}; run `edgebert export` first")
     devices = [_devices.get(name) for name in dict.fromkeys(settings.devices)]
     emulated = [d for d in devices if d.emulated]
+    boards = [d for d in devices if getattr(d, "is_board", False)]
     notes, reference_only = [], set()
-    if emulated and DRIFT_REFERENCE not in {d.name for d in devices}:
+    if (emulated or boards) and DRIFT_REFERENCE not in {d.name for d in devices}:
         devices.insert(0, _devices.get(DRIFT_REFERENCE))
         reference_only.add(DRIFT_REFERENCE)
-        notes.append(f"{DRIFT_REFERENCE} added as the drift reference of the emulated devices (accuracy only: "
-                     f"no latency, not gated)")
+        notes.append(f"{DRIFT_REFERENCE} added as the drift reference of the "
+                     f"{'emulated devices' if emulated else 'boards'}{' and boards' if emulated and boards else ''} "
+                     f"(accuracy only: no latency, not gated)")
     if emulated and settings.batch_size != 1:  # the drift reference must run each example alone, as they do
         settings = dataclasses.replace(settings, batch_size=1)
         notes.append("accuracy at batch 1: emulated devices compare each example with the desktop's run of it alone")
@@ -337,18 +344,21 @@ def _native(plan: CheckPlan, name: str, device: _devices.Device, phase: str) -> 
     result = device.run_worker(request, plan.work / f"{stem}.request.json")
     record["runtime"] = {"name": result.get("runtime", {}).get("name") or runtime,
                          "version": result.get("runtime", {}).get("version")}
+    record.update(device.record_fields(result))
     if result.get("status") != "ok":
         error = result.get("error") or "worker failed without a reason"
         record["error"] = f"latency phase: {error}" if timed else error
         return record, None
     common = {"status": "ok", "runtime_settings": result.get("runtime", {}).get("settings", {}),
-              "platform": result.get("platform")}
+              "platform": result.get("platform"), **device.record_fields(result)}
     if timed:
         lat = result["latency"]
-        part = {**common, "latency_ms": {**metrics.latency_summary(lat["samples_ms"]), "runs": lat["runs"],
-                                         "warmup": lat["warmup"], "batch": lat["batch"], "seq_len": lat["seq_len"],
-                                         **({"requested_seq_len": settings.seq_len}
-                                            if lat["seq_len"] != settings.seq_len else {})},
+        latency = {**metrics.latency_summary(lat["samples_ms"]), "runs": lat["runs"], "warmup": lat["warmup"],
+                   "batch": lat["batch"], "seq_len": lat["seq_len"],
+                   **({"requested_seq_len": settings.seq_len} if lat["seq_len"] != settings.seq_len else {})}
+        wall = {} if device.wall_time_is_latency() else \
+            {"emulated_wall_ms": {**latency, "note": getattr(device, "emulated_note", "NOT device latency")}}
+        part = {**common, **({"latency_ms": latency} if not wall else wall),
                 "peak_rss_mb": result.get("peak_rss_mb"), "rss_mb": result.get("rss_mb"),
                 "load_ms": result.get("load_ms")}
         if settings.profile:
@@ -528,6 +538,23 @@ def _add_agreement(records: list[dict[str, Any]], logits: dict[tuple[str, str], 
         rec["max_abs_logit_diff_vs_fp32"] = float(f"{metrics.max_abs_diff(mine, ref_logits):.6g}")
 
 
+def add_board_drift(records: list[dict[str, Any]], logits: dict[tuple[str, str], np.ndarray]) -> None:
+    """``drift_vs_desktop`` of each ok board record: max |logit diff| and prediction flips against the
+    desktop's run of the same artifact on the same examples (with the flip rate's 95% upper bound)."""
+    for rec in records:
+        if rec["status"] != "ok" or not rec.get("board"):
+            continue
+        mine, ref = logits.get((rec["device"], rec["artifact"])), logits.get((DRIFT_REFERENCE, rec["artifact"]))
+        if mine is None or ref is None or len(ref) < len(mine):
+            rec["drift_note"] = f"no {DRIFT_REFERENCE} logits of {rec['artifact']} to compare with"
+            continue
+        ref = ref[:len(mine)]
+        k, n = int(np.sum(np.argmax(mine, axis=1) != np.argmax(ref, axis=1))), len(mine)
+        rec["drift_vs_desktop"] = {"max_abs_logit_diff": float(f"{metrics.max_abs_diff(mine, ref):.6g}"),
+                                   "prediction_flips": k, "n": n, "n_emulated": None,
+                                   "flip_rate_upper95": round(stats.upper_bound(k, n), 6) if n else None}
+
+
 def _manifest_metrics(rec: dict[str, Any], dataset: dict[str, Any], created: str) -> dict[str, Any]:
     keys = ("status", "error", "role", "accuracy", "accuracy_ci95", "accuracy_method", "agreement",
             "max_abs_logit_diff_vs_fp32", "n_samples", "latency_ms", "threads", "runtime", "emulated",
@@ -549,6 +576,7 @@ def finish(plan: CheckPlan) -> dict[str, Any]:
             if rec.get("emulated"):
                 finish_emulated(rec, _devices.get(rec["device"]))
         _add_agreement(records, plan.logits)
+        add_board_drift(records, plan.logits)
         rank = {name: i for i, name in enumerate(plan.manifest.artifacts)}
         order = [d.name for d in plan.devices]
         records.sort(key=lambda r: (order.index(r["device"]), rank[r["artifact"]]))

@@ -6,9 +6,10 @@
   (``onnxruntime`` now; LiteRT later). Imported only by the worker.
 - ``worker.py``: the one measurement loop and its file protocol (documented there).
 - ``arm/``: the emulated ARM CPUs (catalog, run-time environment, devices, ``devices setup``).
+- ``board/``: real ARM boards over SSH (``ssh://USER@HOST[:PORT]``, ``ssh:ALIAS``, named boards).
 - ``host_cpu.py``: this machine's CPU model and kernel ISA flags (desktop fingerprint, ``reduce_range``).
 
 Standard library only at import time: the worker may be started as ``python -m edgebert.devices.worker``.
 """
 
-from .registry import WORKER_FILE, Desktop, Device, get, names  # noqa: F401
+from .registry import BOARD_PREFIX, WORKER_FILE, Desktop, Device, define_board, get, is_board, names  # noqa: F401

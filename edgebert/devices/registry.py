@@ -78,6 +78,21 @@ class Device:
         return {"name": self.name, "description": self.description, "emulated": self.emulated,
                 "runtimes": dict(self.runtimes), "default_threads": self.default_threads}
 
+    def identity(self) -> dict[str, Any]:
+        """What identifies this device in a build fingerprint (a board probes itself for it)."""
+        return self.info()
+
+    def record_fields(self, result: dict[str, Any] | None) -> dict[str, Any]:
+        """Extra fields for every record of this device (a board: what it is, its clock state)."""
+        return {}
+
+    def wall_time_is_latency(self) -> bool:
+        """False where the worker's timed runs are not device latency (a board that declares itself emulated)."""
+        return not self.emulated
+
+    def close(self) -> None:
+        """Release what the device holds after a check (a board: its run directory there)."""
+
     def count_instructions(self, request: dict[str, Any], work: Path) -> dict[str, Any]:
         """Guest instructions per inference for ``request`` (see ``arm/device.py``); never raises."""
         return {"status": "unavailable", "error": f"device {self.name} does not count instructions"}
@@ -231,12 +246,44 @@ def names() -> tuple[str, ...]:
     return tuple(_DEVICES)
 
 
+BOARD_PREFIX = "ssh:"                      # ``ssh://USER@HOST[:PORT]`` or ``ssh:ALIAS``: a real board
+_BOARDS: dict[str, dict[str, Any]] = {}     # boards named in a build config: name -> address and options
+_BOARD_INSTANCES: dict[str, "Device"] = {}  # one instance per board (it remembers its probe and provisioning)
+
+
 def get(name: str) -> Device:
+    """The device called ``name``: a registered class, a board named by :func:`define_board`, or a board
+    address (``ssh://...``/``ssh:ALIAS``). A board is one instance per name: its connection state is shared."""
     _load_plugins()
-    try:
+    if name in _DEVICES:
         return _DEVICES[name]()
-    except KeyError:
-        raise UsageError(f"unknown device {name!r}; available: {', '.join(names())}") from None
+    if name in _BOARDS or name.startswith(BOARD_PREFIX):
+        if name not in _BOARD_INSTANCES:
+            from .board import BoardDevice
+
+            options = _BOARDS.get(name, {"address": name})
+            _BOARD_INSTANCES[name] = BoardDevice(name, **options)
+        return _BOARD_INSTANCES[name]
+    raise UsageError(f"unknown device {name!r}; available: {', '.join(names())}, or a board: "
+                     f"ssh://USER@HOST[:PORT] or ssh:ALIAS")
+
+
+def define_board(name: str, address: str, **options: Any) -> None:
+    """Name a board (a build config's ``[devices.boards.NAME]``); checks the address at once (UsageError)."""
+    from .board import SshTarget
+
+    _load_plugins()
+    if name in _DEVICES or name.startswith(BOARD_PREFIX):
+        raise UsageError(f"board name {name!r} is taken by a device or looks like an address; choose another")
+    SshTarget.parse(address, options.get("ssh_config"))
+    entry = {"address": address, **options}
+    if _BOARDS.get(name) != entry:
+        _BOARD_INSTANCES.pop(name, None)
+    _BOARDS[name] = entry
+
+
+def is_board(name: str) -> bool:
+    return name in _BOARDS or name.startswith(BOARD_PREFIX)
 
 
 _PLUGIN_MODULES = ("arm",)  # device modules registered on first use (they may import more than the stdlib)

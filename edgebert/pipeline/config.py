@@ -44,10 +44,11 @@ one source of defaults (``parse`` reads them from the dataclasses). Every key, w
     profile = true     # per-op profile on the native devices
 
     [devices]
-    names = ["desktop"]  # e.g. ["desktop", "cortex-a53", "cortex-a76"] (``edgebert devices list``)
+    names = ["desktop"]  # e.g. ["desktop", "cortex-a53", "cortex-a76", "pi5"] (``edgebert devices list``)
     threads = 1
     setup = true       # set up the emulated-ARM environment when it is missing
     emulated_jobs = 2  # models checked at once on emulated devices (each QEMU uses one core)
+    boards = {}        # real boards over SSH: [devices.boards.NAME] tables (below), listed in names by NAME
 
     [baseline]         # regression limits vs ``edgebert build --baseline FILE`` (unused without it)
     max_instructions_increase = 0.02  # fraction: +2% guest instructions per inference
@@ -73,6 +74,16 @@ Gates are off unless set (each is one limit; examples)::
 
 The built-in default (:func:`default_config`, ``edgebert build`` without a config) is not these
 defaults: it builds both formats on the desktop and two emulated ARM cores, with gates.
+
+Real boards over SSH are named in ``[devices.boards.NAME]`` tables and listed in ``names`` by that name
+(an address ``ssh://USER@HOST[:PORT]`` / ``ssh:ALIAS`` may also be listed directly)::
+
+    [devices.boards.pi5]
+    address = "ssh:pi5"   # or "ssh://pi@192.168.1.20:22"
+    ssh_config = ""       # an ssh config file for this board (-F); "" = yours (~/.ssh/config)
+    python = ""           # the board's Python; "" = $EDGEBERT_BOARD_PYTHON there, else python3
+    emulated = false      # true: it runs under an emulator, so its wall time is never reported as latency
+    # threads = "big"     # this board's runtime threads: N, or "big" = one per core of its biggest cluster
 """
 
 from __future__ import annotations
@@ -136,8 +147,25 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class BoardSpec:
+    """A real board named in ``[devices.boards.NAME]`` (registered with the device registry on parse)."""
+
+    name: str
+    address: str                     # ssh://USER@HOST[:PORT] or ssh:ALIAS
+    ssh_config: Path | None = None   # -F file; None: the user's ~/.ssh/config
+    python: str | None = None        # None: $EDGEBERT_BOARD_PYTHON on the board, else python3
+    emulated: bool = False           # declared emulated: wall time is not latency
+    threads: int | str | None = None  # the board's own runtime threads: N, or "big" (one per big core)
+
+    def options(self) -> dict[str, Any]:
+        return {"ssh_config": str(self.ssh_config) if self.ssh_config else None, "python": self.python,
+                "emulated": self.emulated, "threads": self.threads}
+
+
+@dataclass(frozen=True)
 class DevicesConfig:
     names: tuple[str, ...] = DEFAULT_DEVICES   # the desktop only; default_config adds two emulated ARM cores
+    boards: tuple[BoardSpec, ...] = ()         # boards named in [devices.boards.NAME]
     threads: int = 1
     setup: bool = True               # run the emulated-ARM setup when a device needs it
     emulated_jobs: int = 2           # models checked at once on emulated devices (QEMU is single-threaded)
@@ -369,6 +397,41 @@ def _models(t: _Table, base: Path) -> tuple[ModelSpec, ...]:
     return tuple(out)
 
 
+def _boards(src: "_Source", d: "_Table", base: Path) -> tuple[BoardSpec, ...]:
+    """``[devices.boards.NAME]`` tables, each registered as a device NAME (``devices.define_board``)."""
+    from .. import devices as registry
+
+    d.used.add("boards")
+    raw = d.data.get("boards", {})
+    if not isinstance(raw, dict):
+        raise d.err("boards", f"must be tables [devices.boards.NAME], got {_type_name(raw)}")
+    out = []
+    for name, table in raw.items():
+        if not isinstance(table, dict):
+            raise d.err("boards", f"[devices.boards.{name}] must be a table with address = \"ssh://...\"")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise d.err("boards", f"board name {name!r}: use letters, digits, '.', '_' and '-'")
+        t = _Table(src, f"devices.boards.{name}", table)
+        address = t.get("address", "str", "")
+        t.used.add("threads")
+        threads = table.get("threads")
+        if threads is not None and threads != "big" and not (isinstance(threads, int) and not
+                                                             isinstance(threads, bool) and threads >= 1):
+            raise t.err("threads", f'must be a number of threads >= 1 or "big" (one per big core), got {threads!r}')
+        spec = BoardSpec(name=name, address=address, ssh_config=t.path("ssh_config", base),
+                         python=t.get("python", "str", "") or None, emulated=t.get("emulated", "bool", False),
+                         threads=threads)
+        t.finish()
+        if not address:
+            raise t.err("address", "is required: ssh://USER@HOST[:PORT] or ssh:ALIAS")
+        try:
+            registry.define_board(name, address, **spec.options())
+        except UsageError as exc:
+            raise t.err("address", str(exc)) from None
+        out.append(spec)
+    return tuple(out)
+
+
 def parse(text: str, path: Path | None = None) -> BuildConfig:
     """A :class:`BuildConfig` from TOML text (``path``: for messages and relative paths)."""
     from .. import devices as registry
@@ -430,8 +493,17 @@ def parse(text: str, path: Path | None = None) -> BuildConfig:
         profile=e.get("profile", "bool", E.profile))
 
     d, D = tables["devices"], DevicesConfig()
-    names = d.get("names", "strlist", D.names, choices=registry.names())
-    devices = DevicesConfig(names=names, threads=d.get("threads", "int", D.threads, low=1),
+    boards = _boards(src, d, base)
+    names = d.get("names", "strlist", D.names)
+    for name in names:
+        if name not in registry.names() and not registry.is_board(name):
+            raise d.err("names", f"unknown device {name!r}; choose from {', '.join(registry.names())}, a board "
+                                 f"of [devices.boards], or an address ssh://USER@HOST[:PORT] / ssh:ALIAS")
+        if name.startswith(registry.BOARD_PREFIX):
+            from ..devices.board import SshTarget
+
+            SshTarget.parse(name)
+    devices = DevicesConfig(names=names, boards=boards, threads=d.get("threads", "int", D.threads, low=1),
                             setup=d.get("setup", "bool", D.setup),
                             emulated_jobs=d.get("emulated_jobs", "int", D.emulated_jobs, low=1))
 
@@ -478,5 +550,5 @@ def load(path: str | Path) -> BuildConfig:
     return parse(text, path)
 
 
-__all__ = ["BaselineConfig", "BuildConfig", "CalibrationConfig", "QuantizeConfig", "DevicesConfig", "EvaluationConfig", "GatesConfig", "ModelSpec",
+__all__ = ["BaselineConfig", "BoardSpec", "BuildConfig", "CalibrationConfig", "QuantizeConfig", "DevicesConfig", "EvaluationConfig", "GatesConfig", "ModelSpec",
            "default_config", "load", "parse"]

@@ -45,6 +45,11 @@ def _emulated(row: Row, emulated: bool) -> bool:
     return emulated
 
 
+def _vs_desktop(row: Row, emulated: bool) -> bool:
+    """Emulated devices and boards: both are compared with the desktop run (a board's drift is in its row)."""
+    return emulated or row.drift_max_abs is not None
+
+
 def _any(row: Row, emulated: bool) -> bool:
     return True
 
@@ -61,11 +66,11 @@ GATES: tuple[Gate, ...] = (
     Gate("max_latency_p90_ms", "batch-1 latency p90", "ms", _native, lambda r: r.p90_ms,
          lambda g, d: g.max_latency_p90_ms),
     Gate("max_drift_vs_desktop", "max |logit diff| vs the desktop run of the same artifact", "logit",
-         _emulated, lambda r: r.drift_max_abs, lambda g, d: g.max_drift_vs_desktop),
-    Gate("max_flips_vs_desktop", "predictions that differ from the desktop run", "examples", _emulated,
+         _vs_desktop, lambda r: r.drift_max_abs, lambda g, d: g.max_drift_vs_desktop),
+    Gate("max_flips_vs_desktop", "predictions that differ from the desktop run", "examples", _vs_desktop,
          lambda r: None if r.drift_flips is None else float(r.drift_flips), lambda g, d: g.max_flips_vs_desktop),
     Gate("max_flip_rate", "95% upper bound of the rate of predictions that differ from the desktop run",
-         "fraction", _emulated, lambda r: r.flip_rate_upper95, lambda g, d: g.max_flip_rate),
+         "fraction", _vs_desktop, lambda r: r.flip_rate_upper95, lambda g, d: g.max_flip_rate),
     Gate("min_int8_kernel_share", "share of dot-product / int8-matmul instructions (SDOT/UDOT/SMMLA/UMMLA/"
          "USMMLA/USDOT) in the counted inference, for int8 artifacts on CPU models that have them", "fraction",
          lambda r, e: e and r.precision != "fp32" and r.cpu_has_int8_dot, lambda r: r.int8_kernel_share,

@@ -290,7 +290,7 @@ def _device_fingerprint(names: tuple[str, ...]) -> dict[str, Any]:
     out = {}
     for name in names:
         device = registry.get(name)
-        info = device.info()
+        info = device.identity()  # a board: its CPU, kernel, Python, glibc and runtime versions (probed)
         if device.emulated:
             from ..devices.arm.environment import default_env
 

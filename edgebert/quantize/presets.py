@@ -88,6 +88,8 @@ def device_target(name: str) -> str:
     """The target of one registered device: an emulated ARM CPU by its dot product, the desktop by this host."""
     from .. import devices
 
+    if devices.is_board(name):  # a real board: by the dot product its cores report (the safe recipe when unknown)
+        return "arm-dotprod" if devices.get(name).has_dotprod() else "arm-nodot"
     if name not in devices.names():
         raise UsageError(f"unknown device {name!r}; see `edgebert devices list`")
     cpu = getattr(devices.get(name), "cpu", None)

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..gate_result import fmt_value, limit_text
 from . import recipe as recipe_mod
-from .tables import BASELINE_FIGURES, DeviceTable, Row, device_tables, side_by_side
+from .tables import BASELINE_FIGURES, DeviceTable, Row, device_tables, side_by_side, twin_rows
 
 COLUMNS = ("Artifact", "Format", "Precision", "Accuracy (95% CI, n)", "Δ acc vs fp32 (pts)", "Agreement",
            "Max abs Δlogit", "Latency p50 / p90 ms (threads)", "Speed-up vs fp32", "Size MB",
@@ -16,6 +16,7 @@ EMULATED_COLUMNS = ("Artifact", "Format", "Precision", "Accuracy (95% CI, n)", "
                     "Agreement", "Emulated examples", "Drift vs desktop: max abs Δlogit",
                     "Flips vs desktop (95% upper bound)", "Instructions / inference (M)", "Instr. ratio vs fp32",
                     "Size MB", "Emulator ms / example (not latency)")
+BOARD_COLUMNS = (*COLUMNS, "Drift vs desktop: max abs Δlogit", "Flips vs desktop (95% upper bound)")
 METHOD_MARK = {"margin-screened": "ˢ", "all emulated": "", "measured": ""}
 
 
@@ -48,6 +49,15 @@ def agreement_text(row: Row) -> str:
         return f"{row.agreement * 100:.2f}% (n={row.n})"
     lo, hi = row.agreement_ci95
     return f"{row.agreement * 100:.2f}% [{lo * 100:.1f}, {hi * 100:.1f}]"
+
+
+def _board_row(row: Row, emulated: bool) -> list[str]:
+    """A board's row: the desktop's columns (latency only where it is device time) plus drift vs desktop."""
+    cells = _row(row)
+    if emulated and row.status == "ok":
+        cells[7] = "emulated: not latency"
+    return [*cells, _num(row.drift_max_abs, ".3g") if row.status == "ok" else DASH,
+            flips_text(row) if row.status == "ok" else DASH]
 
 
 def _row(row: Row) -> list[str]:
@@ -207,8 +217,11 @@ def _table(table: DeviceTable) -> list[str]:
         facts.append(f"CPU: {table.cpu}")
     if facts:
         lines += [" · ".join(_cell(f) for f in facts), ""]
+    lines += _board_lines(table)
     columns, row_cells = COLUMNS, _row
-    if table.emulated:
+    if table.board:
+        columns, row_cells = BOARD_COLUMNS, lambda row: _board_row(row, table.emulated)
+    elif table.emulated:
         lines += ["> Emulated: cost is guest instructions per batch-1 inference at seq_len (deterministic, "
                   "relative to the other artifacts on this CPU model; ± is the spread of the counted runs), "
                   "not time. Emulator wall time is shown only as such and is not device latency. Drift and "
@@ -220,7 +233,7 @@ def _table(table: DeviceTable) -> list[str]:
     notes = [row for row in table.rows if row.instructions_note]
     if notes:
         lines += [""] + [f"- `{row.artifact}`: {_cell(row.instructions_note)}" for row in notes]
-    if table.emulated:
+    if table.emulated and not table.board:
         lines += _kernel_paths(table)
         lines += _emulation_notes(table)
     lines += _side_by_side(table)
@@ -228,6 +241,58 @@ def _table(table: DeviceTable) -> list[str]:
     if table.failed:
         lines += ["", "Failed:", ""]
         lines += [f"- `{row.artifact}`: {_cell(row.error or 'no reason given')}" for row in table.failed]
+    return lines + [""]
+
+
+def _board_lines(table: DeviceTable) -> list[str]:
+    """What a board is (cores, Python, glibc, runtimes), whether it is emulated, and its clock notes."""
+    b = table.board
+    if not b:
+        return []
+    cores = " + ".join(f"{c['core']}×{c['count']}" + (f" @ {c['max_mhz']} MHz" if c.get("max_mhz") else "")
+                       for c in b.get("cores") or ())
+    runtimes = ", ".join(f"{k} {v}" for k, v in (b.get("runtimes") or {}).items() if isinstance(v, str))
+    facts = [f"Board {b.get('host') or b.get('address')}: {b.get('machine') or '?'}", cores or None,
+             f"Python {b['python']}" if b.get("python") else None, f"glibc {b['glibc']}" if b.get("glibc") else None,
+             b.get("os"), f"kernel {b['kernel']}" if b.get("kernel") else None, runtimes or None]
+    lines = [" · ".join(_cell(f) for f in facts if f), ""]
+    if b.get("emulated"):
+        lines += [f"> Declared emulated ({_cell(b.get('emulated_by') or 'config')}): its wall time is emulator time, "
+                  "shown only as such and never as device latency.", ""]
+    if table.clock_notes:
+        lines += [f"- Clock: {_cell(n)}" for n in table.clock_notes] + [""]
+    return lines
+
+
+def _twin_section(report: dict[str, Any]) -> list[str]:
+    """Each board next to its emulated twin (same core, same artifact): how the emulated model compares."""
+    pairs = twin_rows(report)
+    if not pairs:
+        return []
+    lines = ["## Boards next to their emulated twins", "",
+             "Same artifact, same core name: the board measured for real, the twin under QEMU. Drift and flips are "
+             "against the desktop run on the same examples.", "",
+             "| Board | Core | Artifact | Accuracy on the board | Accuracy on the twin | Board drift (max abs Δlogit, "
+             "flips) | Twin drift (max abs Δlogit, flips) | Twin instructions / inference (M) | Board latency "
+             "p50 / p90 ms (threads) |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for p in pairs:
+        b, t = p.board_row, p.twin_row
+
+        def drift(row: Row | None) -> str:
+            if row is None or row.drift_max_abs is None:
+                return DASH
+            return f"{row.drift_max_abs:.3g}, {flips_text(row)}"
+
+        if p.board_emulated:
+            latency = "emulated: not latency"
+        elif b.p50_ms is not None:
+            latency = f"{b.p50_ms:.2f} / {b.p90_ms:.2f} ({b.threads})"
+        else:
+            latency = DASH
+        twin_acc = accuracy_text(t, short=True) if t is not None else "not checked"
+        lines.append("| " + " | ".join(_cell(c) for c in (
+            p.board, p.core, f"`{b.artifact}`", accuracy_text(b, short=True) if b.status == "ok" else "**failed**",
+            twin_acc, drift(b), drift(t), instructions_text(t) if t is not None else DASH, latency)) + " |")
     return lines + [""]
 
 
@@ -273,6 +338,7 @@ def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> st
         lines += ["## Recipes", "", RECIPES_INTRO, "", *recipes, ""]
     for table in device_tables(report):
         lines += _table(table)
+    lines += _twin_section(report)
     return "\n".join(lines).rstrip() + "\n"
 
 

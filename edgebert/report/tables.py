@@ -64,6 +64,8 @@ class DeviceTable:
     runtimes: tuple[str, ...]                # "onnxruntime 1.32.0", one per runtime seen
     cpu: str | None
     rows: tuple[Row, ...] = field(default_factory=tuple)
+    board: dict | None = None                # a real board: what it is (cores, Python, glibc, emulated or not)
+    clock_notes: tuple[str, ...] = ()        # a board: governor / throttling notes of its runs
 
     @property
     def failed(self) -> tuple[Row, ...]:
@@ -92,7 +94,7 @@ def _emulated_fields(r: dict[str, Any], ref: dict[str, Any] | None,
     drift = (r.get("drift_vs_desktop") or {}) if ok else {}
     ins = r.get("instructions") or {}
     note = None
-    if ok and ins.get("status") != "ok":
+    if ok and ins.get("status") != "ok" and not r.get("board"):  # a board does not count instructions
         note = f"instruction count {ins.get('status', 'missing')}: {ins.get('error') or 'not measured'}"
     wall = r.get("emulated_wall") or {}
     return {"drift_max_abs": drift.get("max_abs_logit_diff"), "drift_flips": drift.get("prediction_flips"),
@@ -127,6 +129,15 @@ def _profile_fields(r: dict[str, Any]) -> dict[str, Any]:
     if prof.get("status") != "ok":
         return {"profile_note": f"profile {prof.get('status', 'missing')}: {prof.get('reason') or 'no reason given'}"}
     return {"top_ops": tuple((o["op"], float(o["ms"]), float(o["share"])) for o in prof.get("top_ops") or ())}
+
+
+def _board_fields(r: dict[str, Any]) -> dict[str, Any]:
+    """Drift vs the desktop of a board record (a real board's; an emulated one's come with its emulated fields)."""
+    if not r.get("board") or r.get("emulated") or r["status"] != "ok":
+        return {}
+    drift = r.get("drift_vs_desktop") or {}
+    return {"drift_max_abs": drift.get("max_abs_logit_diff"), "drift_flips": drift.get("prediction_flips"),
+            "flip_rate_upper95": drift.get("flip_rate_upper95")}
 
 
 def device_tables(report: dict[str, Any]) -> list[DeviceTable]:
@@ -165,15 +176,50 @@ def device_tables(report: dict[str, Any]) -> list[DeviceTable]:
                 runtime=" ".join(x for x in ((r.get("runtime") or {}).get("name"),
                                              (r.get("runtime") or {}).get("version")) if x) or None,
                 **_emulated_fields(r, ref, features),
+                **_board_fields(r),
                 **_profile_fields(r),
             ))
         cpus = [((r.get("platform") or {}).get("cpu")) for r in recs if r.get("platform")]
+        board = info.get("board") or next((r["board"] for r in recs if r.get("board")), None)
+        notes = tuple(dict.fromkeys(n for r in recs for n in ((r.get("board") or {}).get("run") or {}).get("notes", ())))
         tables.append(DeviceTable(
             device=device, description=info.get("description", ""),
             emulated=bool(info.get("emulated", any(r.get("emulated") for r in recs))),
             runtimes=tuple(dict.fromkeys(row.runtime for row in rows if row.runtime and row.status == "ok")),
-            cpu=cpus[0] if cpus else None, rows=tuple(rows)))
+            cpu=cpus[0] if cpus else None, rows=tuple(rows), board=board, clock_notes=notes))
     return tables
+
+
+def twin_pairs(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Each board record with its emulated twin's record: the catalog CPU of the board's core, same artifact.
+
+    The one place boards and emulated CPUs are paired (None: the twin was not checked in this report), so
+    that any comparison of a board with its emulated model (accuracy, drift, instructions, estimated vs
+    measured time) uses the same pairs.
+    """
+    by_key = {(r["device"], r["artifact"]): r for r in records}
+    return [(r, by_key.get((r["board"]["twin"], r["artifact"])))
+            for r in records if (r.get("board") or {}).get("twin")]
+
+
+@dataclass(frozen=True)
+class TwinRow:
+    """A board's row next to the row of its emulated twin (same core name, same artifact)."""
+
+    board: str                     # the board's device name
+    core: str                      # the twin's CPU model (e.g. cortex-a76)
+    board_emulated: bool           # the board declared itself emulated: its wall time is not latency
+    board_row: Row
+    twin_row: Row | None
+
+
+def twin_rows(report: dict[str, Any]) -> list[TwinRow]:
+    """:func:`twin_pairs` of ``report`` as table rows (for renderers)."""
+    rows = {(t.device, r.artifact): r for t in device_tables(report) for r in t.rows}
+    return [TwinRow(board=b["device"], core=b["board"]["twin"], board_emulated=bool(b.get("emulated")),
+                    board_row=rows[(b["device"], b["artifact"])],
+                    twin_row=rows.get((t["device"], t["artifact"])) if t else None)
+            for b, t in twin_pairs(report.get("records", []))]
 
 
 PRECISION_ORDER = PRECISIONS
