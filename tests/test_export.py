@@ -88,8 +88,8 @@ def test_the_softmax_floor_keeps_padded_attention_out_of_denormals(tmp_path, arc
     rec = export(str(src), tmp_path / "out", ExportSettings(seq_len=32)).artifacts["model.onnx"]
     model = onnx.load(str(tmp_path / "out" / "model.onnx"))
     softmaxes = sum(n.op_type == "Softmax" for n in model.graph.node)
-    assert softmaxes == 2 and rec["graph_rewrites"] == [{"name": "softmax_floor", "count": 2,
-                                                         "why": softmax_floor.WHY}]
+    assert softmaxes == 2 and rec["graph_rewrites"][0] == {"name": "softmax_floor", "count": 2,
+                                                            "why": softmax_floor.WHY}
     tok = load_tokenizer(tmp_path / "out" / "tokenizer")
     enc = tok(["the movie was good"], padding="max_length", max_length=64, return_tensors="np")
     feeds = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
@@ -109,3 +109,36 @@ def test_the_softmax_floor_keeps_padded_attention_out_of_denormals(tmp_path, arc
     assert (plain_probs == 0).sum() > 0.5 * plain_probs.size
     np.testing.assert_allclose(floored, plain_probs, atol=1e-30)  # the same probabilities otherwise
     assert softmax_floor.floor_softmax_inputs(onnx.load(str(tmp_path / "out" / "model.onnx"))) == 0  # idempotent
+
+
+def test_residual_adds_before_layernorm_are_sums_so_ort_keeps_them_unfused(tmp_path):
+    """Sum is Add's function but not SkipLayerNormFusion's pattern: the fp32 export validates (same logits)
+    and ORT's optimized int8 graph keeps LayerNormalization unfused (it fuses the exporter's Add there)."""
+    import onnx
+
+    from edgebert.devices import ort_session
+    from edgebert.export import residual_sum
+    from edgebert.quantize import QuantizeSettings, quantize
+
+    src = save_tiny_hf_dir(tmp_path / "src", "distilbert")
+    out = tmp_path / "out"
+    rec = export(str(src), out, ExportSettings(seq_len=32)).artifacts["model.onnx"]
+    model = onnx.load(str(out / "model.onnx"))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    norms = [n for n in model.graph.node if n.op_type == "LayerNormalization"]
+    fed_by_sum = sum(producer[n.input[0]].op_type == "Sum" for n in norms)
+    assert fed_by_sum == 5 == len(norms)  # embeddings + 2 per layer
+    assert {"name": "residual_sum", "count": 5, "why": residual_sum.WHY} in rec["graph_rewrites"]
+
+    quantize(out, QuantizeSettings(mode="dynamic", formats=("onnx",), seq_len=32, min_agreement=0))
+    int8 = onnx.load(str(out / "model.int8-dynamic.onnx"))
+
+    def fused_ops(m, where):
+        ort_session.create(m.SerializeToString(), threads=1, optimized_model_path=str(where))
+        return {n.op_type for n in onnx.load(str(where)).graph.node}
+
+    assert "SkipLayerNormalization" not in fused_ops(int8, tmp_path / "opt-sum.onnx")
+    for node in int8.graph.node:
+        if node.op_type == "Sum":
+            node.op_type = "Add"
+    assert "SkipLayerNormalization" in fused_ops(int8, tmp_path / "opt-add.onnx")  # what the rewrite avoids

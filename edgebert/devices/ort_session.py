@@ -26,12 +26,14 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def create(model: str | bytes, threads: int, profile_prefix: str | None = None) -> Any:
+def create(model: str | bytes, threads: int, profile_prefix: str | None = None,
+           optimized_model_path: str | None = None) -> Any:
     """An ``InferenceSession`` on ``model`` (a file path or the serialized model), CPU provider.
 
     ``threads`` intra-op threads, one inter-op thread, sequential execution, every graph optimisation,
     errors-only logging (warnings would drown the worker's stderr). With ``profile_prefix``, ORT's
-    profiler writes there (a second session: never the timed one).
+    profiler writes there (a second session: never the timed one). With ``optimized_model_path``, ORT
+    saves the graph as its optimizer left it (which fusions ran).
     """
     ort = import_onnxruntime()
     so = ort.SessionOptions()
@@ -43,4 +45,6 @@ def create(model: str | bytes, threads: int, profile_prefix: str | None = None) 
     if profile_prefix:
         so.enable_profiling = True
         so.profile_file_prefix = profile_prefix
+    if optimized_model_path:
+        so.optimized_model_filepath = optimized_model_path
     return ort.InferenceSession(model, so, providers=list(PROVIDERS))

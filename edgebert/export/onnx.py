@@ -22,7 +22,7 @@ import torch
 from ..devices.runtimes import OnnxRuntimeCPU
 from ..fsutil import atomic_path
 from ..progress import maybe_step
-from . import softmax_floor
+from . import residual_sum, softmax_floor
 from .validate import runtime_runner, validate, validation_cases
 
 INPUT_NAMES = ("input_ids", "attention_mask")
@@ -102,8 +102,11 @@ def export_onnx(model: torch.nn.Module, tokenizer, out_path: Path, seq_len: int,
         with maybe_step(progress, f"Exporting to ONNX (torch {torch.__version__}, {exporter} exporter)"), _quiet():
             _export(model, args, tmp, exporter)
         proto = onnx.load(str(tmp))
-        floored = softmax_floor.floor_softmax_inputs(proto)  # before validation: the rewritten graph is checked
-        if floored:
+        # ORT-facing rewrites, before validation (the rewritten graph is what is checked and kept)
+        rewrites = [{"name": name, "count": count, "why": why} for name, count, why in (
+            ("softmax_floor", softmax_floor.floor_softmax_inputs(proto), softmax_floor.WHY),
+            ("residual_sum", residual_sum.sum_residuals(proto), residual_sum.WHY)) if count]
+        if rewrites:
             onnx.save(proto, str(tmp))
         onnx.checker.check_model(proto)
         with maybe_step(progress, f"Validating ONNX against PyTorch on {len(cases)} input shapes"):
@@ -118,7 +121,7 @@ def export_onnx(model: torch.nn.Module, tokenizer, out_path: Path, seq_len: int,
         "parent": None,
         "exporter": {"name": "torch.onnx.export", "dynamo": exporter == "dynamo", "torch": torch.__version__,
                      "opset": opset, "why": WHY[exporter]},
-        "graph_rewrites": [{"name": "softmax_floor", "count": floored, "why": softmax_floor.WHY}] if floored else [],
+        "graph_rewrites": rewrites,
         "inputs": {n: {"dtype": "int64", "shape": ["batch", "sequence"]} for n in INPUT_NAMES},
         "outputs": {"logits": {"dtype": "float32", "shape": ["batch", "num_labels"]}},
         "node_count": nodes,
