@@ -67,6 +67,11 @@ def test_target_is_recorded_and_its_recipe_applied(exported, tmp_path, name, tar
     scale_sizes = {int(np.prod(inits[n.input[3]].dims)) if n.input[3] in inits else 1 for n in weighted}
     assert (scale_sizes != {1}) is preset.per_channel
     assert rec["validation"]["min_agreement"] == 0.9 and rec["validation"]["prediction_agreement"] >= 0.9
+    # the export's softmax floor (x86's subnormal fix) stays for x86 and is removed for ARM targets
+    floors = sum(n.name.endswith("/edgebert_floor/Max") for n in model.graph.node)
+    assert floors == (2 if preset.softmax_floor else 0) == ops["ReduceMax"] and ops["Softmax"] == 2
+    assert q["softmax_floor"] == {"kept": preset.softmax_floor, "removed": 0 if preset.softmax_floor else 2}
+    assert presets.PRESETS["x86-vnni"].softmax_floor and not presets.PRESETS["arm-nodot"].softmax_floor
 
 
 def test_a_preset_drives_what_is_quantized(exported, tmp_path, monkeypatch):

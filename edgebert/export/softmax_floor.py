@@ -58,3 +58,27 @@ def floor_softmax_inputs(model) -> int:
         graph.node.extend(out)
         onnx.checker.check_model(model)
     return count
+
+
+def remove_floor(model) -> int:
+    """Undo :func:`floor_softmax_inputs` in place (for targets where the floor costs more than it saves:
+    ARM cores handle subnormals at full speed, and the floor's three ops per Softmax cost 1.4% (cortex-a53)
+    to 2.7% (cortex-a76) more guest instructions on the built-in int8 DistilBERT). Returns how many."""
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    dropped: set[str] = set()
+    for node in graph.node:
+        clamp = producer.get(node.input[0]) if node.op_type == "Softmax" and node.input else None
+        if clamp is not None and clamp.op_type == "Max" and clamp.name.endswith("/edgebert_floor/Max"):
+            tag = clamp.name.removesuffix("/Max")
+            node.input[0] = clamp.input[0]
+            dropped.update({f"{tag}/ReduceMax", f"{tag}/Sub", f"{tag}/Max"})
+    if dropped:
+        kept = [n for n in graph.node if n.name not in dropped]
+        del graph.node[:]
+        graph.node.extend(kept)
+        used = {i for n in graph.node for i in n.input}
+        inits = [t for t in graph.initializer if t.name in used]
+        del graph.initializer[:]
+        graph.initializer.extend(inits)
+    return len(dropped) // 3
