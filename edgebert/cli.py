@@ -47,6 +47,23 @@ def handle_errors(func):
     return wrapper
 
 
+class _ThreadsParam(click.ParamType):
+    """``--threads``: a whole number >= 1, or ``big`` (one per big core of a board)."""
+
+    name = "N|big"
+
+    def convert(self, value, param, ctx):
+        if value == "big" or isinstance(value, int):
+            return value
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = 0
+        if number < 1:
+            self.fail(f"{value!r} is not a number of threads >= 1 nor 'big'", param, ctx)
+        return number
+
+
 # The parameter that names a command's output location (named when an OS error carries no path).
 OUTPUT_PARAMS = ("output", "directory", "out")
 
@@ -184,8 +201,9 @@ def quantize(directory: Path, mode: str, calibration: Path | None, text_column: 
               help="Use only the first N examples [default: all; 1000 when an emulated ARM device is checked].")
 @click.option("--seq-len", type=click.IntRange(min=2), default=128, show_default=True,
               help="Sequence length for latency (accuracy inputs are truncated to it).")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Runtime threads (stated in every result) [default: each device's default, 1].")
+@click.option("--threads", type=_ThreadsParam(), default=None,
+              help="Runtime threads (stated in every result): N, or 'big' = one per core of a board's biggest "
+                   "cluster (other devices: their default) [default: each device's default, 1].")
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed latency runs.")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed warm-up runs.")
 @click.option("--profile", is_flag=True,
@@ -206,7 +224,7 @@ def quantize(directory: Path, mode: str, calibration: Path | None, text_column: 
               help="Emulated jobs at once (each QEMU uses one core).")
 @handle_errors
 def check(directory: Path, devices: tuple[str, ...], data: Path | None, text_column: str, label_column: str,
-          limit: int | None, seq_len: int, threads: int | None, runs: int, warmup: int, profile: bool,
+          limit: int | None, seq_len: int, threads: int | str | None, runs: int, warmup: int, profile: bool,
           emulated_method: str, emulated_limit: int | None, probe: int, safety: float, jobs: int) -> None:
     """Measure accuracy, agreement with fp32, latency, memory and size of every artifact in DIRECTORY.
 

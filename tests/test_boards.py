@@ -161,10 +161,13 @@ def test_real_board_by_ssh_config_alias_reuses_the_installed_runtimes(tmp_path, 
     board = emulated_board
     env_dir = next((board.board_dir / "envs").iterdir()) if (board.board_dir / "envs").is_dir() else None
     d = make_artifact_dir(tmp_path / "art", tiny, artifacts=("fp32",))
-    result = _board_check(d, board, device="ssh:board")
+    result = _board_check(d, board, "--threads", "big", device="ssh:board")
     assert result.exit_code == 0, result.output
-    rec = _records(d)[("ssh:board", "model.onnx")]
+    recs = _records(d)
+    rec = recs[("ssh:board", "model.onnx")]
     assert rec["status"] == "ok" and rec["board"]["cores"][0]["core"] == "cortex-a76"
+    # --threads big: one per core of the board's biggest cluster (the desktop reference keeps its default)
+    assert rec["threads"] == rec["board"]["cores"][-1]["count"] >= 1 and recs[("desktop", "model.onnx")]["threads"] == 1
     if env_dir is not None:  # the environment of the first test was reused, not reinstalled
         assert [p.name for p in (board.board_dir / "envs").iterdir()] == [env_dir.name]
         assert rec["board"]["env_hash"] == env_dir.name

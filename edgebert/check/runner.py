@@ -65,6 +65,9 @@ PEAK_RSS_DEFINITION = (
 )
 
 
+BIG_CORES = "big"  # --threads big: one runtime thread per core of a board's biggest cluster
+
+
 @dataclass(frozen=True)
 class CheckSettings:
     """What ``check`` measures and how (recorded in report.json)."""
@@ -76,7 +79,7 @@ class CheckSettings:
     limit: int | None = None          # first N examples (datasets are stored shuffled); None: all, or
                                       # EMULATED_DEFAULT_LIMIT when an emulated device is checked
     seq_len: int = 128                # latency sequence length; accuracy inputs truncated to it
-    threads: int | None = 1           # None: each device's default_threads
+    threads: int | str | None = 1     # None: each device's default_threads; "big": a board's big cores
     warmup: int = 10
     runs: int = 50
     batch_size: int = 1               # accuracy pass: 1 = each example alone, as an app runs it
@@ -86,8 +89,12 @@ class CheckSettings:
     emulated_jobs: int = 2            # emulated jobs at once (each QEMU uses one core)
 
     def validate(self) -> None:
+        if isinstance(self.threads, str) and self.threads != BIG_CORES:
+            raise UsageError(f'threads must be a number >= 1 or "{BIG_CORES}" (got {self.threads!r})')
         for name, low in (("seq_len", 2), ("threads", 1), ("warmup", 0), ("runs", 1), ("batch_size", 1),
                           ("emulated_jobs", 1)):
+            if name == "threads" and self.threads == BIG_CORES:
+                continue
             if getattr(self, name) is not None and int(getattr(self, name)) < low:
                 raise UsageError(f"{name} must be at least {low} (got {getattr(self, name)})")
         for name in ("limit", "emulated_limit"):
@@ -203,6 +210,9 @@ class CheckPlan:
         own = getattr(device, "own_threads", lambda: None)()  # a board's own setting (e.g. one per big core)
         if own is not None:
             return own
+        if self.settings.threads == BIG_CORES:  # one per big core where a board says how many; else the default
+            big = getattr(device, "big_core_threads", lambda: None)()
+            return int(big) if big else int(device.default_threads)
         return int(self.settings.threads) if self.settings.threads is not None else int(device.default_threads)
 
     def base_record(self, name: str, device: _devices.Device) -> dict[str, Any]:

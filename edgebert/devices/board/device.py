@@ -143,11 +143,15 @@ class BoardDevice(Device):
         if self.threads_setting is None:
             return None
         if self.threads_setting == "big":
-            try:
-                return int(self.probe()["clusters"][-1]["count"])
-            except (BoardError, IndexError, KeyError):
-                return 1
+            return self.big_core_threads()
         return int(self.threads_setting)
+
+    def big_core_threads(self) -> int:
+        """One thread per core of the biggest cluster (``check --threads big``); 1 when it cannot be probed."""
+        try:
+            return int(self.probe()["clusters"][-1]["count"])
+        except (BoardError, IndexError, KeyError):
+            return 1
 
     def has_dotprod(self) -> bool:
         """Whether the board's cores report the dot product (``asimddp``); False when it cannot be probed."""
