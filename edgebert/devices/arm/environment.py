@@ -65,6 +65,17 @@ class ArmEnv:
         key = {"qemu72": "plugin_qemu72_version", "qemu10": "plugin_qemu_version"}.get(which or "")
         return self.info().get(key) if key else None
 
+    @property
+    def llvm(self) -> Path:
+        """llvm-mca and llvm-mc (Debian's llvm-19, unpacked) with their libraries: the cycle model."""
+        return self.root / "llvm"
+
+    def llvm_missing(self) -> str | None:
+        """None when the cycle model's tools are set up; else why not."""
+        if self.stamp("llvm") is None or not (self.llvm / "bin" / "llvm-mca").exists():
+            return "the cycle model (Debian's llvm-mca) is not set up; run `edgebert devices setup`"
+        return None
+
     def prefix(self, cpu: str) -> Path:
         return self.root / "prefix" / cpu
 
@@ -81,7 +92,7 @@ class ArmEnv:
     def info(self) -> dict[str, Any]:
         """What setup recorded (versions, QEMU builds), for reports; {} if not set up."""
         out = {}
-        for step in ("wheels", "qemu", "plugin-qemu", "plugin-qemu10"):
+        for step in ("wheels", "qemu", "plugin-qemu", "plugin-qemu10", "llvm"):
             stamp = self.stamp(step) or {}
             out.update(stamp.get("info", {}))
         return out

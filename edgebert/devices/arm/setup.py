@@ -15,6 +15,9 @@ as an ordinary user, with private apt state):
 - ``qemu-plugin10/`` (last step, only when a CPU model 7.2 lacks is asked for: cortex-a55/a710): QEMU 10
   user mode built from Debian trixie's qemu 10.0 source with plugin support (Debian ships QEMU 10 user
   mode static-only, which cannot load plugins; see ``qemu_build.py``), its glib libraries and the counter.
+- ``llvm/``: ``llvm-mca`` and ``llvm-mc`` from Debian's ``llvm-19`` (bookworm; unpacked, with the
+  libraries they link): the cycle model that turns the executed blocks into estimated milliseconds
+  (``edgebert/devices/estimate``). LLVM >= 17 because its Neoverse-N1 model is the stand-in for the A76.
 - ``prefix/MODEL/``: per CPU model, the sysroot plus a ``proc/cpuinfo`` captured from QEMU 10's
   emulation of that model (the counting runs use ``-L prefix/MODEL``, so both QEMUs see the same).
 
@@ -61,6 +64,10 @@ SUITE = "bookworm"
 BACKPORTS = "bookworm-backports"
 # QEMU 7.2's dynamic qemu-aarch64 links these; the rest (glib, gnutls, zlib, libc) are on any host.
 PLUGIN_QEMU_LIBS = ("libcapstone4", "liburing2", "libnuma1")
+LLVM_MAJOR = "19"  # bookworm main; >= 17 has the Neoverse-N1 (A76-derived) and N2 scheduling models
+LLVM_PACKAGES = (f"llvm-{LLVM_MAJOR}", f"libllvm{LLVM_MAJOR}", "libz3-4", "libxml2", "libicu72", "libedit2",
+                 "libbsd0", "libmd0", "libtinfo6")
+LLVM_TOOLS = ("llvm-mca", "llvm-mc")
 QEMU_SOURCE_SUITE = "trixie"  # backports' qemu source is not on the mirror; trixie's is the same 10.0 line
 SYSROOT_PACKAGES = (PYTHON, "libstdc++6", "libgomp1")
 WHEEL_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_27_aarch64",
@@ -366,6 +373,32 @@ def _step_plugin_qemu(ctx: _Ctx, key: dict) -> dict:
                      "plugin_qemu_package": f"{orig.name} (built: aarch64-linux-user, --enable-plugins)"}}
 
 
+def _step_llvm(ctx: _Ctx, key: dict) -> dict:
+    """llvm-mca / llvm-mc from Debian's llvm-{LLVM_MAJOR} and the libraries they link (~30 MB download)."""
+    apt = ctx.apt("amd64")
+    debs = apt.download(list(key["packages"]), ctx.work / "debs")
+    unpacked = _fresh(ctx.work / "unpacked")
+    for deb in debs:
+        _dpkg_x(deb, unpacked)
+    tree = _fresh(ctx.work / "llvm")
+    (tree / "bin").mkdir()
+    (tree / "lib").mkdir()
+    for tool in LLVM_TOOLS:
+        src = unpacked / "usr" / "lib" / f"llvm-{LLVM_MAJOR}" / "bin" / tool
+        if not src.is_file():
+            raise SetupError(f"llvm-{LLVM_MAJOR} has no {tool}")
+        shutil.copy2(src, tree / "bin" / tool)
+    for lib in (unpacked / "usr" / "lib" / qemu_build.MULTIARCH).glob("*.so.*"):  # runtime names only
+        shutil.copy2(lib, tree / "lib" / lib.name, follow_symlinks=False)  # relative links stay links
+    from ..estimate.mca import LlvmTools
+
+    version = LlvmTools(tree).version()
+    if not version.startswith(LLVM_MAJOR + "."):
+        raise SetupError(f"llvm-mca reports version {version}, expected {LLVM_MAJOR}.x")
+    _publish(tree, ctx.env.llvm)
+    return {"info": {"llvm_version": version}}
+
+
 def _step_prefixes(ctx: _Ctx, key: dict) -> dict:
     """Per CPU model: sysroot entries (symlinks) + proc/cpuinfo as QEMU 10 emulates that model."""
     tree = _fresh(ctx.work / "prefix")
@@ -413,6 +446,8 @@ def steps() -> list[Step]:
                                             "source_sha": _file_digest(PLUGIN_SOURCE)}),
         Step("prefixes", "Capturing each CPU model's /proc/cpuinfo", _step_prefixes,
              lambda: {"cpus": _cpus()}),
+        Step("llvm", f"Fetching the cycle model (Debian's llvm-{LLVM_MAJOR}: llvm-mca, llvm-mc)", _step_llvm,
+             lambda: {"packages": list(LLVM_PACKAGES), "tools": list(LLVM_TOOLS)}),
         # last, and only when asked for: QEMU 7.2 lacks cortex-a55 / cortex-a710 (see ``qemu_build.py``)
         Step("plugin-qemu10", f"Building QEMU 10 user mode with plugins from Debian's qemu source "
              f"({QEMU_SOURCE_SUITE}; ~3 min on 2 cores) for counting on CPU models QEMU 7.2 lacks",
