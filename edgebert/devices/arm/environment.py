@@ -129,8 +129,10 @@ def guest_env(env: ArmEnv) -> dict[str, str]:
             "ORT_DISABLE_TELEMETRY": "1"}  # no network, and no second thread inside the counts
 
 
-def plugin_command(env: ArmEnv, cpu: str, counts: Path) -> list[str]:
+def plugin_command(env: ArmEnv, cpu: str, counts: Path, blocks: Path | None = None) -> list[str]:
     """``qemu-aarch64 -plugin ... -cpu CPU -L prefix/CPU python3.11`` (the plugin-capable QEMU with the counter).
+
+    ``blocks``: also record the executed blocks there (the cycle model's input; ``qemu/insn_count.c``).
 
     Started with address-space randomisation off (``setarch -R``, when present) so that memory
     layout, and with it allocator paths and alignment-dependent kernel paths, repeat across runs.
@@ -138,7 +140,7 @@ def plugin_command(env: ArmEnv, cpu: str, counts: Path) -> list[str]:
     norandom = ["setarch", platform.machine(), "-R"] if shutil.which("setarch") else []
     root = env.counting_root(env.counting_qemu(cpu) or "qemu72")
     return [*norandom, str(root / "qemu-aarch64"), "-plugin",
-            f"{root / 'libinsn_count.so'},out={counts},nr={MARKER_SYSCALL}",
+            f"{root / 'libinsn_count.so'},out={counts},nr={MARKER_SYSCALL}" + (f",blocks={blocks}" if blocks else ""),
             "-cpu", cpu, "-L", str(env.prefix(cpu)), str(env.python)]
 
 

@@ -8,8 +8,8 @@ as an ordinary user, with private apt state):
 - ``site/``: the aarch64 wheels of numpy, onnxruntime and ai-edge-litert, at the host's versions.
 - ``qemu/qemu-aarch64``: QEMU 10 user mode (static, from bookworm-backports ``qemu-user``): runs the
   worker for accuracy and drift; it emulates ``/proc/cpuinfo`` per ``-cpu`` model.
-- ``qemu-plugin/``: bookworm's QEMU 7.2 user mode (dynamic, loads TCG plugins), the host libraries it
-  links, and ``libinsn_count.so``, our instruction and instruction-class counter
+- ``qemu-plugin/``: bookworm's QEMU 7.2 user mode (dynamic, loads TCG plugins; ``qemu-aarch64``, and
+  ``qemu-x86_64`` for the estimator's check on this host), the host libraries it links, and ``libinsn_count.so``, our instruction and instruction-class counter
   (``edgebert/devices/qemu/insn_count.c``) compiled against that QEMU's ``qemu-plugin.h``: counts
   cortex-a53/a72/a76 and neoverse-n1.
 - ``qemu-plugin10/`` (last step, only when a CPU model 7.2 lacks is asked for: cortex-a55/a710): QEMU 10
@@ -306,6 +306,9 @@ def _step_plugin_qemu72(ctx: _Ctx, key: dict) -> dict:
         _dpkg_x(deb, unpacked)
     tree = _fresh(ctx.work / "qemu-plugin")
     shutil.copy2(unpacked / "usr/bin/qemu-aarch64", tree / "qemu-aarch64")
+    # the same QEMU for x86-64 guests: the cycle model's check against native runs on this host
+    # (benchmarks/bench_latency_estimate.py) runs the same counter under it
+    shutil.copy2(unpacked / "usr/bin/qemu-x86_64", tree / "qemu-x86_64")
     (tree / "lib").mkdir()
     for lib in (unpacked / "usr/lib/x86_64-linux-gnu").glob("*.so*"):
         shutil.copy2(lib, tree / "lib" / lib.name, follow_symlinks=True)
