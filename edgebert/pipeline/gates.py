@@ -75,7 +75,7 @@ GATES: tuple[Gate, ...] = (
          lambda r: None if r.instructions is None else float(r.instructions),
          lambda g, d: g.instructions_limit(d)),
     Gate("max_estimated_ms", "estimated ms per inference (cycle model, at the device's stated clock; an estimate, "
-         "not a measurement)", "ms", _emulated, lambda r: r.estimated_ms, lambda g, d: g.estimated_ms_limit(d)),
+         "not a measurement)", gate_result.ESTIMATED_MS, _emulated, lambda r: r.estimated_ms, lambda g, d: g.estimated_ms_limit(d)),
 )
 
 
