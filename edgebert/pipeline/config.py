@@ -73,10 +73,10 @@ Gates are off unless set (each is one limit; examples)::
     cortex-a53 = 2.0e9
 
     [gates.max_estimated_ms]   # estimated ms (cycle model), per emulated device of devices.names
-    cortex-a76 = 150
+    cortex-a53 = 900
 
     [devices.clock_ghz]        # the clock an emulated device's estimate is at (default: its reference device)
-    cortex-a76 = 2.8
+    cortex-a53 = 1.4
 
 The built-in default (:func:`default_config`, ``edgebert build`` without a config) is not these
 defaults: it builds both formats on the desktop and two emulated ARM cores, with gates.
