@@ -26,7 +26,7 @@ def cycles(recorded: Recorded, total_instructions: int, tools: LlvmTools, target
     hot_blocks = hot(recorded.blocks, cut)
     unique = sorted({i for b in hot_blocks for i in b.insns})
     asm = dict(zip(unique, disassemble(tools, target, unique)))
-    regions = {f"b{k}": [asm[i] for i in b.insns if asm[i] is not None] for k, b in enumerate(hot_blocks)}
+    regions = {f"b{k}": [line for i in b.insns for line in asm[i]] for k, b in enumerate(hot_blocks)}
     costed = block_cycles(tools, target, {k: v for k, v in regions.items() if v})
     modeled_cycles = modeled_insns = 0.0
     dropped = 0

@@ -4,9 +4,9 @@ Why a module of its own: the emulated ARM devices (A64 blocks, an ARM core's sch
 x86 check of the estimator (``benchmarks/bench_latency_estimate.py``: x86 blocks, the host core's model)
 run the same two tools the same way; only the triple, the ``-mcpu`` and the features differ.
 
-- ``llvm-mc --disassemble``: one input line per instruction; a line it cannot decode is reported on
-  stderr with its line number and produces no output, so every decoded instruction is matched back to
-  its block (an undecodable instruction is left out of the block's cycles and counted).
+- ``llvm-mc --disassemble``: each instruction's bytes, then a marker instruction, so the output lines
+  between two markers are exactly that instruction's (none when it cannot be decoded: it is left out of
+  its block's cycles and counted).
 - ``llvm-mca``: every block is one code region (``# LLVM-MCA-BEGIN``/``END``) of one run; a region's
   "Total Cycles" / "Iterations" is the block's steady-state cost per execution (the block repeated
   back to back: right for loop bodies, which is where the time of an inference goes).
@@ -65,28 +65,38 @@ class Target:
     mattr: str = ""           # features the disassembler and parser must accept (not the cost model)
 
 
-_INVALID = re.compile(r"<stdin>:(\d+):\d+: (?:warning|error): invalid instruction encoding")
+# Between every two instructions a marker the code never contains, so each instruction's output lines
+# are known exactly (x86: QEMU 7.2 reports some instructions' bytes cut short or merged with the next).
+MARKERS = {"x86_64": ("49bfefcdab9078563412", "movabsq\t$1311768467294899695, %r15"),
+           "aarch64": ("efbe0000", "udf\t#48879")}
+COMMENT = {"x86_64": "#", "aarch64": "//"}  # llvm-mc's comment token per target (AArch64 immediates use #)
 
 
-def disassemble(tools: LlvmTools, target: Target, insns: list[str]) -> list[str | None]:
-    """Assembly text of each instruction (hex bytes, little-endian as in memory); None if undecodable."""
+def disassemble(tools: LlvmTools, target: Target, insns: list[str]) -> list[list[str]]:
+    """Assembly lines of each instruction (hex bytes in memory order): usually one, none if undecodable."""
     if not insns:
         return []
-    lines = "\n".join(" ".join(f"0x{h[i:i + 2]}" for i in range(0, len(h), 2)) for h in insns) + "\n"
+    marker, marker_asm = MARKERS[target.triple]
+
+    def group(h: str) -> str:
+        return "[" + " ".join(f"0x{h[i:i + 2]}" for i in range(0, len(h), 2)) + "]"
+
+    lines = "".join(f"{group(h)}\n{group(marker)}\n" for h in insns)
     args = ["--disassemble", f"-triple={target.triple}"] + ([f"-mattr={target.mattr}"] if target.mattr else [])
     proc = tools.run("llvm-mc", args, lines)
-    bad = {int(m.group(1)) - 1 for m in _INVALID.finditer(proc.stderr)}
-    text = [ln.strip() for ln in proc.stdout.splitlines()
-            if ln.strip() and not ln.strip().startswith((".text", "#", ".section"))]
-    expected = len(insns) - len(bad)
-    if len(text) != expected:
-        raise McaError(f"llvm-mc decoded {len(text)} of {len(insns)} instructions but reported {len(bad)} "
-                       f"invalid: {proc.stderr.strip()[:200]}")
-    out: list[str | None] = []
-    it = iter(text)
-    for i in range(len(insns)):
-        out.append(None if i in bad else next(it))
-    return out
+    out: list[list[str]] = [[]]
+    for ln in proc.stdout.splitlines():
+        text = ln.split(COMMENT[target.triple])[0].strip()
+        if not text or text.startswith((".text", ".section")):
+            continue
+        if text == marker_asm:
+            out.append([])
+        else:
+            out[-1].append(text)
+    if len(out) != len(insns) + 1 or out[-1]:
+        raise McaError(f"llvm-mc -triple={target.triple}: {len(out) - 1} markers for {len(insns)} instructions: "
+                       f"{proc.stderr.strip()[:200]}")
+    return out[:-1]
 
 
 _REGION = re.compile(r"\[\d+\] Code Region - (\S+)")
