@@ -38,13 +38,18 @@ def to_ms(breakdown: dict[str, Any], *, core_model: str, core: str, clock_ghz: f
     compute_ms = breakdown["cycles"] / (clock_ghz * 1e6)
     floor_ms = bytes_streamed / (dram_gbps * 1e6) if bytes_streamed else 0.0
     ms = max(compute_ms, floor_ms)
-    return {"kind": "estimate", "status": "ok", "ms": round(ms, 3), "batch": 1, "seq_len": seq_len,
+    return {"kind": "estimate", "status": "ok", "ms": _sig(ms), "batch": 1, "seq_len": seq_len,
             "threads": threads, "method": METHOD, "core_model": core_model, "core": core,
             "clock_ghz": clock_ghz, "reference_device": reference_device, "error_band_pct": error_band_pct,
             "label": label(core_model, core, clock_ghz),
-            "compute_ms": round(compute_ms, 3), "memory_floor_ms": round(floor_ms, 3),
+            "compute_ms": _sig(compute_ms), "memory_floor_ms": _sig(floor_ms),
             "bound": "memory" if floor_ms > compute_ms else "compute", "dram_gbps": dram_gbps,
             "bytes_streamed": bytes_streamed, "llvm_version": llvm_version, "breakdown": breakdown}
+
+
+def _sig(x: float) -> float:
+    """Four significant digits: an estimate's precision is its error band, far wider than that."""
+    return float(f"{x:.4g}")
 
 
 def not_estimated(status: str, error: str, core: str) -> dict[str, Any]:
