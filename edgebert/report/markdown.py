@@ -111,7 +111,7 @@ def _emulated_row(row: Row) -> list[str]:
 
 
 def estimate_text(row: Row) -> str:
-    """"~41.2 ±35%": the estimate with its error band (a dash when there is none)."""
+    """"~40.7 ±50%": the estimate with its error band (a dash when there is none)."""
     if row.estimated_ms is None:
         return DASH
     band = "" if row.estimate_band_pct is None else f" ±{row.estimate_band_pct:.0f}%"

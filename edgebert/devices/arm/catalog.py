@@ -48,9 +48,12 @@ class CpuModel:
         return "dotprod" in self.features
 
 
-IN_ORDER_BAND = 50.0   # llvm-mca's in-order A53/A55 models are the weakest (LLVM issue 213238, README)
-OOO_BAND = 35.0        # an out-of-order core with its own (or its derivative's) model
-BORROWED_BAND = 50.0   # an out-of-order core costed by an older or newer core's model
+# The x86 check (benchmarks/bench_latency_estimate.py, README) measured the cycle model on an out-of-order
+# core with its own model at -25% to -46% (always low: llvm-mca assumes L1-resident data and a perfect
+# front end); the bands below contain that, and are wider where nothing here could measure the model.
+OOO_BAND = 50.0        # an out-of-order core with its own (or its derivative's) model
+IN_ORDER_BAND = 60.0   # llvm-mca's in-order A53/A55 models are the weakest (LLVM issue 213238, README)
+BORROWED_BAND = 60.0   # an out-of-order core costed by an older or newer core's model
 
 CPU_MODELS: tuple[CpuModel, ...] = (
     CpuModel("cortex-a53", "cortex-a53", "Armv8.0-A", ("neon",),
