@@ -236,7 +236,7 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
     head = ["Model"] if multi else []
     head += ["Artifact", "Format", "Precision", "Accuracy", "Δ acc (pts)", "Agreement"]
     head += (["Emulated", "Drift max |Δlogit|", "Flips (95% bound)", "Instr. (M)", "vs fp32",
-              "Estimated ms (not measured)"]
+              "Est. ms"]  # estimated, not measured: the qualifier is under the table and in each cell's title
              if emulated
              else ["p50 ms", "p90 ms", "Speed-up"])
     head += ["Size MB", "Size ratio", "Gates"]
@@ -272,7 +272,7 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
                       f"<td>{_n(row.drift_max_abs, '.3g')}</td>", f"<td>{_two(flips_text(row))}</td>",
                       f"<td>{insns}</td>", f"<td>{_n(row.instructions_ratio, '.2f', '×')}</td>",
                       f'<td title="{escape(row.estimate_label or row.estimate_note or "")}">'
-                      f'{escape(estimate_text(row))}</td>']
+                      f'{_two(estimate_text(row))}</td>']
         else:
             cells += [f"<td>{_n(row.p50_ms, '.2f')}</td>", f"<td>{_n(row.p90_ms, '.2f')}</td>",
                       f"<td>{_n(row.speedup, '.2f', '×')}</td>"]
