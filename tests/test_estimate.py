@@ -155,3 +155,22 @@ def test_real_check_reports_the_estimate_apart_from_latency(tmp_path, tiny, arm_
     assert pairs[0].measured_p50_ms == desk["latency_ms"]["p50"]
     assert pairs[0].error_pct == pytest.approx((est["ms"] - desk["latency_ms"]["p50"]) / desk["latency_ms"]["p50"] * 100,
                                                abs=0.06)
+
+
+def test_a_counter_built_from_an_older_source_is_not_used(tmp_path):
+    """A cache whose plugin predates block recording asks for `devices setup` (a build then runs it)."""
+    import json
+
+    from edgebert.devices.arm.environment import ArmEnv, counter_digest
+
+    env = ArmEnv(tmp_path / "arm")
+    (env.prefix("cortex-a76") / "proc").mkdir(parents=True)
+    (env.prefix("cortex-a76") / "proc" / "cpuinfo").write_text("CPU part : 0xd0b\n")
+    env.counting_root("qemu72").mkdir(parents=True)
+    (env.counting_root("qemu72") / "libinsn_count.so").write_bytes(b"")
+    env.stamps.mkdir()
+    for sha, stale in (("0123456789abcdef", True), (counter_digest(), False)):
+        (env.stamps / "plugin-qemu.json").write_text(json.dumps(
+            {"key": {"source_sha": sha}, "info": {"plugin_qemu72_cpus": ["cortex-a76"]}}))
+        reason = env.counting_missing("cortex-a76")
+        assert (reason is not None and "older insn_count.c" in reason and "edgebert devices setup" in reason) is stale

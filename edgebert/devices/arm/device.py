@@ -63,8 +63,10 @@ class ArmDevice(Device):
         return self.env().missing()
 
     def setup_missing(self) -> str | None:
-        """The accuracy environment, and the counting QEMU for this CPU model (its count is required)."""
-        return self.unavailable_reason() or self.env().counting_missing(self.cpu.qemu_cpu)
+        """The accuracy environment, the counting QEMU for this CPU model (its count is required) and the
+        cycle model (its estimate)."""
+        env = self.env()
+        return self.unavailable_reason() or env.counting_missing(self.cpu.qemu_cpu) or env.llvm_missing()
 
     def counting_expected(self) -> bool:
         """Whether this CPU model should have instruction counts (a missing one then fails its record)."""

@@ -114,7 +114,22 @@ class ArmEnv:
                     f"the QEMU 10 counting build is not set up; run `edgebert devices setup`")
         if not (self.prefix(cpu) / "proc" / "cpuinfo").is_file():
             return f"no captured /proc/cpuinfo for {cpu}; run `edgebert devices setup`"
+        step = "plugin-qemu" if self.counting_qemu(cpu) == "qemu72" else "plugin-qemu10"
+        built = ((self.stamp(step) or {}).get("key") or {}).get("source_sha")
+        if built != counter_digest():
+            return ("the instruction counter was compiled from an older insn_count.c (it cannot record executed "
+                    "blocks); run `edgebert devices setup`")
         return None
+
+
+COUNTER_SOURCE = Path(__file__).resolve().parents[1] / "qemu" / "insn_count.c"
+
+
+def counter_digest() -> str:
+    """The counter source's digest, as setup records it in the plugin steps' keys (``source_sha``)."""
+    from ...fsutil import sha256_file
+
+    return sha256_file(COUNTER_SOURCE)[:16]
 
 
 def default_env() -> ArmEnv:

@@ -465,7 +465,7 @@ def steps() -> list[Step]:
 def _file_digest(path: Path) -> str:
     from ...fsutil import sha256_file
 
-    return sha256_file(path)[:16]
+    return sha256_file(path)[:16]  # environment.counter_digest() compares the counter's with this
 
 
 def _tree_size(path: Path) -> int:
