@@ -106,6 +106,7 @@ class CheckSettings:
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["devices"] = list(self.devices)
+        out["clock_ghz"] = dict(self.clock_ghz)
         out["data"] = str(self.data) if self.data is not None else None
         return out
 
