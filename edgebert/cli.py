@@ -456,7 +456,8 @@ def devices_setup(verify: bool, force: bool) -> None:
     Debian bookworm arm64 Python 3.11 sysroot, aarch64 wheels of numpy/onnxruntime/ai-edge-litert
     (host versions), QEMU 10 user mode (bookworm-backports), the plugin-capable QEMU 7.2 (bookworm)
     and QEMU 10 user mode built with plugins from Debian's source (~3 min; for cortex-a55/a710,
-    which 7.2 lacks), with edgebert's instruction-counting plugin compiled with gcc. No root needed.
+    which 7.2 lacks), with edgebert's instruction-counting plugin compiled with gcc, and llvm-mca/llvm-mc
+    from Debian's llvm-19 (the cycle model behind estimated ms). No root needed.
     """
     from .devices.arm import setup as arm_setup
 
@@ -480,7 +481,8 @@ def devices_setup(verify: bool, force: bool) -> None:
     done = "built " + ", ".join(summary["ran"]) if summary["ran"] else "already set up"
     click.echo(f"{summary['root']}: {done} ({summary['seconds']}s, {summary['size_mb']} MB); QEMU "
                f"{summary.get('qemu_version')}, counting QEMU {summary.get('plugin_qemu72_version')} and "
-               f"{summary.get('plugin_qemu_version') or '(10: not built)'}; wheels "
+               f"{summary.get('plugin_qemu_version') or '(10: not built)'}; cycle model llvm-mca "
+               f"{summary.get('llvm_version') or '(not set up)'}; wheels "
                + ", ".join(f"{k} {v}" for k, v in (summary.get("wheels") or {}).items()))
     for note in summary.get("wheel_notes") or ():
         click.echo(f"note: {note}")

@@ -39,6 +39,9 @@ def result(base: dict[str, Any], gate: str, value: float | None, limit: float, u
             **extra, "passed": passed, "detail": not_measured if value is None else detail}
 
 
+ESTIMATED_MS = "estimated ms"  # the unit of gates on the cycle model's estimate (check/estimate.py)
+
+
 def did_not_run(base: dict[str, Any], why: str) -> dict[str, Any]:
     """The ``runs`` gate of a record that failed to run (no value, no limit)."""
     return {**base, "gate": "runs", "value": None, "limit": None, "unit": "", "passed": False, "detail": why}
@@ -53,6 +56,8 @@ def fmt_value(value: float | None, unit: str) -> str:
         return f"{value * 100:.2f}%"
     if unit == "examples":
         return f"{value:.0f} examples"
+    if unit == ESTIMATED_MS:
+        return f"~{value:.3g} ms (estimate)"
     return f"{value:.3g} {unit}"
 
 
@@ -71,6 +76,7 @@ def describe(result: dict[str, Any]) -> str:
     if result["value"] is None:
         return f"{where}: {result['gate']}: {result.get('detail')}"
     verdict = "ok" if result["passed"] else "FAILED"
-    return (f"{where}: {result['gate']} {verdict}: measured {fmt_value(result['value'], result['unit'])}, "
+    how = "estimated" if result["unit"] == ESTIMATED_MS else "measured"  # an estimate is never called measured
+    return (f"{where}: {result['gate']} {verdict}: {how} {fmt_value(result['value'], result['unit'])}, "
             f"limit {limit_text(result)}")
 

@@ -364,18 +364,22 @@ def test_real_build_with_an_emulated_device(tmp_path, arm_env):
     config = tmp_path / "edgebert.toml"
     base = tiny_build_toml(src, ["desktop", "cortex-a76"], limit=40, emulated_limit=30, probe=8, probe_fp32=2,
                            runs=3) + "[gates]\nmax_flip_rate = 0.5\n"
-    config.write_text(base + "[gates.max_instructions]\ncortex-a76 = 1e9\n")
+    config.write_text(base + "[gates.max_instructions]\ncortex-a76 = 1e9\n[gates.max_estimated_ms]\ncortex-a76 = 1e4\n")
     result = run_cli("build", config, "-o", tmp_path / "out", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output[result.output.index("{"):])
     gates = summary["models"][0]["gates"]
     names = {(g["gate"], g["device"]) for g in gates}
-    assert {("max_instructions", "cortex-a76"), ("max_flip_rate", "cortex-a76")} <= names
+    assert {("max_instructions", "cortex-a76"), ("max_flip_rate", "cortex-a76"), ("max_estimated_ms", "cortex-a76")} <= names
     assert all(g["passed"] for g in gates)
+    estimated = [g for g in gates if g["gate"] == "max_estimated_ms"]
+    assert len(estimated) == 2 and all(0 < g["value"] < 1e4 and g["unit"] == "estimated ms" for g in estimated)
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## cortex-a76" in md and " of 30 |" in md and "ˢ" in md
+    assert "estimated ms (cycle model, neoverse-n1 as cortex-a76, 2.4 GHz)" in md
     # the same build with an instruction limit below the measured count: exit 1, naming device and limit
-    config.write_text(base + "[gates.max_instructions]\ncortex-a76 = 1000\n")
+    config.write_text(base + "[gates.max_instructions]\ncortex-a76 = 1000\n[gates.max_estimated_ms]\ncortex-a76 = 0.001\n")
     result = run_cli("build", config, "-o", tmp_path / "out")
     assert result.exit_code == 1
     assert "on cortex-a76: max_instructions FAILED" in result.output and "0.0 M instructions" in result.output
+    assert "on cortex-a76: max_estimated_ms FAILED: estimated ~" in result.output  # never "measured"

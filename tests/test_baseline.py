@@ -18,13 +18,15 @@ from support import assert_clean_error, run_cli, save_tiny_hf_dir
 SIZES = {"model.onnx": 4_000_000, "model.int8-dynamic.onnx": 1_000_000}
 
 
-def record(artifact, device, accuracy=0.8, p50=10.0, instructions=None):
+def record(artifact, device, accuracy=0.8, p50=10.0, instructions=None, estimated=50.0):
     emulated = device != "desktop"
     rec = {"artifact": artifact, "device": device, "format": "onnx",
            "precision": "fp32" if artifact == "model.onnx" else "int8-dynamic", "status": "ok",
            "accuracy": accuracy, "size_bytes": SIZES[artifact], "reference": "model.onnx", "emulated": emulated}
     if emulated:
         rec["instructions"] = {"status": "ok", "per_inference": instructions}
+        rec["estimated_latency"] = {"kind": "estimate", "status": "ok", "ms": estimated, "error_band_pct": 35.0,
+                                    "label": "estimated ms (cycle model, neoverse-n1 as cortex-a76, 2.4 GHz)"}
     else:
         rec["latency_ms"] = {"p50": p50, "p90": p50 * 1.2}
     return rec
@@ -50,15 +52,18 @@ def test_figures_of_a_build():
     figs = build_figures()
     assert set(figs) == {("tiny", a, d) for a in SIZES for d in ("desktop", "cortex-a76")}
     assert figs[("tiny", "model.onnx", "desktop")] == {
-        "accuracy": 0.8, "instructions_per_inference": None, "size_bytes": 4_000_000, "latency_p50_ms": 10.0}
+        "accuracy": 0.8, "instructions_per_inference": None, "estimated_ms": None, "size_bytes": 4_000_000,
+        "latency_p50_ms": 10.0}
     assert figs[("tiny", "model.onnx", "cortex-a76")]["instructions_per_inference"] == 100_000_000
+    assert figs[("tiny", "model.onnx", "cortex-a76")]["estimated_ms"] == 50.0  # the estimate, not latency
     assert figs[("tiny", "model.onnx", "cortex-a76")]["latency_p50_ms"] is None  # emulator time is no latency
 
 
 def test_unchanged_build_passes_every_regression_gate():
     results, deltas = baseline.compare(build_figures(), build_figures(), BaselineConfig())
     assert results and all(g["passed"] for g in results)
-    assert {g["gate"] for g in results} == {"baseline_instructions", "baseline_accuracy", "baseline_size"}
+    assert {g["gate"] for g in results} == {"baseline_instructions", "baseline_estimated_ms", "baseline_accuracy",
+                                            "baseline_size"}
     assert all(r["status"] == "compared" for r in deltas["records"]) and deltas["missing"] == []
 
 
@@ -74,6 +79,16 @@ def test_instructions_gate_at_two_percent(factor, passed):
     row = next(r for r in deltas["records"] if r["artifact"] == "model.int8-dynamic.onnx" and r["device"] == "cortex-a76")
     assert format_delta(row["instructions_per_inference"], "instructions_per_inference") == \
         f"{(factor - 1) * 100:+.2f}%"
+
+
+@pytest.mark.parametrize("factor, passed", [(1.06, False), (1.04, True), (0.7, True)])
+def test_estimated_ms_gate_at_five_percent(factor, passed):
+    new = build_figures(**{"model.int8-dynamic.onnx@cortex-a76": {"estimated": 50.0 * factor}})
+    results, deltas = baseline.compare(build_figures(), new, BaselineConfig())
+    g = gate(results, "baseline_estimated_ms")
+    assert g["passed"] is passed and g["value"] == pytest.approx(factor - 1) and g["limit"] == 0.05
+    row = next(r for r in deltas["records"] if r["artifact"] == "model.int8-dynamic.onnx" and r["device"] == "cortex-a76")
+    assert format_delta(row["estimated_ms"], "estimated_ms") == f"{(factor - 1) * 100:+.2f}%"
 
 
 @pytest.mark.parametrize("accuracy, passed", [(0.794, False), (0.796, True), (0.9, True)])

@@ -357,8 +357,11 @@ def test_report_pairs_each_board_record_with_its_emulated_twin_and_shows_real_la
     board = {"address": "ssh:pi5", "machine": "aarch64", "twin": "cortex-a76", "emulated": False,
              "cores": [{"core": "cortex-a55", "count": 4}, {"core": "cortex-a76", "count": 4, "max_mhz": 2400}],
              "python": "3.11.2", "glibc": "2.36", "run": {"notes": ["clock governor ondemand, not performance"]}}
+    estimate = {"kind": "estimate", "status": "ok", "ms": 30.0, "seq_len": 128, "error_band_pct": 50.0,
+                "label": "estimated ms (cycle model, neoverse-n1 as cortex-a76, 2.4 GHz)"}
     records = [rec("cortex-a76", "m.onnx", emulated=True, instructions={"status": "ok", "per_inference": 2.5e8},
-                   drift_vs_desktop={"max_abs_logit_diff": 0.02, "prediction_flips": 1, "n": 100}),
+                   drift_vs_desktop={"max_abs_logit_diff": 0.02, "prediction_flips": 1, "n": 100},
+                   estimated_latency=estimate),
                rec("pi5", "m.onnx", board=board, emulated=False,
                    latency_ms={"p50": 41.5, "p90": 44.0, "seq_len": 128},
                    drift_vs_desktop={"max_abs_logit_diff": 0.03, "prediction_flips": 2, "n": 100,
@@ -370,5 +373,7 @@ def test_report_pairs_each_board_record_with_its_emulated_twin_and_shows_real_la
     md = markdown.render(report)
     row = next(ln for ln in md.splitlines() if ln.startswith("| pi5 | cortex-a76 | `m.onnx`"))
     assert "41.50 / 44.00 (1)" in row and "250.00" in row and "0.03, 2/100" in row and "0.02, 1/100" in row
+    # the twin's estimate next to the board's measured p50: (30 - 41.5) / 41.5 = -27.7%, inside its ±50% band
+    assert "| ~30 | -27.7% (within ±50%) |" in row
     assert "cortex-a55×4 + cortex-a76×4 @ 2400 MHz" in md and "Clock: clock governor ondemand" in md
     assert "not checked" in next(ln for ln in md.splitlines() if ln.startswith("| pi5 | cortex-a76 | `other.onnx`"))

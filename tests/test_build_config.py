@@ -201,8 +201,10 @@ def test_the_config_docstring_lists_every_key_with_its_default():
                        ("devices", cfg_mod.DevicesConfig), ("quantize", cfg_mod.QuantizeConfig)):
         block = text[text.index(f"[{table}]"):]
         block = block[:block.index("\n\n")]
-        for f in fields(cls):  # a key unset by default (None, no TOML spelling) is shown commented out
-            assert f"\n{f.name} = " in block or (getattr(cls(), f.name) is None and f"\n# {f.name} = " in block), \
+        for f in fields(cls):  # a key unset by default (None, no TOML spelling) is shown commented out;
+            # a per-device sub-table (empty by default) is shown as its own [table.key] example
+            assert f"\n{f.name} = " in block or (getattr(cls(), f.name) is None and f"\n# {f.name} = " in block) \
+                or (getattr(cls(), f.name) == () and f"[{table}.{f.name}]" in cfg_mod.__doc__), \
                 f"[{table}] {f.name} is not documented"
     gates = parse_config('[devices]\nnames = ["desktop", "cortex-a53"]\n'
                          + _docstring_block("Gates are off unless set", "The built-in default")).gates
@@ -248,3 +250,18 @@ def test_quantize_max_drop_parses_validates_and_reaches_the_fingerprint(tmp_path
         plain = steps._quantize_settings(load_config(write(tmp_path, GOOD)), mode)
         assert dataclasses.asdict(settings) != dataclasses.asdict(plain)
     assert isinstance(settings, QuantizeSettings)
+
+
+def test_estimate_gates_and_clock_override_per_emulated_device(tmp_path):
+    """``[gates.max_estimated_ms]`` and ``[devices.clock_ghz]``: per emulated device of devices.names, checked."""
+    base = '[devices]\nnames = ["desktop", "cortex-a76"]\n'
+    cfg = parse_config(base + "[devices.clock_ghz]\ncortex-a76 = 2.8\n[gates.max_estimated_ms]\ncortex-a76 = 150\n")
+    assert cfg.devices.clock_ghz == (("cortex-a76", 2.8),) and cfg.gates.estimated_ms_limit("cortex-a76") == 150
+    assert cfg.gates.estimated_ms_limit("desktop") is None and cfg.baseline.max_estimated_increase == 0.05
+    assert cfg.to_json()["gates"]["max_estimated_ms"] == {"cortex-a76": 150}
+    for bad, message in (("[gates.max_estimated_ms]\ndesktop = 10\n", "not emulated"),
+                         ("[gates.max_estimated_ms]\ncortex-a53 = 10\n", "not in devices.names"),
+                         ("[devices.clock_ghz]\ncortex-a76 = 0\n", "at least 0.05"),
+                         ("[devices.clock_ghz]\ncortex-a76 = 40\n", "between 0.05 and 10 GHz")):
+        with pytest.raises(UsageError, match=message):
+            parse_config(base + bad)

@@ -8,7 +8,9 @@ Both run the same measurement worker as the desktop, under QEMU:
   bound relied on, flips) and ``drift_vs_desktop``;
 - **instructions**: guest instructions per batch-1 inference at ``seq_len`` under the counting
   emulator (a TCG plugin), ``COUNT_WARMUP`` + 1 (fp32) or 2 (int8) marked inferences; the record gets
-  ``instructions`` (median, every count, spread) and the emulator wall time of those runs.
+  ``instructions`` (median, every count, spread), the emulator wall time of those runs, and
+  ``estimated_latency``: the median inference's executed blocks through the core's cycle model
+  (``estimate.py``), in estimated ms at a named device's clock, with its qualifier and error band.
 
 Emulator wall time is never device latency: it goes to ``emulated_wall`` (accuracy passes) and
 ``emulated_wall_ms`` (counted runs), both labelled as emulation.
@@ -24,6 +26,7 @@ from .. import devices as _devices
 from ..devices.worker import build_request
 from ..devices.litert import signature_length
 from . import screening
+from .estimate import ESTIMATE_DEFINITION
 from .lengths import fixed_lengths
 from .runner import DRIFT_REFERENCE, CheckPlan, Job, _order, accuracy_fields, read_logits, write_inputs
 
@@ -44,6 +47,7 @@ EMULATED_DEFINITIONS = {
     "emulated_wall_definition": (
         "emulator wall time (QEMU user mode on the host): accuracy passes per emulated example, and the "
         "counted runs at seq_len. NOT device latency"),
+    "estimated_latency_definition": ESTIMATE_DEFINITION,
     "emulation_definition": (
         "accuracy on emulated devices: 'margin-screened' runs a fixed random probe and every example whose "
         "desktop margin a drift up to the bound could flip under emulation, and carries the desktop "
@@ -162,10 +166,17 @@ def count_request(plan: CheckPlan, name: str, device: _devices.Device) -> dict[s
 
 
 def _count(plan: CheckPlan, name: str, device: _devices.Device) -> tuple[dict[str, Any], None]:
+    from .estimate import estimate_emulated
+
     counted = device.count_instructions(count_request(plan, name, device), plan.work)
-    part: dict[str, Any] = {"instructions": {k: v for k, v in counted.items() if k != "wall_ms"}}
+    part: dict[str, Any] = {"instructions": {k: v for k, v in counted.items()
+                                             if k not in ("wall_ms", "blocks_file", "blocks_inference")}}
     fixed = fixed_lengths(plan.manifest.artifacts[name])  # the length the counted input ran at
     part["instructions"]["seq_len"] = signature_length(fixed, plan.settings.seq_len) if fixed else plan.settings.seq_len
+    if counted.get("status") == "ok":  # never into latency_ms: an estimate has its own key and label
+        part["estimated_latency"] = estimate_emulated(
+            device, counted, part["instructions"]["seq_len"], plan.manifest.artifact_path(name).stat().st_size,
+            dict(plan.settings.clock_ghz).get(device.name))
     if counted.get("wall_ms"):
         from .metrics import latency_summary
 

@@ -87,6 +87,7 @@ class CheckSettings:
     emulated: ScreeningSettings = ScreeningSettings()  # how emulated devices spend emulator time
     emulated_limit: int | None = None  # emulated devices use the first N of the examples (None: all of them)
     emulated_jobs: int = 2            # emulated jobs at once (each QEMU uses one core)
+    clock_ghz: tuple[tuple[str, float], ...] = ()  # (emulated device, GHz): overrides its estimate's reference clock
 
     def validate(self) -> None:
         if isinstance(self.threads, str) and self.threads != BIG_CORES:
@@ -104,12 +105,16 @@ class CheckSettings:
             raise UsageError("no device given")
         if self.emulated.method not in METHODS:
             raise UsageError(f"unknown emulated method {self.emulated.method!r}; use one of {', '.join(METHODS)}")
+        for device, ghz in self.clock_ghz:
+            if not (isinstance(ghz, (int, float)) and 0.05 <= ghz <= 10):
+                raise UsageError(f"clock of {device} must be between 0.05 and 10 GHz (got {ghz!r})")
         if self.emulated.probe < 1 or self.emulated.probe_fp32 < 1 or not self.emulated.safety >= 1:
             raise UsageError("emulated probe sizes must be at least 1 and the safety factor at least 1")
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["devices"] = list(self.devices)
+        out["clock_ghz"] = dict(self.clock_ghz)
         out["data"] = str(self.data) if self.data is not None else None
         return out
 
@@ -522,6 +527,9 @@ def key_figure(record: dict[str, Any]) -> str:
         parts.append(f"{ins['per_inference'] / 1e6:.1f} M instructions/inference")
     elif ins:
         parts.append(f"instructions {ins.get('status')}")
+    est = record.get("estimated_latency") or {}
+    if est.get("status") == "ok":
+        parts.append(f"~{est['ms']:.3g} {est['label']} ±{est['error_band_pct']:.0f}%")
     flips = ((record.get("emulation") or {}).get("flips") or {})
     if flips:
         parts.append(f"flips {flips['k']}/{flips['n']}")
@@ -572,6 +580,10 @@ def _manifest_metrics(rec: dict[str, Any], dataset: dict[str, Any], created: str
     out = {**{k: rec.get(k) for k in keys}, "dataset": dataset["name"], "checked": created}
     if rec.get("instructions"):
         out["instructions_per_inference"] = rec["instructions"].get("per_inference")
+    if (rec.get("estimated_latency") or {}).get("status") == "ok":
+        est = rec["estimated_latency"]
+        out["estimated_latency"] = {k: est[k] for k in ("kind", "ms", "label", "error_band_pct", "core_model",
+                                                        "clock_ghz", "seq_len")}
     return out
 
 

@@ -2,7 +2,8 @@
 
 A baseline is a small JSON file meant to be committed next to the config: per (model, artifact, device)
 the figures a pull request may change by accident: accuracy, guest instructions per inference
-(emulated devices; deterministic), size in bytes and desktop latency p50 (noisy on shared runners, so
+(emulated devices; deterministic), the cycle model's estimated ms (emulated devices; as deterministic
+as the count, for one LLVM version), size in bytes and desktop latency p50 (noisy on shared runners, so
 information only unless a limit is configured). Keys are sorted and figures rounded, so the same build
 always gives the same bytes and a reviewer sees only real changes in the diff.
 
@@ -50,6 +51,7 @@ def figures(models: list[dict[str, Any]], reports: dict[str, dict[str, Any]]) ->
                 out[(m["name"], row.artifact, table.device)] = {
                     "accuracy": None if row.accuracy is None else round(float(row.accuracy), 6),
                     "instructions_per_inference": None if row.instructions is None else int(row.instructions),
+                    "estimated_ms": None if row.estimated_ms is None else round(float(row.estimated_ms), 3),
                     "size_bytes": sizes.get(row.artifact),
                     "latency_p50_ms": None if table.emulated or row.p50_ms is None else round(float(row.p50_ms), 2),
                 }
@@ -146,6 +148,8 @@ def load(path: str | Path) -> dict[Key, dict[str, Any]]:
 CHECKS = (
     ("baseline_instructions", "instructions_per_inference", "fraction",
      "increase of guest instructions per inference vs the baseline", "max_instructions_increase", "relative"),
+    ("baseline_estimated_ms", "estimated_ms", "fraction", "increase of the estimated ms (cycle model) vs the baseline",
+     "max_estimated_increase", "relative"),
     ("baseline_accuracy", "accuracy", "points", "accuracy drop vs the baseline", "max_accuracy_drop", "points"),
     ("baseline_size", "size_bytes", "fraction", "size increase vs the baseline", "max_size_increase", "relative"),
     ("baseline_latency_p50", "latency_p50_ms", "fraction", "desktop latency p50 increase vs the baseline",

@@ -52,6 +52,7 @@ one source of defaults (``parse`` reads them from the dataclasses). Every key, w
 
     [baseline]         # regression limits vs ``edgebert build --baseline FILE`` (unused without it)
     max_instructions_increase = 0.02  # fraction: +2% guest instructions per inference
+    max_estimated_increase = 0.05     # fraction: +5% estimated ms (cycle model) on emulated devices
     max_accuracy_drop = 0.5           # points
     max_size_increase = 0.02          # fraction: +2% bytes
     # max_latency_increase = 0.10     # fraction, desktop p50; default: not gated (information only)
@@ -71,6 +72,12 @@ Gates are off unless set (each is one limit; examples)::
 
     [gates.max_instructions]   # guest instructions per inference, per emulated device of devices.names
     cortex-a53 = 2.0e9
+
+    [gates.max_estimated_ms]   # estimated ms (cycle model), per emulated device of devices.names
+    cortex-a53 = 900
+
+    [devices.clock_ghz]        # the clock an emulated device's estimate is at (default: its reference device)
+    cortex-a53 = 1.4
 
 The built-in default (:func:`default_config`, ``edgebert build`` without a config) is not these
 defaults: it builds both formats on the desktop and two emulated ARM cores, with gates.
@@ -169,6 +176,7 @@ class DevicesConfig:
     threads: int = 1
     setup: bool = True               # run the emulated-ARM setup when a device needs it
     emulated_jobs: int = 2           # models checked at once on emulated devices (QEMU is single-threaded)
+    clock_ghz: tuple[tuple[str, float], ...] = ()  # (emulated device, GHz) of its estimate (default: catalog)
 
 
 @dataclass(frozen=True)
@@ -182,9 +190,13 @@ class GatesConfig:
     max_flip_rate: float | None = None         # emulated devices: 95% upper bound of the flip rate
     min_int8_kernel_share: float | None = None  # emulated, int8, CPU with dotprod/i8mm: SDOT/SMMLA share (opt-in)
     max_instructions: tuple[tuple[str, float], ...] = ()  # (emulated device, instructions per inference)
+    max_estimated_ms: tuple[tuple[str, float], ...] = ()  # (emulated device, estimated ms, cycle model)
 
     def instructions_limit(self, device: str) -> float | None:
         return dict(self.max_instructions).get(device)
+
+    def estimated_ms_limit(self, device: str) -> float | None:
+        return dict(self.max_estimated_ms).get(device)
 
 
 @dataclass(frozen=True)
@@ -192,6 +204,7 @@ class BaselineConfig:
     """Regression limits against a baseline file (``baseline.py``); None = information only."""
 
     max_instructions_increase: float | None = 0.02  # fraction of the baseline's instructions per inference
+    max_estimated_increase: float | None = 0.05     # fraction of the baseline's estimated ms (emulated devices)
     max_accuracy_drop: float | None = 0.5           # points below the baseline's accuracy
     max_size_increase: float | None = 0.02          # fraction of the baseline's size in bytes
     max_latency_increase: float | None = None       # fraction of the baseline's desktop p50 (noisy: opt-in)
@@ -230,6 +243,8 @@ class BuildConfig:
 
         out = conv(self)
         out["gates"]["max_instructions"] = dict(self.gates.max_instructions)
+        out["gates"]["max_estimated_ms"] = dict(self.gates.max_estimated_ms)
+        out["devices"]["clock_ghz"] = dict(self.devices.clock_ghz)
         return out
 
 
@@ -432,6 +447,26 @@ def _boards(src: "_Source", d: "_Table", base: Path) -> tuple[BoardSpec, ...]:
     return tuple(out)
 
 
+def _per_emulated_device(src: _Source, table: _Table, key: str, names: tuple[str, ...], what: str,
+                         low: float) -> tuple[tuple[str, float], ...]:
+    """A ``[TABLE.KEY]`` sub-table of emulated device = number (e.g. ``[gates.max_instructions]``)."""
+    from .. import devices as registry
+
+    table.used.add(key)
+    raw = table.data.get(key, {})
+    if not isinstance(raw, dict):
+        raise table.err(key, f"must be a table of device = {what}, got {_type_name(raw)}")
+    sub = _Table(src, f"{table.name}.{key}", raw)
+    out = []
+    for dev in raw:
+        if dev not in names:
+            raise sub.err(dev, f"device {dev!r} is not in devices.names ({', '.join(names)})")
+        if not registry.get(dev).emulated:
+            raise sub.err(dev, f"device {dev!r} is not emulated: {what} exist only for emulated ARM devices")
+        out.append((dev, sub.get(dev, "float", None, low=low)))
+    return tuple(out)
+
+
 def parse(text: str, path: Path | None = None) -> BuildConfig:
     """A :class:`BuildConfig` from TOML text (``path``: for messages and relative paths)."""
     from .. import devices as registry
@@ -503,27 +538,21 @@ def parse(text: str, path: Path | None = None) -> BuildConfig:
             from ..devices.board import SshTarget
 
             SshTarget.parse(name)
+    clocks = _per_emulated_device(src, d, "clock_ghz", names, "GHz", low=0.05)
+    if any(ghz > 10 for _, ghz in clocks):
+        raise d.err("clock_ghz", "a clock is between 0.05 and 10 GHz")
     devices = DevicesConfig(names=names, boards=boards, threads=d.get("threads", "int", D.threads, low=1),
                             setup=d.get("setup", "bool", D.setup),
-                            emulated_jobs=d.get("emulated_jobs", "int", D.emulated_jobs, low=1))
+                            emulated_jobs=d.get("emulated_jobs", "int", D.emulated_jobs, low=1), clock_ghz=clocks)
 
     g = tables["gates"]
-    g.used.add("max_instructions")
-    raw_ins = g.data.get("max_instructions", {})
-    if not isinstance(raw_ins, dict):
-        raise g.err("max_instructions", f"must be a table of device = instructions, got {_type_name(raw_ins)}")
-    sub = _Table(src, "gates.max_instructions", raw_ins)
-    instructions = []
-    for dev in raw_ins:
-        if dev not in names:
-            raise sub.err(dev, f"device {dev!r} is not in devices.names ({', '.join(names)})")
-        if not registry.get(dev).emulated:
-            raise sub.err(dev, f"device {dev!r} is not emulated: instruction counts exist only on emulated ARM devices")
-        instructions.append((dev, sub.get(dev, "float", None, low=1)))
+    instructions = _per_emulated_device(src, g, "max_instructions", names, "instructions", low=1)
+    estimated = _per_emulated_device(src, g, "max_estimated_ms", names, "estimated ms", low=0)
     G = GatesConfig()  # every scalar gate: off (None) unless set
-    gates = GatesConfig(max_instructions=tuple(instructions), **{
+    per_device = ("max_instructions", "max_estimated_ms")
+    gates = GatesConfig(max_instructions=instructions, max_estimated_ms=estimated, **{
         f.name: g.get(f.name, "int" if str(f.type).startswith("int") else "float", getattr(G, f.name), low=0)
-        for f in fields(GatesConfig) if f.name != "max_instructions"})
+        for f in fields(GatesConfig) if f.name not in per_device})
     for name in ("min_accuracy", "min_int8_kernel_share"):
         value = getattr(gates, name)
         if value is not None and value > 1:

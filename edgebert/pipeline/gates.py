@@ -12,7 +12,8 @@ re-derives it; they are plain dicts that go straight into summary.json and the r
 Accuracy gates apply on every device whose records carry an accuracy over the evaluation examples:
 native devices, and emulated ARM devices, whose accuracy covers ``emulated_limit`` examples through
 the stated method (``check/screening.py``). Emulated devices are also gated on agreeing with the
-desktop run of the same artifact (drift, flip-rate bound) and on instructions per inference. A
+desktop run of the same artifact (drift, flip-rate bound), on instructions per inference and on the
+cycle model's estimated ms (``max_estimated_ms``: the estimate, never a measured latency). A
 desktop run that only serves as the emulated devices' drift reference is never gated.
 """
 
@@ -78,6 +79,8 @@ GATES: tuple[Gate, ...] = (
     Gate("max_instructions", "guest instructions per inference", "instructions", _emulated,
          lambda r: None if r.instructions is None else float(r.instructions),
          lambda g, d: g.instructions_limit(d)),
+    Gate("max_estimated_ms", "estimated ms per inference (cycle model, at the device's stated clock; an estimate, "
+         "not a measurement)", gate_result.ESTIMATED_MS, _emulated, lambda r: r.estimated_ms, lambda g, d: g.estimated_ms_limit(d)),
 )
 
 

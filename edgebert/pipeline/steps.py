@@ -220,7 +220,8 @@ def check_settings(config: BuildConfig):
                          threads=config.devices.threads, warmup=ev.warmup, runs=ev.runs, profile=ev.profile,
                          emulated=ScreeningSettings(method=ev.emulated_method, probe=ev.emulated_probe,
                                                     probe_fp32=ev.emulated_probe_fp32, safety=ev.emulated_safety),
-                         emulated_limit=ev.emulated_limit, emulated_jobs=config.devices.emulated_jobs)
+                         emulated_limit=ev.emulated_limit, emulated_jobs=config.devices.emulated_jobs,
+                         clock_ghz=config.devices.clock_ghz)
 
 
 def _export_settings(config: BuildConfig):

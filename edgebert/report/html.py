@@ -21,6 +21,8 @@ from .markdown import (
     build_recipes,
     flips_text,
     format_delta,
+    estimate_labels,
+    estimate_text,
     instructions_text,
     kernel_path_text,
 )
@@ -233,7 +235,8 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
     multi = len(models) > 1
     head = ["Model"] if multi else []
     head += ["Artifact", "Format", "Precision", "Accuracy", "Δ acc (pts)", "Agreement"]
-    head += (["Emulated", "Drift max |Δlogit|", "Flips (95% bound)", "Instr. (M)", "vs fp32"]
+    head += (["Emulated", "Drift max |Δlogit|", "Flips (95% bound)", "Instr. (M)", "vs fp32",
+              "Est. ms"]  # estimated, not measured: the qualifier is under the table and in each cell's title
              if emulated
              else ["p50 ms", "p90 ms", "Speed-up"])
     head += ["Size MB", "Size ratio", "Gates"]
@@ -267,7 +270,9 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
                    f"{(em.get('bound') or {}).get('assumption', 'every example emulated')}")
             cells += [f'<td title="{escape(how)}">{"—" if row.n_emulated is None else f"{row.n_emulated}/{row.n}"}</td>',
                       f"<td>{_n(row.drift_max_abs, '.3g')}</td>", f"<td>{_two(flips_text(row))}</td>",
-                      f"<td>{insns}</td>", f"<td>{_n(row.instructions_ratio, '.2f', '×')}</td>"]
+                      f"<td>{insns}</td>", f"<td>{_n(row.instructions_ratio, '.2f', '×')}</td>",
+                      f'<td title="{escape(row.estimate_label or row.estimate_note or "")}">'
+                      f'{_two(estimate_text(row))}</td>']
         else:
             cells += [f"<td>{_n(row.p50_ms, '.2f')}</td>", f"<td>{_n(row.p90_ms, '.2f')}</td>",
                       f"<td>{_n(row.speedup, '.2f', '×')}</td>"]
@@ -313,6 +318,7 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
                f'instructions):</p><ul class="ops">{"".join(paths)}</ul>' if paths else "")
             + "".join(f'<p class="note">{escape(n)} ({escape(", ".join(sorted(set(a))))})</p>'
                       for n, a in notes.items() if n != "—")
+            + "".join(f'<p class="note">{escape(line)}</p>' for line in (estimate_labels(table) if emulated else ()))
             + f'<p class="note">{legend}</p><div class="plots">'
             + scatter(size_pts, title=f"Accuracy vs size — {device}", xlabel="size (MB)", ylabel="accuracy (%)")
             + scatter(cost_pts, title=f"Accuracy vs {'instructions' if emulated else 'latency'} — {device}",
@@ -356,9 +362,9 @@ def _baseline_section(vs: dict[str, Any]) -> str:
     gated = vs.get("limits", {}).get("max_latency_increase") is not None
     rows = []
     for r in vs["records"]:
-        cells = ["—"] * 4 if r["status"] == "new" else [format_delta(r.get(f), f) for f in figs]
+        cells = ["—"] * len(figs) if r["status"] == "new" else [format_delta(r.get(f), f) for f in figs]
         rows.append((r, cells, "new" if r["status"] == "new" else ""))
-    rows += [(r, ["—"] * 4, "missing (in the baseline, not built)") for r in vs.get("missing", ())]
+    rows += [(r, ["—"] * len(figs), "missing (in the baseline, not built)") for r in vs.get("missing", ())]
     body = "".join(
         f'<tr><td class="l">{escape(r["model"])}</td><td class="l"><code>{escape(r["artifact"])}</code></td>'
         f'<td class="l">{escape(r["device"])}</td>' + "".join(f"<td>{escape(c)}</td>" for c in cells)
@@ -367,7 +373,7 @@ def _baseline_section(vs: dict[str, Any]) -> str:
     return (f'<h2>vs baseline</h2><div class="card"><p>Baseline <code>{escape(vs["file"])}</code>; accuracy in '
             f'points, the others new / baseline − 1{"" if gated else "; p50 is information only"}.</p>'
             '<table><tr><th class="l">Model</th><th class="l">Artifact</th><th class="l">Device</th>'
-            "<th>Accuracy Δ</th><th>Instructions Δ</th>"
+            "<th>Accuracy Δ</th><th>Instructions Δ</th><th>Estimated ms Δ</th>"
             f"<th>Size Δ</th><th>p50 Δ</th><th></th></tr>{body}</table></div>")
 
 

@@ -15,7 +15,8 @@ DASH = "—"
 EMULATED_COLUMNS = ("Artifact", "Format", "Precision", "Accuracy (95% CI, n)", "Δ acc vs fp32 (pts)",
                     "Agreement", "Emulated examples", "Drift vs desktop: max abs Δlogit",
                     "Flips vs desktop (95% upper bound)", "Instructions / inference (M)", "Instr. ratio vs fp32",
-                    "Size MB", "Emulator ms / example (not latency)")
+                    "Estimated ms (cycle model, ± error band; not measured)", "Size MB",
+                    "Emulator ms / example (not latency)")
 BOARD_COLUMNS = (*COLUMNS, "Drift vs desktop: max abs Δlogit", "Flips vs desktop (95% upper bound)")
 METHOD_MARK = {"margin-screened": "ˢ", "all emulated": "", "measured": ""}
 
@@ -109,14 +110,30 @@ def _side_by_side(table: DeviceTable) -> list[str]:
 
 def _emulated_row(row: Row) -> list[str]:
     if row.status != "ok":
-        return [f"`{row.artifact}`", row.format, row.precision, "**failed**", *[DASH] * 7,
-                _num(row.size_mb, ".2f"), _num(row.size_ratio, ".2f", "×"), DASH]
+        return [f"`{row.artifact}`", row.format, row.precision, "**failed**", *[DASH] * 8,
+                _num(row.size_mb, ".2f"), DASH]
     return [f"`{row.artifact}`", row.format, row.precision, accuracy_text(row),
             _num(row.delta_accuracy_points, "+.2f"), agreement_text(row),
             DASH if row.n_emulated is None else f"{row.n_emulated} of {row.n}",
             _num(row.drift_max_abs, ".3g"), flips_text(row), instructions_text(row),
-            _num(row.instructions_ratio, ".2f", "×"), _num(row.size_mb, ".2f"),
+            _num(row.instructions_ratio, ".2f", "×"), estimate_text(row), _num(row.size_mb, ".2f"),
             _num(row.emulated_ms_per_example, ".0f")]
+
+
+def estimate_text(row: Row) -> str:
+    """"~40.7 ±50%": the estimate with its error band (a dash when there is none)."""
+    if row.estimated_ms is None:
+        return DASH
+    band = "" if row.estimate_band_pct is None else f" ±{row.estimate_band_pct:.0f}%"
+    return f"~{row.estimated_ms:.3g}{band}"
+
+
+def estimate_labels(table: DeviceTable) -> list[str]:
+    """The qualifier(s) of a device's estimates, said once under its table."""
+    labels = list(dict.fromkeys(r.estimate_label for r in table.rows if r.estimate_label))
+    notes = [r for r in table.rows if r.estimate_note and r.status == "ok"]
+    out = [f"Estimated ms: {lab}; batch 1 at seq_len, 1 thread; an estimate, not a measurement." for lab in labels]
+    return out + [f"`{r.artifact}`: {r.estimate_note}" for r in notes]
 
 
 def flips_text(row: Row) -> str:
@@ -234,6 +251,9 @@ def _table(table: DeviceTable) -> list[str]:
     if notes:
         lines += [""] + [f"- `{row.artifact}`: {_cell(row.instructions_note)}" for row in notes]
     if table.emulated and not table.board:
+        est = estimate_labels(table)
+        if est:
+            lines += [""] + [f"- {_cell(line)}" for line in est]
         lines += _kernel_paths(table)
         lines += _emulation_notes(table)
     lines += _side_by_side(table)
@@ -274,7 +294,8 @@ def _twin_section(report: dict[str, Any]) -> list[str]:
              "against the desktop run on the same examples.", "",
              "| Board | Core | Artifact | Accuracy on the board | Accuracy on the twin | Board drift (max abs Δlogit, "
              "flips) | Twin drift (max abs Δlogit, flips) | Twin instructions / inference (M) | Board latency "
-             "p50 / p90 ms (threads) |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "p50 / p90 ms (threads) | Twin estimated ms (cycle model) | Estimate error vs board p50 |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in pairs:
         b, t = p.board_row, p.twin_row
 
@@ -290,9 +311,14 @@ def _twin_section(report: dict[str, Any]) -> list[str]:
         else:
             latency = DASH
         twin_acc = accuracy_text(t, short=True) if t is not None else "not checked"
+        estimate = DASH if p.twin_estimated_ms is None else f"~{p.twin_estimated_ms:.4g}"
+        check = p.estimate
+        error = DASH if check is None else (f"{check.error_pct:+.1f}%" + (
+            "" if check.band_pct is None else f" ({'within' if check.within_band else 'OUTSIDE'} ±{check.band_pct:g}%)"))
         lines.append("| " + " | ".join(_cell(c) for c in (
             p.board, p.core, f"`{b.artifact}`", accuracy_text(b, short=True) if b.status == "ok" else "**failed**",
-            twin_acc, drift(b), drift(t), instructions_text(t) if t is not None else DASH, latency)) + " |")
+            twin_acc, drift(b), drift(t), instructions_text(t) if t is not None else DASH, latency, estimate,
+            error)) + " |")
     return lines + [""]
 
 
@@ -328,6 +354,8 @@ def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> st
         lines += [f"Peak RSS: {report['peak_rss_definition']}.", ""]
     if report.get("instructions_definition"):
         lines += [f"Instructions (emulated devices): {report['instructions_definition']}.", ""]
+    if report.get("estimated_latency_definition"):
+        lines += [f"Estimated ms (emulated devices): {report['estimated_latency_definition']}.", ""]
     if report.get("emulated_wall_definition"):
         lines += [f"Emulated wall time: {report['emulated_wall_definition']}.", ""]
     if report.get("emulation_definition"):
@@ -382,16 +410,16 @@ def _baseline_table(vs: dict[str, Any]) -> list[str]:
     gated = vs.get("limits", {}).get("max_latency_increase") is not None
     lines = ["## vs baseline", "", f"Baseline `{vs['file']}`; accuracy in points, the others new / baseline - 1"
              f"{'' if gated else '; p50 is information only'}.", "",
-             "| Model | Artifact | Device | Accuracy Δ | Instructions Δ | Size Δ | p50 Δ | |",
-             "|---|---|---|---:|---:|---:|---:|---|"]
+             "| Model | Artifact | Device | Accuracy Δ | Instructions Δ | Estimated ms Δ | Size Δ | p50 Δ | |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|"]
     for r in vs["records"]:
         cells = [format_delta(r.get(f), f) for f in BASELINE_FIGURES]
         if r["status"] == "new":
-            cells = [DASH] * 4
+            cells = [DASH] * len(BASELINE_FIGURES)
         lines.append(f"| {r['model']} | `{r['artifact']}` | {r['device']} | " + " | ".join(cells)
                      + f" | {'new' if r['status'] == 'new' else ''} |")
-    lines += [f"| {r['model']} | `{r['artifact']}` | {r['device']} | {DASH} | {DASH} | {DASH} | {DASH} | "
-              f"missing (in the baseline, not built) |" for r in vs.get("missing", ())]
+    lines += [f"| {r['model']} | `{r['artifact']}` | {r['device']} | " + " | ".join([DASH] * len(BASELINE_FIGURES))
+              + " | missing (in the baseline, not built) |" for r in vs.get("missing", ())]
     return lines + [""]
 
 

@@ -54,6 +54,11 @@ class Row:
     cpu_has_int8_dot: bool = False            # emulated: the CPU model has dot product or i8mm instructions
     int8_kernel_share: float | None = None    # emulated: share of SDOT/UDOT + SMMLA/UMMLA/USMMLA/USDOT instructions
     latency_seq_len: int | None = None        # the sequence length the latency input ran at (fixed shapes differ)
+    # emulated: the cycle model's estimate (``estimated_latency``): never measured latency, never in p50_ms
+    estimated_ms: float | None = None
+    estimate_band_pct: float | None = None    # the estimator's error band for this kind of core
+    estimate_label: str | None = None         # "estimated ms (cycle model, <model> as <core>, <clock> GHz)"
+    estimate_note: str | None = None          # why there is no estimate
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,61 @@ def _emulated_fields(r: dict[str, Any], ref: dict[str, Any] | None,
             "instruction_shares": _shares(ins) if ok and ins.get("status") == "ok" else (),
             "cpu_has_int8_dot": any(f in cpu_features for f in INT8_DOT_FEATURES),
             "int8_kernel_share": _int8_kernel_share(ins) if ok else None}
+
+
+def _estimate_fields(r: dict[str, Any]) -> dict[str, Any]:
+    """Row fields of a record's ``estimated_latency`` (emulated devices), or why there is none."""
+    est = r.get("estimated_latency")
+    if not r.get("emulated") or r.get("status") != "ok" or est is None:
+        return {}
+    if est.get("status") != "ok":
+        return {"estimate_note": f"estimate {est.get('status', 'missing')}: {est.get('error') or 'no reason given'}"}
+    return {"estimated_ms": est.get("ms"), "estimate_band_pct": est.get("error_band_pct"),
+            "estimate_label": est.get("label")}
+
+
+def estimated_ms(rec: dict[str, Any] | None) -> float | None:
+    """A record's estimated ms (None unless its estimate is ok)."""
+    est = (rec or {}).get("estimated_latency") or {}
+    return est.get("ms") if est.get("status") == "ok" and est.get("kind") == "estimate" else None
+
+
+@dataclass(frozen=True)
+class EstimateCheck:
+    """An emulated core's estimate next to a real board's measurement of the same artifact."""
+
+    artifact: str
+    core: str                 # the emulated device (core model)
+    board: str                # the real device
+    estimated_ms: float
+    measured_p50_ms: float
+    error_pct: float          # (estimate - measured) / measured x 100
+    band_pct: float | None    # the estimate's declared error band
+    within_band: bool | None
+
+
+def estimate_vs_measured(records: list[dict[str, Any]], board_cores: dict[str, str]) -> list[EstimateCheck]:
+    """Pairs each real board's measured p50 with the estimate of its emulated twin, per artifact.
+
+    ``board_cores``: real device name -> the emulated device of the same core (e.g. a Pi 5 board ->
+    "cortex-a76"). Only records with both an ok estimate and a measured p50 at the same length pair up.
+    """
+    est = {(r["artifact"], r["device"]): r for r in records if estimated_ms(r) is not None}
+    out = []
+    for r in records:
+        core = board_cores.get(r["device"])
+        lat = r.get("latency_ms") or {}
+        twin = est.get((r.get("artifact"), core)) if core else None
+        if twin is None or r.get("status") != "ok" or not lat.get("p50"):
+            continue
+        e = twin["estimated_latency"]
+        if lat.get("seq_len") not in (None, e.get("seq_len")):
+            continue
+        err = (e["ms"] - lat["p50"]) / lat["p50"] * 100
+        band = e.get("error_band_pct")
+        out.append(EstimateCheck(r["artifact"], core, r["device"], e["ms"], lat["p50"], round(err, 1), band,
+                                 None if band is None else abs(err) <= band))
+    return out
 
 
 def _int8_kernel_share(ins: dict[str, Any]) -> float | None:
@@ -175,7 +235,7 @@ def device_tables(report: dict[str, Any]) -> list[DeviceTable]:
                 peak_rss_mb=r.get("peak_rss_mb") if ok else None,
                 runtime=" ".join(x for x in ((r.get("runtime") or {}).get("name"),
                                              (r.get("runtime") or {}).get("version")) if x) or None,
-                **_emulated_fields(r, ref, features),
+                **_emulated_fields(r, ref, features), **_estimate_fields(r),
                 **_board_fields(r),
                 **_profile_fields(r),
             ))
@@ -211,20 +271,27 @@ class TwinRow:
     board_emulated: bool           # the board declared itself emulated: its wall time is not latency
     board_row: Row
     twin_row: Row | None
+    twin_estimated_ms: float | None = None  # the twin's cycle-model estimate (an estimate, never measured)
+    estimate: EstimateCheck | None = None    # that estimate against the board's measured p50, with the error
 
 
 def twin_rows(report: dict[str, Any]) -> list[TwinRow]:
-    """:func:`twin_pairs` of ``report`` as table rows (for renderers)."""
+    """:func:`twin_pairs` of ``report`` as table rows (for renderers), each with its estimate-vs-measured check."""
+    records = report.get("records", [])
     rows = {(t.device, r.artifact): r for t in device_tables(report) for r in t.rows}
+    pairs = twin_pairs(records)
+    checks = {(c.board, c.artifact): c for c in estimate_vs_measured(
+        records, {b["device"]: b["board"]["twin"] for b, _ in pairs if not b.get("emulated")})}
     return [TwinRow(board=b["device"], core=b["board"]["twin"], board_emulated=bool(b.get("emulated")),
                     board_row=rows[(b["device"], b["artifact"])],
-                    twin_row=rows.get((t["device"], t["artifact"])) if t else None)
-            for b, t in twin_pairs(report.get("records", []))]
+                    twin_row=rows.get((t["device"], t["artifact"])) if t else None,
+                    twin_estimated_ms=estimated_ms(t), estimate=checks.get((b["device"], b["artifact"])))
+            for b, t in pairs]
 
 
 PRECISION_ORDER = PRECISIONS
 #: The figures a regression baseline keeps per record (``pipeline/baseline.py``), in report column order.
-BASELINE_FIGURES = ("accuracy", "instructions_per_inference", "size_bytes", "latency_p50_ms")
+BASELINE_FIGURES = ("accuracy", "instructions_per_inference", "estimated_ms", "size_bytes", "latency_p50_ms")
 
 
 @dataclass(frozen=True)

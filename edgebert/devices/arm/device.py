@@ -63,8 +63,10 @@ class ArmDevice(Device):
         return self.env().missing()
 
     def setup_missing(self) -> str | None:
-        """The accuracy environment, and the counting QEMU for this CPU model (its count is required)."""
-        return self.unavailable_reason() or self.env().counting_missing(self.cpu.qemu_cpu)
+        """The accuracy environment, the counting QEMU for this CPU model (its count is required) and the
+        cycle model (its estimate)."""
+        env = self.env()
+        return self.unavailable_reason() or env.counting_missing(self.cpu.qemu_cpu) or env.llvm_missing()
 
     def counting_expected(self) -> bool:
         """Whether this CPU model should have instruction counts (a missing one then fails its record)."""
@@ -92,6 +94,8 @@ class ArmDevice(Device):
         ``classes``/``class_shares``: the instruction classes of the median run (dot product, i8mm, SVE,
         vector FP multiply-add, other SIMD/FP, scalar; see ``qemu/insn_count.c``).
         ``wall_ms``: the emulator wall time of each counted run (NOT device latency).
+        ``blocks_file`` / ``blocks_inference``: the executed blocks the plugin recorded and which marked
+        inference is the median one (the cycle model's input, ``check/estimate.py``).
         """
         env = self.env()
         reason = env.missing() or env.counting_missing(self.cpu.qemu_cpu)
@@ -101,7 +105,9 @@ class ArmDevice(Device):
             return {**base, "status": "unavailable", "error": reason}
         counts_file = work / f"{self.name}.{Path(request['model']).name}.insns.txt"
         counts_file.unlink(missing_ok=True)
-        counter = _Counter(self, counts_file)
+        blocks_file = counts_file.with_suffix(".blocks.txt")
+        blocks_file.unlink(missing_ok=True)
+        counter = _Counter(self, counts_file, blocks_file)
         result = counter.run_worker({**request, "mark_syscall": MARKER_SYSCALL},
                                     work / f"{self.name}.{Path(request['model']).name}.count-request.json")
         if result.get("status") != "ok":
@@ -115,11 +121,14 @@ class ArmDevice(Device):
                     "error": f"the plugin recorded {len(timed)} of {runs} marked inferences"}
         median = statistics.median_low(timed)
         classes = next(cls for c, cls in timed_rows if c == median)
+        median_inference = next(i for i, c, _ in rows if i >= warmup and c == median)
         out = {**base, "status": "ok", "per_inference": median, "counts": timed,
                **class_fields(classes, median),
                "spread": (round((max(timed) - min(timed)) / median, 7) if median else 0.0) if len(timed) > 1 else None,
                "warmup": warmup, "runs": runs, "threads": request.get("threads"),
-               "wall_ms": [round(float(x), 1) for x in (result.get("latency") or {}).get("samples_ms", [])]}
+               "wall_ms": [round(float(x), 1) for x in (result.get("latency") or {}).get("samples_ms", [])],
+               "blocks_file": str(blocks_file) if blocks_file.is_file() else None,
+               "blocks_inference": median_inference}
         if int(request.get("threads") or 1) != 1:
             out["note"] = "more than one thread: counts include other threads' work and need not repeat"
         return out
@@ -138,8 +147,8 @@ def class_fields(classes: dict[str, int], total: int) -> dict[str, Any]:
 class _Counter(Device):
     """The same ARM device, started under the plugin-capable QEMU with the counter loaded."""
 
-    def __init__(self, device: ArmDevice, counts: Path):
-        self.device, self.counts = device, counts
+    def __init__(self, device: ArmDevice, counts: Path, blocks: Path | None = None):
+        self.device, self.counts, self.blocks = device, counts, blocks
         self.timeout_s = device.timeout_s
 
     @property
@@ -147,7 +156,7 @@ class _Counter(Device):
         return self.device.runtimes
 
     def python_command(self) -> list[str]:
-        return plugin_command(self.device.env(), self.device.cpu.qemu_cpu, self.counts)
+        return plugin_command(self.device.env(), self.device.cpu.qemu_cpu, self.counts, self.blocks)
 
     def worker_env(self) -> dict[str, str]:
         env = self.device.env()

@@ -66,6 +66,17 @@ class ArmEnv:
         key = {"qemu72": "plugin_qemu72_version", "qemu10": "plugin_qemu_version"}.get(which or "")
         return self.info().get(key) if key else None
 
+    @property
+    def llvm(self) -> Path:
+        """llvm-mca and llvm-mc (Debian's llvm-19, unpacked) with their libraries: the cycle model."""
+        return self.root / "llvm"
+
+    def llvm_missing(self) -> str | None:
+        """None when the cycle model's tools are set up; else why not."""
+        if self.stamp("llvm") is None or not (self.llvm / "bin" / "llvm-mca").exists():
+            return "the cycle model (Debian's llvm-mca) is not set up; run `edgebert devices setup`"
+        return self.damaged("llvm")
+
     def prefix(self, cpu: str) -> Path:
         return self.root / "prefix" / cpu
 
@@ -82,7 +93,7 @@ class ArmEnv:
     def info(self) -> dict[str, Any]:
         """What setup recorded (versions, QEMU builds), for reports; {} if not set up."""
         out = {}
-        for step in ("wheels", "qemu", "plugin-qemu", "plugin-qemu10"):
+        for step in ("wheels", "qemu", "plugin-qemu", "plugin-qemu10", "llvm"):
             stamp = self.stamp(step) or {}
             out.update(stamp.get("info", {}))
         return out
@@ -114,7 +125,12 @@ class ArmEnv:
                     f"the QEMU 10 counting build is not set up; run `edgebert devices setup`")
         if not (self.prefix(cpu) / "proc" / "cpuinfo").is_file():
             return f"no captured /proc/cpuinfo for {cpu}; run `edgebert devices setup`"
-        return self.damaged("plugin-qemu" if self.counting_qemu(cpu) == "qemu72" else "plugin-qemu10", "prefixes")
+        step = "plugin-qemu" if self.counting_qemu(cpu) == "qemu72" else "plugin-qemu10"
+        built = ((self.stamp(step) or {}).get("key") or {}).get("source_sha")
+        if built != counter_digest():
+            return ("the instruction counter was compiled from an older insn_count.c (it cannot record executed "
+                    "blocks); run `edgebert devices setup`")
+        return self.damaged(step, "prefixes")
 
 
 @functools.lru_cache(maxsize=None)
@@ -123,6 +139,16 @@ def _content_problem(root: str, step: str, recorded: str) -> str | None:
     from . import content
 
     return content.problem(Path(root), {"content": json.loads(recorded)})
+
+
+COUNTER_SOURCE = Path(__file__).resolve().parents[1] / "qemu" / "insn_count.c"
+
+
+def counter_digest() -> str:
+    """The counter source's digest, as setup records it in the plugin steps' keys (``source_sha``)."""
+    from ...fsutil import sha256_file
+
+    return sha256_file(COUNTER_SOURCE)[:16]
 
 
 def default_env() -> ArmEnv:
@@ -137,8 +163,10 @@ def guest_env(env: ArmEnv) -> dict[str, str]:
             "ORT_DISABLE_TELEMETRY": "1"}  # no network, and no second thread inside the counts
 
 
-def plugin_command(env: ArmEnv, cpu: str, counts: Path) -> list[str]:
+def plugin_command(env: ArmEnv, cpu: str, counts: Path, blocks: Path | None = None) -> list[str]:
     """``qemu-aarch64 -plugin ... -cpu CPU -L prefix/CPU python3.11`` (the plugin-capable QEMU with the counter).
+
+    ``blocks``: also record the executed blocks there (the cycle model's input; ``qemu/insn_count.c``).
 
     Started with address-space randomisation off (``setarch -R``, when present) so that memory
     layout, and with it allocator paths and alignment-dependent kernel paths, repeat across runs.
@@ -146,7 +174,7 @@ def plugin_command(env: ArmEnv, cpu: str, counts: Path) -> list[str]:
     norandom = ["setarch", platform.machine(), "-R"] if shutil.which("setarch") else []
     root = env.counting_root(env.counting_qemu(cpu) or "qemu72")
     return [*norandom, str(root / "qemu-aarch64"), "-plugin",
-            f"{root / 'libinsn_count.so'},out={counts},nr={MARKER_SYSCALL}",
+            f"{root / 'libinsn_count.so'},out={counts},nr={MARKER_SYSCALL}" + (f",blocks={blocks}" if blocks else ""),
             "-cpu", cpu, "-L", str(env.prefix(cpu)), str(env.python)]
 
 

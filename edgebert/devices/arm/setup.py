@@ -8,13 +8,16 @@ as an ordinary user, with private apt state):
 - ``site/``: the aarch64 wheels of numpy, onnxruntime and ai-edge-litert, at the host's versions.
 - ``qemu/qemu-aarch64``: QEMU 10 user mode (static, from bookworm-backports ``qemu-user``): runs the
   worker for accuracy and drift; it emulates ``/proc/cpuinfo`` per ``-cpu`` model.
-- ``qemu-plugin/``: bookworm's QEMU 7.2 user mode (dynamic, loads TCG plugins), the host libraries it
-  links, and ``libinsn_count.so``, our instruction and instruction-class counter
+- ``qemu-plugin/``: bookworm's QEMU 7.2 user mode (dynamic, loads TCG plugins; ``qemu-aarch64``, and
+  ``qemu-x86_64`` for the estimator's check on this host), the host libraries it links, and ``libinsn_count.so``, our instruction and instruction-class counter
   (``edgebert/devices/qemu/insn_count.c``) compiled against that QEMU's ``qemu-plugin.h``: counts
   cortex-a53/a72/a76 and neoverse-n1.
 - ``qemu-plugin10/`` (last step, only when a CPU model 7.2 lacks is asked for: cortex-a55/a710): QEMU 10
   user mode built from Debian trixie's qemu 10.0 source with plugin support (Debian ships QEMU 10 user
   mode static-only, which cannot load plugins; see ``qemu_build.py``), its glib libraries and the counter.
+- ``llvm/``: ``llvm-mca`` and ``llvm-mc`` from Debian's ``llvm-19`` (bookworm; unpacked, with the
+  libraries they link): the cycle model that turns the executed blocks into estimated milliseconds
+  (``edgebert/devices/estimate``). LLVM >= 17 because its Neoverse-N1 model is the stand-in for the A76.
 - ``prefix/MODEL/``: per CPU model, the sysroot plus a ``proc/cpuinfo`` captured from QEMU 10's
   emulation of that model (the counting runs use ``-L prefix/MODEL``, so both QEMUs see the same).
 
@@ -61,6 +64,10 @@ SUITE = "bookworm"
 BACKPORTS = "bookworm-backports"
 # QEMU 7.2's dynamic qemu-aarch64 links these; the rest (glib, gnutls, zlib, libc) are on any host.
 PLUGIN_QEMU_LIBS = ("libcapstone4", "liburing2", "libnuma1")
+LLVM_MAJOR = "19"  # bookworm main; >= 17 has the Neoverse-N1 (A76-derived) and N2 scheduling models
+LLVM_PACKAGES = (f"llvm-{LLVM_MAJOR}", f"libllvm{LLVM_MAJOR}", "libz3-4", "libxml2", "libicu72", "libedit2",
+                 "libbsd0", "libmd0", "libtinfo6")
+LLVM_TOOLS = ("llvm-mca", "llvm-mc")
 QEMU_SOURCE_SUITE = "trixie"  # backports' qemu source is not on the mirror; trixie's is the same 10.0 line
 SYSROOT_PACKAGES = (PYTHON, "libstdc++6", "libgomp1")
 WHEEL_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_27_aarch64",
@@ -299,6 +306,9 @@ def _step_plugin_qemu72(ctx: _Ctx, key: dict) -> dict:
         _dpkg_x(deb, unpacked)
     tree = _fresh(ctx.work / "qemu-plugin")
     shutil.copy2(unpacked / "usr/bin/qemu-aarch64", tree / "qemu-aarch64")
+    # the same QEMU for x86-64 guests: the cycle model's check against native runs on this host
+    # (benchmarks/bench_latency_estimate.py) runs the same counter under it
+    shutil.copy2(unpacked / "usr/bin/qemu-x86_64", tree / "qemu-x86_64")
     (tree / "lib").mkdir()
     for lib in (unpacked / "usr/lib/x86_64-linux-gnu").glob("*.so*"):
         shutil.copy2(lib, tree / "lib" / lib.name, follow_symlinks=True)
@@ -366,6 +376,32 @@ def _step_plugin_qemu(ctx: _Ctx, key: dict) -> dict:
                      "plugin_qemu_package": f"{orig.name} (built: aarch64-linux-user, --enable-plugins)"}}
 
 
+def _step_llvm(ctx: _Ctx, key: dict) -> dict:
+    """llvm-mca / llvm-mc from Debian's llvm-{LLVM_MAJOR} and the libraries they link (~30 MB download)."""
+    apt = ctx.apt("amd64")
+    debs = apt.download(list(key["packages"]), ctx.work / "debs")
+    unpacked = _fresh(ctx.work / "unpacked")
+    for deb in debs:
+        _dpkg_x(deb, unpacked)
+    tree = _fresh(ctx.work / "llvm")
+    (tree / "bin").mkdir()
+    (tree / "lib").mkdir()
+    for tool in LLVM_TOOLS:
+        src = unpacked / "usr" / "lib" / f"llvm-{LLVM_MAJOR}" / "bin" / tool
+        if not src.is_file():
+            raise SetupError(f"llvm-{LLVM_MAJOR} has no {tool}")
+        shutil.copy2(src, tree / "bin" / tool)
+    for lib in (unpacked / "usr" / "lib" / qemu_build.MULTIARCH).glob("*.so.*"):  # runtime names only
+        shutil.copy2(lib, tree / "lib" / lib.name, follow_symlinks=False)  # relative links stay links
+    from ..estimate.mca import LlvmTools
+
+    version = LlvmTools(tree).version()
+    if not version.startswith(LLVM_MAJOR + "."):
+        raise SetupError(f"llvm-mca reports version {version}, expected {LLVM_MAJOR}.x")
+    _publish(tree, ctx.env.llvm)
+    return {"info": {"llvm_version": version}}
+
+
 def _step_prefixes(ctx: _Ctx, key: dict) -> dict:
     """Per CPU model: sysroot entries (symlinks) + proc/cpuinfo as QEMU 10 emulates that model."""
     tree = _fresh(ctx.work / "prefix")
@@ -414,6 +450,8 @@ def steps() -> list[Step]:
                                             "source_sha": _file_digest(PLUGIN_SOURCE)}, owns=("qemu-plugin",)),
         Step("prefixes", "Capturing each CPU model's /proc/cpuinfo", _step_prefixes,
              lambda: {"cpus": _cpus()}, owns=("prefix",)),
+        Step("llvm", f"Fetching the cycle model (Debian's llvm-{LLVM_MAJOR}: llvm-mca, llvm-mc)", _step_llvm,
+             lambda: {"packages": list(LLVM_PACKAGES), "tools": list(LLVM_TOOLS)}, owns=("llvm",)),
         # last, and only when asked for: QEMU 7.2 lacks cortex-a55 / cortex-a710 (see ``qemu_build.py``)
         Step("plugin-qemu10", f"Building QEMU 10 user mode with plugins from Debian's qemu source "
              f"({QEMU_SOURCE_SUITE}; ~3 min on 2 cores) for counting on CPU models QEMU 7.2 lacks",
@@ -429,7 +467,7 @@ def steps() -> list[Step]:
 def _file_digest(path: Path) -> str:
     from ...fsutil import sha256_file
 
-    return sha256_file(path)[:16]
+    return sha256_file(path)[:16]  # environment.counter_digest() compares the counter's with this
 
 
 def _tree_size(path: Path) -> int:
