@@ -100,7 +100,8 @@ max_flips_vs_desktop = 2
 # Fields that are measurements or timings (they differ between any two runs, sharded or not) or paths.
 NOISY = {"started", "finished", "seconds", "phases", "output", "directory", "path", "model_seconds", "created",
          "latency_ms", "load_ms", "rss_mb", "peak_rss_mb", "job_seconds", "emulated_wall", "emulated_wall_ms",
-         "instructions", "instructions_per_inference", "stamped", "updated", "checked"}
+         "instructions", "instructions_per_inference", "estimated_latency", "estimated_ms", "stamped", "updated",
+         "checked"}
 LATENCY_GATES = {"max_latency_p90_ms"}
 
 
@@ -177,6 +178,10 @@ def test_two_shards_merged_equal_the_unsharded_build(builds):
         if a["emulated"]:
             assert b["instructions"]["status"] == "ok"
             assert abs(b["instructions"]["per_inference"] / a["instructions"]["per_inference"] - 1) < 0.01
+            # the cycle-model estimate comes from those re-measured blocks: the same label, close in ms
+            ea, eb = a["estimated_latency"], b["estimated_latency"]
+            assert ea["status"] == eb["status"] == "ok" and ea["label"] == eb["label"]
+            assert abs(eb["ms"] / ea["ms"] - 1) < 0.05
     mw, mm = load(root / "whole/tiny/manifest.json"), load(out / "tiny/manifest.json")
     for name, rec in mw["artifacts"].items():  # every device's metrics, as the unsharded manifest has them
         assert list(mm["artifacts"][name]["metrics"]) == list(rec["metrics"]) == ["desktop", "cortex-a53"]
