@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 
 if __package__:
-    from .runtimes import Runtime
+    from . import litert_profile as _litert_profile
+    from .runtimes import Runtime, summarize_ops
 else:  # the worker runs as a file: runtimes.py and this file sit side by side (sys.path[0])
-    from runtimes import Runtime  # type: ignore[no-redef]
+    import litert_profile as _litert_profile  # type: ignore[no-redef]
+    from runtimes import Runtime, summarize_ops  # type: ignore[no-redef]
 
 #: TFLite ``TensorType`` values (schema.fbs) -> numpy-style names.
 TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16",
@@ -159,10 +161,12 @@ class LiteRT(Runtime):
         with open(model_path, "rb") as f:
             data = f.read()
         self._threads = int(threads)
+        self._model_path = model_path
         try:
             info = inspect_model(data)
         except ImportError:  # no schema module in this runtime package: let the interpreter judge
             info = None
+        self._model_ops = sorted((info or {}).get("op_counts") or ())
         if info is not None:
             problem = custom_ops_problem(info["custom_ops"])
             if problem:
@@ -219,6 +223,43 @@ class LiteRT(Runtime):
             out.append(np.asarray(runner(**row)[output], dtype=np.float32))
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
+    def profile(self, input_ids: np.ndarray, attention_mask: np.ndarray, runs: int) -> dict[str, Any]:
+        """LiteRT's own op profiler (``litert_profile``: libLiteRt.so's CompiledModel, CPU/XNNPACK, the
+        same threads) in a child process, on the signature this batch-1 input runs at: ``runs`` runs after
+        one warm-up, summed per TFLite builtin op; each op also names the kernels that ran it (XNNPACK's,
+        e.g. ``Fully Connected (NC, QD8, F32, QC8W) GEMM``: int8 shows there, the op name is the same)."""
+        length = self.input_length(input_ids.shape[1])
+        key, _, inputs, _ = self._runners[length]
+        feeds = {"input_ids": fit_length(input_ids[:1], length), "attention_mask": fit_length(attention_mask[:1], length)}
+        feeds = {k: np.ascontiguousarray(v, dtype=inputs[k][1]) for k, v in feeds.items() if k in inputs}
+        raw = _litert_profile.profile_isolated({"model": self._model_path, "signature": key, "inputs": feeds,
+                                                "runs": int(runs), "threads": self._threads,
+                                                "model_ops": self._model_ops})
+        if raw.get("status") != "ok":
+            return raw
+        return summarize_litert(raw["kernel_events"], int(raw["runs"]), raw.get("invoke_us") or [], key)
+
+
+def summarize_litert(kernel_events, runs: int, invoke_us, signature: str, top: int = 10) -> dict[str, Any]:
+    """``summarize_ops`` of ``(node, op, µs, kernel)`` events, each op and node naming its kernels."""
+    out = summarize_ops([(n, op, us) for n, op, us, _ in kernel_events], runs, top)
+    kernels: dict[str, dict[str, float]] = {}
+    node_kernel: dict[str, str] = {}
+    for node, op, us, kernel in kernel_events:
+        per = kernels.setdefault(op, {})
+        per[kernel] = per.get(kernel, 0.0) + us
+        node_kernel[node] = kernel
+    for entry in out["top_ops"]:
+        entry["kernels"] = [k for k, _ in sorted(kernels.get(entry["op"], {}).items(), key=lambda kv: -kv[1])]
+    for entry in out["top_nodes"]:
+        entry["kernel"] = node_kernel.get(entry["node"], entry["op"])
+    out["signature"] = signature
+    if invoke_us:
+        out["invoke_ms_per_inference"] = round(sum(invoke_us) / len(invoke_us) / 1e3, 4)
+    out["tool"] = ("LiteRT CompiledModel profiler (libLiteRt.so C API via ctypes, child process; CPU with "
+                   "XNNPACK: builtin-kernel node events + XNNPACK operator events mapped to TFLite builtin ops)")
+    return out
+
 
 def signature_length(lengths, width: int) -> int:
     """The signature length a ``width``-token input runs at: the smallest that holds it, else the
@@ -249,6 +290,10 @@ class TfliteRuntimeLegacy(LiteRT):
     name = "tflite-runtime"
     formats = ("tflite",)
     module = "tflite_runtime"
+
+    def profile(self, input_ids: np.ndarray, attention_mask: np.ndarray, runs: int) -> dict[str, Any]:
+        return {"status": "unavailable", "reason": "tflite-runtime has no libLiteRt.so (its op profiler is "
+                                                   "in ai-edge-litert's CompiledModel C API)"}
 
     def _interpreter(self, model_path: str):
         from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]

@@ -78,12 +78,9 @@ class Runtime:
                 "reason": PROFILING_UNAVAILABLE.get(self.name, f"{self.name}: no per-op profiler wired in")}
 
 
-#: Why a runtime has no per-op profile (checked for ai-edge-litert 2.3.0: its Python ``Interpreter``
-#: has no call that returns op timings; LiteRT's op profiler is in the C++ benchmark_model tool).
-PROFILING_UNAVAILABLE = {
-    "litert": "ai-edge-litert's Python Interpreter exposes no per-op profiler (LiteRT op profiling is only in "
-              "the C++ benchmark_model tool)",
-}
+#: Why a runtime has no per-op profile (a runtime with a profiler overrides ``profile``: ONNX Runtime
+#: here, LiteRT in ``litert.py`` through ``litert_profile.py``).
+PROFILING_UNAVAILABLE: dict[str, str] = {}
 
 
 def summarize_ops(kernel_events: list[tuple[str, str, float]], runs: int, top: int = 10) -> dict[str, Any]:

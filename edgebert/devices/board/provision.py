@@ -33,7 +33,7 @@ from .. import registry
 from .probe import glibc_version, python_tag
 from .transport import BoardError, Transport
 
-WORKER_MODULES = ("worker.py", "runtimes.py", "ort_session.py", "litert.py")  # what worker.py imports
+WORKER_MODULES = ("worker.py", "runtimes.py", "ort_session.py", "litert.py", "litert_profile.py")  # what worker.py imports
 BASE_PLATFORMS = ("manylinux2014_aarch64",)
 UNPACKED_RATIO = 4  # disk needed on the board per byte of the packed runtimes (the archive + its unpacked tree)
 
