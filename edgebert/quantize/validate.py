@@ -119,7 +119,7 @@ def gate(artifact: str, validation: dict) -> None:
     if rec["confident"]["n"] == 0:
         raise ValidationError(
             f"{artifact}: on {validation['texts_label']} no fp32 prediction is confident beyond the int8 noise "
-            f"(every top-2 logit margin <= {rec['noise']['tie_margin']:.3g}, twice the 95% quantile of the "
+            f"(every top-2 logit margin <= {rec['noise']['tie_margin']:.3g}, twice the {near_ties.NOISE_NAME} of the "
             f"per-text max |Δlogit|), so agreement cannot be defended; no file was kept{hint}")
     raise ValidationError(f"{artifact}: agreement with fp32 on confident texts {_rate(rec['confident'])} is below "
                           f"--min-agreement {_fraction(limit)} ({_ties(validation)}); no file was kept{hint}")
@@ -137,7 +137,7 @@ def _ties(validation: dict) -> str:
     rec = validation["agreement"]
     ties = rec["near_ties"]
     return (f"{validation['texts_label']}: overall {_rate(rec['overall'])}; {ties['n']} near-ties (fp32 top-2 "
-            f"margin <= {rec['noise']['tie_margin']:.3g}, twice the 95% quantile of the per-text max |Δlogit|), "
+            f"margin <= {rec['noise']['tie_margin']:.3g}, twice the {near_ties.NOISE_NAME} of the per-text max |Δlogit|), "
             f"{ties['disagree']['k']} disagreeing: {_rate(ties['disagree'])}")
 
 
