@@ -141,7 +141,9 @@ export.help = f"Export MODEL ({SUPPORTED_MODELS}) to the artifact directory OUTP
               help="Format to quantize (repeatable) [default: every fp32 format in DIRECTORY].")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.9, show_default=True,
               help="Keep an int8 model only if its predictions agree with fp32 on at least this fraction of the "
-                   "built-in validation texts (200, batch 1); 0 turns the check off.")
+                   "confident texts (fp32 margin above the int8 noise; near-ties are reported apart) among the "
+                   "first 200 of --data, else --calibration, else the built-in validation texts; 0 turns the "
+                   "check off.")
 @click.option("--target", type=click.Choice(QUANTIZE_TARGETS), default=QUANTIZE_TARGETS[0],
               show_default=True, help="CPU the dynamic int8 ONNX recipe is tuned for (auto: this machine).")
 @click.option("--max-drop", type=float, default=None, metavar="POINTS",
@@ -149,8 +151,8 @@ export.help = f"Export MODEL ({SUPPORTED_MODELS}) to the artifact directory OUTP
                    "sensitive layers go back to float until it holds (not met: exit 1, no file).")
 @click.option("--keep-best", is_flag=True, help="With --max-drop: keep the best model found even if the goal is not met.")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="Labelled CSV/TSV/JSONL for --max-drop (--text-column, --label-column) [default: built-in "
-                   "validation split].")
+              help="Your labelled CSV/TSV/JSONL: the int8 vs fp32 agreement texts, and the --max-drop goal's "
+                   "(--text-column, --label-column) [default: built-in validation split].")
 @click.option("--label-column", default="label", show_default=True, help="Label column of --data.")
 @click.option("--max-float-layers", "max_float", type=int, default=None, metavar="N",
               help="With --max-drop: return at most N layers to float (bounds the size/latency cost) "
@@ -162,8 +164,9 @@ def quantize(directory: Path, mode: str, calibration: Path | None, text_column: 
              max_float: int | None) -> None:
     """Quantize the fp32 artifacts in DIRECTORY to int8 (adds model.int8-<mode>.onnx / .tflite).
 
-    Each int8 model is compared with its fp32 parent on the built-in validation texts and kept only if
-    their predictions agree often enough (--min-agreement); otherwise exit code 1 and no file.
+    Each int8 model is compared with its fp32 parent on your texts (--data, else --calibration) or the
+    built-in validation texts, and kept only if their predictions agree often enough on the texts where
+    fp32 is confident beyond the int8 noise (--min-agreement); otherwise exit code 1 and no file.
     """
     from .manifest import Manifest
     from .quantize import QuantizeSettings, quantize as run_quantize
@@ -182,6 +185,10 @@ def quantize(directory: Path, mode: str, calibration: Path | None, text_column: 
         ratio = parent.get("size_bytes", 0) / rec["size_bytes"] if parent else float("nan")
         ops = ", ".join(f"{k}×{v}" for k, v in rec["quantization"].get("quantized_ops", {}).items())
         click.echo(f"{directory / name}: {rec['size_bytes'] / 1e6:.1f} MB ({ratio:.1f}× smaller); int8 ops: {ops}")
+        if "agreement" in rec.get("validation", {}):
+            from .quantize.validate import summary as agreement_summary
+
+            click.echo(f"  {agreement_summary(rec['validation'])}")
         goal = rec["quantization"].get("accuracy_goal")
         if goal:
             from .goal_summary import summary

@@ -238,7 +238,8 @@ QUANTIZATION = record(optional={
 
 VALIDATION = record(optional={
     "texts": integer(), "source": string, "max_abs_logit_diff": number, "prediction_agreement": number,
-    "min_agreement": number, "max_abs_diff": number, "atol": number,
+    "min_agreement": number, "max_abs_diff": number, "atol": number, "origin": string, "texts_label": string,
+    "gated_on": string, "agreement": record(), "hint": string, "overlaps_calibration": boolean,
 })
 
 ARTIFACT = record(

@@ -340,6 +340,8 @@ def test_int8_agrees_with_fp32_on_the_validation_texts(trained_dirs, mode):
     quantize(d, QuantizeSettings(mode=mode, samples=64, seq_len=64))
     v = Manifest.load(d).artifacts[f"model.int8-{mode}.onnx"]["validation"]
     assert v["source"] == "builtin:rt-snippets/validation" and v["texts"] == 200 and v["min_agreement"] == 0.9
+    assert v["texts_label"] == "200 built-in validation texts" and "hint" not in v  # built-in labels: no --data hint
+    assert v["agreement"]["confident"]["rate"] >= 0.95 and v["agreement"]["overall"]["n"] == 200
     assert v["prediction_agreement"] >= 0.95 and v["max_abs_logit_diff"] < MAX_LOGIT_DIFF[mode]
     # the texts checked are the validation split's first 200, at batch 1 and each at its own length
     tok = AutoTokenizer.from_pretrained(str(d / "tokenizer"))
@@ -358,8 +360,10 @@ def test_a_quantization_below_min_agreement_keeps_no_file(trained_dirs, tmp_path
     before = (d / "manifest.json").read_bytes()
     for mode in ("dynamic", "static"):
         result = run_cli("quantize", d, "--mode", mode, "--samples", "32", "--seq-len", "64")
-        assert_clean_error(result, 1, f"model.int8-{mode}.onnx: agreement with fp32 0.")
-        assert "on 200 validation texts is below --min-agreement 0.90; no file was kept" in result.output
+        assert_clean_error(result, 1, f"model.int8-{mode}.onnx: ")
+        assert "agreement with fp32 on confident texts 0." in result.output or "no fp32 prediction is confident" \
+            in result.output
+        assert "200 built-in validation texts" in result.output and "no file was kept" in result.output
         assert not (d / f"model.int8-{mode}.onnx").exists()
         assert (d / "manifest.json").read_bytes() == before and no_temp_files(d)
     # the breakage is real: with the gate off the same quantization is kept and records the low agreement
@@ -392,7 +396,7 @@ def test_an_artifact_with_zeroed_int8_weights_fails_the_gate(trained_dirs, tmp_p
     tok = AutoTokenizer.from_pretrained(str(d / "tokenizer"))
     v = validate.compare(str(d / "model.onnx"), str(broken), tok, 64, 0.9)
     assert v["prediction_agreement"] < 0.9 and v["max_abs_logit_diff"] > 1.0
-    with pytest.raises(ValidationError, match=r"broken\.onnx: agreement with fp32 0\.\d+ on 200 validation texts"):
+    with pytest.raises(ValidationError, match=r"broken\.onnx: .*200 built-in validation texts"):
         validate.gate("broken.onnx", v)
     healthy = validate.compare(str(d / "model.onnx"), str(d / "model.int8-dynamic.onnx"), tok, 64, 0.9)
     validate.gate("model.int8-dynamic.onnx", healthy)  # passes

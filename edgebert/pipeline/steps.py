@@ -240,7 +240,8 @@ def _quantize_settings(config: BuildConfig, mode: str):
                             seq_len=config.seq_len, formats=config.formats,
                             min_agreement=config.quantize.min_agreement, target=target,
                             target_reason=target_reason, max_drop=config.quantize.max_drop,
-                            keep_best=config.quantize.keep_best)
+                            keep_best=config.quantize.keep_best, agreement_data=config.evaluation.data,
+                            agreement_text_column=config.evaluation.text_column)
 
 
 def build_target(config: BuildConfig) -> tuple[str, str]:
@@ -274,10 +275,14 @@ def _quantize_print(ctx: Context, mode: str | None) -> dict[str, Any]:
     assert mode is not None
     static = mode == "static"
     settings = asdict(_quantize_settings(ctx.config, mode))
+    from ..quantize.agreement_texts import source_of
+
+    origin, path, column = source_of(_quantize_settings(ctx.config, mode))
     return fp.fingerprint(QUANTIZE, export=ctx.prints[EXPORT]["sha256"],
                           settings={k: v for k, v in settings.items()
                                     if static or k not in ("calibration", "samples", "method")},
-                          calibration_data=fp.file_digest(ctx.config.calibration.data) if static else None)
+                          calibration_data=fp.file_digest(ctx.config.calibration.data) if static else None,
+                          agreement_texts={"origin": origin, "column": column, "sha256": fp.file_digest(path)})
 
 
 def _quantize_run(ctx: Context, mode: str | None) -> None:

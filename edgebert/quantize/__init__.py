@@ -4,8 +4,9 @@ Recipes are registered per (format, mode) in ``RECIPES``; ``quantize`` runs the 
 every fp32 format present (or ``settings.formats``). TFLite recipes live in ``tflite.py``.
 
 ONNX pipeline: load the fp32 graph -> apply the architecture's named rewrites (checked to be exact) ->
-ORT pre-processing -> the recipe's quantizer -> op accounting -> agreement with fp32 on the built-in
-validation texts, which must reach ``min_agreement`` -> atomic write + manifest record. All ORT work
+ORT pre-processing -> the recipe's quantizer -> op accounting -> agreement with fp32 on the user's texts
+(``--data``, ``--calibration``, a build's evaluation data) or else the built-in validation texts, which
+must reach ``min_agreement`` on the confident ones (``near_ties``) -> atomic write + manifest record. All ORT work
 happens in a private scratch dir; a model below the limit is never written.
 """
 
@@ -25,7 +26,7 @@ from ..fsutil import atomic_path
 from ..manifest import Manifest
 from ..progress import Progress, maybe_step
 from ..vocabulary import precision
-from . import accuracy_goal, dynamic, groups, inspect, presets, rewrites, static, tflite, validate
+from . import accuracy_goal, agreement_texts, dynamic, groups, inspect, presets, rewrites, static, tflite, validate
 from .calibration import METHODS
 from .preprocess import load_fp32, pre_process, scratch_dir
 
@@ -40,7 +41,7 @@ class QuantizeSettings:
     per_channel: bool | None = None  # per-output-channel weight scales; None: the target's preset (dynamic), on (static)
     seq_len: int = 128               # calibration sequence length (ONNX; TFLite uses its fixed length)
     formats: tuple[str, ...] | None = None  # formats to quantize; None -> every fp32 format present
-    min_agreement: float = validate.MIN_AGREEMENT  # int8 vs fp32 predictions on validation texts; below: refused
+    min_agreement: float = validate.MIN_AGREEMENT  # int8 vs fp32 on the confident agreement texts; below: refused
     target: str = "auto"             # ONNX dynamic recipe's target CPU (``presets.TARGETS``); auto: this machine
     target_reason: str | None = None  # why this target (a build: its devices); None: "requested"/"auto"
     max_drop: float | None = None    # accuracy goal: points of accuracy int8 may lose vs fp32 (``accuracy_goal``)
@@ -48,6 +49,8 @@ class QuantizeSettings:
     data: Path | None = None         # labelled goal texts (CSV/TSV/JSONL); None -> built-in validation split
     label_column: str = "label"      # label column of ``data``
     max_float: int | None = None     # goal: at most this many layers back to float (None: all but one)
+    agreement_data: Path | None = None  # agreement texts when neither data nor calibration is set (a build's
+    agreement_text_column: str = "text"  # [evaluation] data; ``agreement_texts``), and their text column
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,8 @@ def quantize(directory: Path, settings: QuantizeSettings, progress: Progress | N
         settings = replace(settings, calibration=Path(settings.calibration).resolve())
     if settings.data is not None:
         settings = replace(settings, data=Path(settings.data).resolve())
+    if settings.agreement_data is not None:
+        settings = replace(settings, agreement_data=Path(settings.agreement_data).resolve())
     recipe_for(settings)
     manifest = Manifest.load(directory)
     present = tuple(dict.fromkeys(rec["format"] for rec in manifest.artifacts.values() if rec["precision"] == "fp32"))
@@ -119,15 +124,24 @@ def quantize(directory: Path, settings: QuantizeSettings, progress: Progress | N
     recipes = [recipe_for(settings, fmt) for fmt in wanted]
     if "tflite" in wanted:
         tflite.check_settings(settings)
+    texts = agreement_texts.load(settings, validate.AGREEMENT_TEXTS)  # a bad file: a usage error before any work
     added = []
     for recipe in recipes:
         run = _quantize_onnx if recipe.format == "onnx" else _quantize_tflite
-        added += run(directory, Manifest.load(directory), settings, recipe, progress)
+        added += run(directory, Manifest.load(directory), settings, recipe, progress, texts)
     return added
 
 
+def _gate(artifact: str, validation: dict, manifest: Manifest, texts: agreement_texts.AgreementTexts) -> None:
+    """Name what the built-in texts cannot judge (a model of other labels), then apply the gate."""
+    hint = agreement_texts.data_hint(manifest.model, texts)
+    if hint:
+        validation["hint"] = hint
+    validate.gate(artifact, validation)
+
+
 def _quantize_tflite(directory: Path, manifest: Manifest, settings: QuantizeSettings, recipe: Recipe,
-                     progress: Progress | None) -> list[str]:
+                     progress: Progress | None, texts: agreement_texts.AgreementTexts) -> list[str]:
     parent = manifest.reference_artifact("tflite")
     fp32_path = manifest.verify_artifact(parent)
     seq_len = int((manifest.artifacts[parent].get("fixed_shape") or {}).get("seq_len") or settings.seq_len)
@@ -139,8 +153,9 @@ def _quantize_tflite(directory: Path, manifest: Manifest, settings: QuantizeSett
         with maybe_step(progress, f"quantizing model.tflite ({recipe.name})"):
             details, summary, validation = tflite.run(recipe.mode, fp32_path, out, settings, tokenizer=tokenizer,
                                                       seq_len=seq_len, scratch=scratch, progress=progress,
-                                                      exclude=goal.exclude if goal else (), cache=cache)
-        validate.gate(recipe.artifact, validation)
+                                                      exclude=goal.exclude if goal else (), cache=cache,
+                                                      texts=texts)
+        _gate(recipe.artifact, validation, manifest, texts)
         with atomic_path(directory / recipe.artifact) as tmp:
             shutil.copyfile(out, tmp)
     kept = ("mode", "calibration", "text_column", "samples", "method", "formats") if recipe.calibrated else ("mode",)
@@ -230,7 +245,7 @@ def _onnx_goal(pre: Path, fp32_path: Path, manifest: Manifest, settings: Quantiz
 
 
 def _quantize_onnx(directory: Path, manifest: Manifest, settings: QuantizeSettings, recipe: Recipe,
-                   progress: Progress | None) -> list[str]:
+                   progress: Progress | None, texts: agreement_texts.AgreementTexts) -> list[str]:
     parent = manifest.reference_artifact("onnx")
     fp32_path = manifest.artifact_path(parent)
     model = load_fp32(fp32_path)
@@ -268,8 +283,8 @@ def _quantize_onnx(directory: Path, manifest: Manifest, settings: QuantizeSettin
                            recipe_description=recipe.describe(settings))
             del qmodel
             validation = validate.compare(str(fp32_path), str(out), tokenizer, settings.seq_len,
-                                          settings.min_agreement)
-        validate.gate(recipe.artifact, validation)
+                                          settings.min_agreement, texts)
+        _gate(recipe.artifact, validation, manifest, texts)
         with atomic_path(directory / recipe.artifact) as tmp:
             shutil.copyfile(out, tmp)
 

@@ -265,20 +265,24 @@ def _signatures(path: Path, log: Path) -> dict[str, int]:
 
 
 def compare(fp32_path: Path, candidate: Path, tokenizer, seq_len: int, min_agreement: float,
-            n: int = validate.AGREEMENT_TEXTS) -> dict:
-    """The int8 model against the fp32 .tflite on ``n`` built-in validation texts, each at batch 1 on the
-    smallest signature that holds it (the LiteRT runtime ``check`` uses, in-process)."""
+            n=validate.AGREEMENT_TEXTS) -> dict:
+    """The int8 model against the fp32 .tflite on ``n`` texts (a count of built-in validation texts, or the
+    chosen ``AgreementTexts``), each at batch 1 on the smallest signature that holds it (the LiteRT runtime
+    ``check`` uses, in-process)."""
     from ..devices.litert import LiteRT
 
+    chosen = n if isinstance(n, validate.AgreementTexts) else validate.builtin_texts(n)
     ref_rt, rt = LiteRT(str(fp32_path), threads=1), LiteRT(str(candidate), threads=1)
-    result = validate.agreement(ref_rt.run, rt.run, validate.rows(tokenizer, seq_len, n), min_agreement)
+    result = validate.agreement(ref_rt.run, rt.run, validate.rows(tokenizer, seq_len, chosen), min_agreement,
+                                chosen)
     return {**result, "reference": "fp32 tflite (LiteRT)"}
 
 
 def run(mode: str, fp32_path: Path, out_path: Path, settings, *, tokenizer, seq_len: int, scratch: Path,
-        progress=None, exclude=(), cache: dict | None = None) -> tuple[dict, dict, dict]:
+        progress=None, exclude=(), cache: dict | None = None, texts=None) -> tuple[dict, dict, dict]:
     """Quantize ``fp32_path`` into ``out_path`` (a scratch file); returns (details, summary, validation).
-    ``exclude``: tensor names whose ops stay float (the accuracy goal's fallbacks)."""
+    ``exclude``: tensor names whose ops stay float (the accuracy goal's fallbacks); ``texts``: the agreement
+    texts (``agreement_texts``; None: the built-in validation texts)."""
     name, fn = RECIPES[mode]
     log = scratch / "aeq.log"
     details = fn(fp32_path, out_path, settings, log=log, tokenizer=tokenizer, seq_len=seq_len, progress=progress,
@@ -289,7 +293,8 @@ def run(mode: str, fp32_path: Path, out_path: Path, settings, *, tokenizer, seq_
         raise EdgebertError(f"the quantizer wrote an invalid model: {exc}") from None
     check_builtin_only(info, out_path.name)
     with quiet_native(log):
-        validation = compare(fp32_path, out_path, tokenizer, seq_len, settings.min_agreement)
+        validation = compare(fp32_path, out_path, tokenizer, seq_len, settings.min_agreement,
+                             texts or validate.AGREEMENT_TEXTS)
     counts, notes, signatures = tflite_ops.group_counts(out_path.read_bytes(), info)
     summary = {"quantized_ops": info["quantized_ops"], "float_ops": info["float_ops"],
                "op_counts": info["op_counts"], "node_count": info["node_count"],

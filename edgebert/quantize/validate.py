@@ -1,10 +1,11 @@
 """Numeric checks of a quantization against the fp32 model: a rewrite must be exact, int8 must agree.
 
-Both run on the built-in **validation** split (carved from train, never the test split, which is kept
-for reporting): the rewrite check on a padded batch of 16 texts (a hard error: a rewrite must not
-change the function), the int8 check on ``AGREEMENT_TEXTS`` texts, each at batch 1 and its own length
-as an app runs them. The int8 artifact is kept only when its predictions agree with fp32 on at least
-``min_agreement`` of them (``gate``).
+The rewrite check runs on a padded batch of 16 texts of the built-in **validation** split (carved from
+train, never the test split; a hard error: a rewrite must not change the function). The int8 check runs
+on ``AGREEMENT_TEXTS`` texts of the user's data when the command has some, else of that split
+(``agreement_texts``), each at batch 1 and its own length as an app runs them. Disagreements are split
+into near-ties and confident flips (``near_ties``); the int8 artifact is kept only when it agrees with
+fp32 on at least ``min_agreement`` of the confident texts (``gate``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import onnx
 from ..data import load_builtin
 from ..data.tokenize import encode
 from ..errors import EdgebertError, UsageError, ValidationError
-
-SPLIT = "validation"
-SOURCE = f"builtin:rt-snippets/{SPLIT}"
+from . import near_ties
+from .agreement_texts import SOURCE, SPLIT, AgreementTexts
 REWRITE_TEXTS = 16
 #: Enough texts that one flip moves agreement by 0.005; ~1-3 s per built-in artifact at batch 1.
 AGREEMENT_TEXTS = 200
@@ -39,10 +39,16 @@ def feeds(tokenizer, seq_len: int, n: int = REWRITE_TEXTS) -> dict[str, np.ndarr
     return encode(tokenizer, texts(n), seq_len, pad_to_max=False)
 
 
-def rows(tokenizer, seq_len: int, n: int = AGREEMENT_TEXTS) -> list[Row]:
-    """Each validation text alone, at its own length (truncated to ``seq_len``): no padding."""
+def builtin_texts(n: int = AGREEMENT_TEXTS) -> AgreementTexts:
+    return AgreementTexts(texts(n), SOURCE, "built-in")
+
+
+def rows(tokenizer, seq_len: int, n: int | AgreementTexts = AGREEMENT_TEXTS) -> list[Row]:
+    """Each text alone, at its own length (truncated to ``seq_len``): no padding. ``n``: that many
+    built-in validation texts, or the chosen ``AgreementTexts``."""
+    chosen = n if isinstance(n, AgreementTexts) else builtin_texts(n)
     out = []
-    for text in texts(n):
+    for text in chosen.texts:
         enc = encode(tokenizer, [text], seq_len, pad_to_max=False)
         out.append((enc["input_ids"], enc["attention_mask"]))
     return out
@@ -70,24 +76,33 @@ def check_rewrite(original, rewritten, inputs) -> float:
     return diff
 
 
-def agreement(reference: Callable, candidate: Callable, inputs: Sequence[Row], min_agreement: float) -> dict:
-    """Run every row through both models; the manifest's ``validation`` record."""
+def agreement(reference: Callable, candidate: Callable, inputs: Sequence[Row], min_agreement: float,
+              texts: AgreementTexts | None = None) -> dict:
+    """Run every row through both models; the manifest's ``validation`` record (``texts``: what the rows
+    were made from; None: the built-in validation texts)."""
+    chosen = texts or builtin_texts(len(inputs))
     ref = np.concatenate([reference(ids, mask) for ids, mask in inputs])
     out = np.concatenate([candidate(ids, mask) for ids, mask in inputs])
     lengths = [int(mask.sum()) for _, mask in inputs]
     return {
-        "texts": int(ref.shape[0]), "source": SOURCE, "batch": 1,
+        "texts": int(ref.shape[0]), "source": chosen.source, "origin": chosen.origin,
+        "texts_label": chosen.label, "batch": 1,
+        **({"overlaps_calibration": True} if chosen.overlaps_calibration else {}),
         "lengths": {"min": min(lengths), "max": max(lengths), "mean": round(float(np.mean(lengths)), 1)},
         "max_abs_logit_diff": round(float(np.max(np.abs(ref - out))), 6),
         "prediction_agreement": round(float(np.mean(ref.argmax(-1) == out.argmax(-1))), 4),
-        "min_agreement": min_agreement,
+        "min_agreement": min_agreement, "gated_on": "confident",
+        "agreement": near_ties.split(ref, out),
     }
 
 
 def compare(reference, candidate, tokenizer, seq_len: int, min_agreement: float,
-            n: int = AGREEMENT_TEXTS) -> dict:
-    """ONNX: the int8 graph against the fp32 one on ``n`` validation texts, batch 1, own lengths."""
-    return agreement(onnx_runner(reference), onnx_runner(candidate), rows(tokenizer, seq_len, n), min_agreement)
+            n: int | AgreementTexts = AGREEMENT_TEXTS) -> dict:
+    """ONNX: the int8 graph against the fp32 one on ``n`` texts (a count of built-in validation texts, or
+    the chosen ``AgreementTexts``), batch 1, own lengths."""
+    chosen = n if isinstance(n, AgreementTexts) else builtin_texts(n)
+    return agreement(onnx_runner(reference), onnx_runner(candidate), rows(tokenizer, seq_len, chosen),
+                     min_agreement, chosen)
 
 
 def check_min_agreement(value: float) -> None:
@@ -96,11 +111,42 @@ def check_min_agreement(value: float) -> None:
 
 
 def gate(artifact: str, validation: dict) -> None:
-    """Refuse an int8 model whose predictions agree with fp32 less often than ``min_agreement``."""
-    got, limit = validation["prediction_agreement"], validation["min_agreement"]
-    if got < limit:
-        raise ValidationError(f"{artifact}: agreement with fp32 {_fraction(got)} on {validation['texts']} validation "
-                              f"texts is below --min-agreement {_fraction(limit)}; no file was kept")
+    """Refuse an int8 model that agrees with fp32 on less than ``min_agreement`` of the confident texts."""
+    rec, limit = validation["agreement"], validation["min_agreement"]
+    if near_ties.passes(rec, limit):
+        return
+    hint = f"; {validation['hint']}" if validation.get("hint") else ""
+    if rec["confident"]["n"] == 0:
+        raise ValidationError(
+            f"{artifact}: on {validation['texts_label']} no fp32 prediction is confident beyond the int8 noise "
+            f"(every top-2 logit margin <= {rec['noise']['tie_margin']:.3g}, twice the {near_ties.NOISE_NAME} of the "
+            f"per-text max |Δlogit|), so agreement cannot be defended; no file was kept{hint}")
+    raise ValidationError(f"{artifact}: agreement with fp32 on confident texts {_rate(rec['confident'])} is below "
+                          f"--min-agreement {_fraction(limit)} ({_ties(validation)}); no file was kept{hint}")
+
+
+def summary(validation: dict) -> str:
+    """One line for the CLI: what the gate measured, on which texts, with n and 95% intervals."""
+    rec = validation["agreement"]
+    hint = f"; {validation['hint']}" if validation.get("hint") else ""
+    return (f"agreement with fp32 on confident texts {_rate(rec['confident'])} (gated, --min-agreement "
+            f"{_fraction(validation['min_agreement'])}; {_ties(validation)}){hint}")
+
+
+def _ties(validation: dict) -> str:
+    rec = validation["agreement"]
+    ties = rec["near_ties"]
+    return (f"{validation['texts_label']}: overall {_rate(rec['overall'])}; {ties['n']} near-ties (fp32 top-2 "
+            f"margin <= {rec['noise']['tie_margin']:.3g}, twice the {near_ties.NOISE_NAME} of the per-text max |Δlogit|), "
+            f"{ties['disagree']['k']} disagreeing: {_rate(ties['disagree'])}")
+
+
+def _rate(r: dict) -> str:
+    """"0.95 [0.91, 0.97] n=180"; "n=0" when there is nothing to count."""
+    if not r["n"]:
+        return "n=0"
+    lo, hi = r["ci95"]
+    return f"{_fraction(round(r['rate'], 4))} [95% CI {lo:.2f}, {hi:.2f}] n={r['n']}"
 
 
 def _fraction(x: float) -> str:
