@@ -9,6 +9,7 @@ import platform
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -314,3 +315,32 @@ def test_example_workflows_parse_and_run_real_edgebert_commands_and_options(name
         assert "~/.cache/edgebert/arm" in cache["with"]["path"] and "hashFiles('edgebert.toml')" in cache["with"]["key"]
         assert [w[:3] for w in commands if w[1] == "build"] == [["edgebert", "build", "$EDGEBERT_CONFIG"],
                                                                  ["edgebert", "build", "merge"]]
+
+
+def _actionlint() -> str:
+    """actionlint from the test extra (the venv's bin, which need not be on PATH), else from PATH."""
+    beside = Path(sys.executable).parent / "actionlint"
+    found = str(beside) if beside.is_file() else shutil.which("actionlint")
+    assert found, "actionlint is missing: pip install -e '.[test]' installs it (pyproject.toml, test extra)"
+    return found
+
+
+def _lint(*paths: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([_actionlint(), "-no-color", "-oneline", *map(str, paths)], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_example_workflows_pass_actionlint(tmp_path):
+    """The examples run on today's GitHub: actionlint (syntax, expressions, action inputs and the
+    runtimes of the actions used: node20 is deprecated) has nothing to say about them. The same linter
+    on the examples pinned back to the node20 majors must object, or this test proves nothing."""
+    examples = sorted((ROOT / "examples/github").glob("*.yml"))
+    assert [p.name for p in examples] == ["edgebert-sharded.yml", "edgebert.yml"]
+    result = _lint(*examples)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+    old = {"checkout": "v4", "setup-python": "v5", "cache": "v4", "upload-artifact": "v4", "download-artifact": "v4"}
+    for path in examples:
+        text = re.sub(r"actions/([a-z-]+)@v\d+", lambda m: f"actions/{m[1]}@{old[m[1]]}", path.read_text("utf-8"))
+        (tmp_path / path.name).write_text(text, encoding="utf-8")
+    stale = _lint(*sorted(tmp_path.glob("*.yml")))
+    assert stale.returncode == 1 and stale.stdout.count("node20") == 12, stale.stdout + stale.stderr
