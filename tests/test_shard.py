@@ -102,7 +102,8 @@ max_flips_vs_desktop = 2
 NOISY = {"started", "finished", "seconds", "phases", "output", "directory", "path", "model_seconds", "created",
          "latency_ms", "load_ms", "rss_mb", "peak_rss_mb", "job_seconds", "emulated_wall", "emulated_wall_ms",
          "instructions", "instructions_per_inference", "estimated_latency", "estimated_ms", "stamped", "updated",
-         "checked"}
+         "checked", "cpu_seconds", "model_cpu_seconds", "model_beside_emulation", "beside_emulation", "parts",
+         "phase_table"}
 LATENCY_GATES = {"max_latency_p90_ms"}
 
 

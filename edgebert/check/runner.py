@@ -271,6 +271,10 @@ class JobRunner:
             self.lines.done(f"{job.plan.label}: {job.key[1]} on {job.key[0]}: {key_figure(record)} "
                             f"({_seconds(record)})")
 
+    def busy(self) -> bool:
+        """Jobs submitted and not finished (the build marks what ran beside them)."""
+        return any(not f.done() for f in self.futures)
+
     def wait(self) -> None:
         try:
             for future in self.futures:
