@@ -215,6 +215,26 @@ def edit_summary(part: Path, change) -> None:
     (part / "summary.json").write_text(json.dumps(data), encoding="utf-8")
 
 
+def test_build_phase_table_splits_emulated_accuracy_from_counts(builds):
+    """The unsharded build's "where the time went": the emulated accuracy and instruction-count rows are
+    the job-seconds of their own jobs (from report.json), and the emulated span's CPU is QEMU's."""
+    root, _ = builds
+    summary = load(root / "whole/summary.json")
+    emulated = [r for r in load(root / "whole/tiny/report.json")["records"] if r["emulated"]]
+    by = {r["phase"]: r for r in summary["phase_table"]}
+    spent = {}
+    for kind, phase in (("accuracy", "emulated accuracy"), ("instructions", "emulated instruction counts")):
+        spent[kind] = sum(r["job_seconds"].get(kind, 0) for r in emulated)
+        assert spent[kind] > 0 and by[phase]["seconds"] == pytest.approx(spent[kind], abs=0.02), (kind, by[phase])
+        assert by[phase]["cpu_seconds"] is None  # one process: not separable per job, and said so
+    span = by["emulated checks (first job to last)"]
+    # the build process only waits for the emulators here: CPU shows only if reaped QEMU processes count
+    assert span["seconds"] > 0 and span["cpu_seconds"] >= 0.3 * span["seconds"], span
+    md = (root / "whole/report.md").read_text(encoding="utf-8")
+    assert f"| emulated accuracy | — | — | {by['emulated accuracy']['seconds']:.1f} | — |" in md
+    assert f"| emulated instruction counts | — | — | {by['emulated instruction counts']['seconds']:.1f} | — |" in md
+
+
 def test_merge_refuses_a_missing_repeated_or_inconsistent_part(builds):
     root, cfg = builds
     out = root / "refused"
