@@ -125,3 +125,23 @@ def test_reports_show_wall_then_cpu_and_the_reuse_of_each_row():
     # a summary without a table (a merge of shards) shows none
     assert "Where the time went" not in markdown.render_build(_summary([]), {})
     assert "Where the time went" not in html.render_build(_summary([]), {})
+
+
+def test_emulated_pool_is_busy_exactly_while_its_jobs_run():
+    """What marks a step "beside emulation": the pool has unfinished jobs (checked when a step starts)."""
+    from types import SimpleNamespace
+
+    from edgebert.check.plan import Job
+    from edgebert.check.runner import JobRunner
+
+    release = threading.Event()
+    plan = SimpleNamespace(lock=threading.Lock(), parts_left={}, label="m",
+                           manifest=SimpleNamespace(artifacts={"a": {"precision": "fp32", "format": "onnx"}}),
+                           merge=lambda *a, **k: True)
+    pool = JobRunner(workers=2)
+    assert not pool.busy()
+    pool.submit([Job(plan, ("cortex-a53", "a"), lambda: (release.wait(10), ({}, None))[1], "accuracy")])
+    assert pool.busy()
+    release.set()
+    pool.wait()
+    assert not pool.busy()
