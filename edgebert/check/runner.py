@@ -9,8 +9,10 @@ derives agreement with fp32 and drift against the desktop, and writes ``report.j
 and ``artifacts[name]["metrics"][device]`` in the manifest. ``edgebert build`` uses the same pieces
 to run the emulated jobs of several models in one pool.
 
-Every number derived from logits (accuracy, agreement, drift) is computed here, so every device and
-runtime is judged by the same code. Emulated devices need the desktop logits of the same artifact
+Every number derived from logits (accuracy, agreement, drift) is computed here or in ``metrics.py``,
+so every device and runtime is judged by the same code. What the jobs share (the plan, the settings,
+the worker's files) lives below this module and ``emulated.py`` (``plan.py``, ``settings.py``,
+``worker_files.py``), so that each imports downwards only. Emulated devices need the desktop logits of the same artifact
 (the drift reference and the margins of ``screening.py``): the desktop is added when not requested,
 as an accuracy-only ``drift-reference`` run (no latency, never gated as a native measurement).
 """

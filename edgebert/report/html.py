@@ -382,10 +382,12 @@ def _phase_section(summary: dict[str, Any]) -> str:
     rows = phases.table(summary)
     if not rows:
         return ""
-    left = {0, 1, 2, 5, 6}  # text columns; the seconds are right-aligned
+    left, wrap = {0, 1, 5}, {2, 6}  # text columns (the long ones wrap); the seconds are right-aligned
 
     def cell(tag: str, i: int, text: str) -> str:
-        return f'<{tag} class="l">{escape(text)}</{tag}>' if i in left else f"<{tag}>{escape(text)}</{tag}>"
+        cls = ' class="l"' if i in left else ' class="ops"' if i in wrap and tag == "td" else \
+            ' class="l"' if i in wrap else ""
+        return f"<{tag}{cls}>{escape(text)}</{tag}>"
 
     head = "".join(cell("th", i, h) for i, h in enumerate(phases.HEADERS))
     body = "".join("<tr>" + "".join(cell("td", i, c) for i, c in enumerate(r)) + "</tr>" for r in rows)
