@@ -115,6 +115,7 @@ def test_build_end_to_end_then_reuse_then_partial_rebuild(tmp_path, src):
     assert html.count("<svg") == 2 and "<script" not in html and "http://" not in html.replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
     assert (directory / "report.html").is_file() and (directory / "report.md").is_file()
+    assert_phase_table(summary, md, html, reused=False)
 
     # second build: nothing changed -> nothing re-exported, re-quantized or re-checked
     before = files_state(directory)
@@ -126,12 +127,16 @@ def test_build_end_to_end_then_reuse_then_partial_rebuild(tmp_path, src):
     assert all(s["reused"] for s in again["models"][0]["steps"])
     assert all(a["reused"] for a in again["models"][0]["artifacts"])
     assert files_state(directory) == before and sha256_file(directory / "report.json") == report_sha
+    assert_phase_table(again, (out / "report.md").read_text(), (out / "report.html").read_text(), reused=True)
 
     # calibration changed: only the static artifact (and the check) are redone
     cfg = config_file(tmp_path, src, samples=8)
     summary = build(load_config(cfg), out)
     steps = {s["step"]: s["reused"] for s in summary["models"][0]["steps"]}
     assert steps == {"export": True, "quantize:dynamic": True, "quantize:static": False, "check": False}
+    ran = {(r["phase"], r["detail"]): r["reused"] for r in summary["phase_table"] if r["phase"] in ("quantize", "check")}
+    assert ran == {("quantize", "dynamic: model.int8-dynamic.onnx"): True, ("check", None): False,
+                   ("quantize", "ort-static-qdq-int8 (onnx): model.int8-static.onnx"): False}
     after = files_state(directory)
     assert after["model.onnx"] == before["model.onnx"]
     assert after["model.int8-dynamic.onnx"] == before["model.int8-dynamic.onnx"]
@@ -141,6 +146,44 @@ def test_build_end_to_end_then_reuse_then_partial_rebuild(tmp_path, src):
     result = run_cli("build", cfg, "-o", out, "--force")
     assert result.exit_code == 0, result.output
     assert all(files_state(directory)[n][0] != after[n][0] for n in ARTIFACTS)
+
+
+def assert_phase_table(summary: dict, md: str, html: str, reused: bool) -> None:
+    """The phase table of a desktop build: what each step took (wall and CPU), per recipe, and its reuse,
+    in summary.json and as the reports show it."""
+    from edgebert.report import phases
+
+    rows = summary["phase_table"]
+    by = {(r["phase"], r["detail"]): r for r in rows}
+    steps = {s["step"]: s for s in summary["models"][0]["steps"]}
+    for row in rows:
+        assert row["phase"] == "devices setup" or row["model"] in (None, "tiny")
+        assert not row["beside_emulation"]  # desktop only: nothing runs in the background
+    assert by[("devices setup", None)]["reused"] is True  # no ARM device: nothing to set up
+    assert by[("export", "model.onnx")]["reused"] is reused and by[("check", None)]["reused"] is reused
+    if reused:  # each step says it was reused; no recipe ran, no check phase ran
+        assert by[("quantize", "dynamic: model.int8-dynamic.onnx")]["reused"] is True
+        assert by[("quantize", "static: model.int8-static.onnx")]["reused"] is True
+        assert not any(r["phase"].startswith("desktop") for r in rows)
+    else:  # per recipe (and format), with real CPU seconds: the quantizers and calibration are CPU work
+        parts = [by[("quantize", f"{name} (onnx): model.int8-{mode}.onnx")]
+                 for name, mode in (("ort-dynamic-int8", "dynamic"), ("ort-static-qdq-int8", "static"))]
+        for part, mode in zip(parts, ("dynamic", "static")):
+            assert part["reused"] is False and part["cpu_seconds"] > 0.05 and part["seconds"] > 0.05
+            assert part["seconds"] <= steps[f"quantize:{mode}"]["seconds"] + 0.01  # a part of its step
+            assert part["cpu_seconds"] <= steps[f"quantize:{mode}"]["cpu_seconds"] + 0.01
+        assert by[("export", "model.onnx")]["cpu_seconds"] > 0.2
+        latency = by[("desktop latency (alone)", None)]
+        # the latency phase runs in worker processes, the build process waits: its CPU is the workers'
+        # (start-up and runs, CPU-bound), so most of the wall time shows as CPU only if children count
+        assert latency["seconds"] > 0.2 and latency["cpu_seconds"] >= 0.4 * latency["seconds"], latency
+        assert by[("desktop accuracy", None)]["cpu_seconds"] > 0
+        assert summary["cpu_seconds"] > 0.5  # the whole build: export, quantization, workers
+    assert summary["cpu_seconds"] >= 0 and summary["seconds"] >= 0
+    assert "## Where the time went" in md and "Where the time went" in html
+    for cells in phases.table(summary):  # every row, as both reports show it
+        assert "| " + " | ".join(cells).rstrip() in md
+        assert "".join(f"<td>{c}</td>" for c in cells[3:6]) in html.replace('<td class="l">', "<td>")
 
 
 def test_failed_gate_exits_1_and_names_artifact_gate_value_and_limit(tmp_path, src):

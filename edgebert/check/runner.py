@@ -9,8 +9,10 @@ derives agreement with fp32 and drift against the desktop, and writes ``report.j
 and ``artifacts[name]["metrics"][device]`` in the manifest. ``edgebert build`` uses the same pieces
 to run the emulated jobs of several models in one pool.
 
-Every number derived from logits (accuracy, agreement, drift) is computed here, so every device and
-runtime is judged by the same code. Emulated devices need the desktop logits of the same artifact
+Every number derived from logits (accuracy, agreement, drift) is computed here or in ``metrics.py``,
+so every device and runtime is judged by the same code. What the jobs share (the plan, the settings,
+the worker's files) lives below this module and ``emulated.py`` (``plan.py``, ``settings.py``,
+``worker_files.py``), so that each imports downwards only. Emulated devices need the desktop logits of the same artifact
 (the drift reference and the margins of ``screening.py``): the desktop is added when not requested,
 as an accuracy-only ``drift-reference`` run (no latency, never gated as a native measurement).
 """
@@ -20,11 +22,9 @@ from __future__ import annotations
 import dataclasses
 import platform
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -34,15 +34,18 @@ from ..data.tokenize import encode
 from ..data.tokenizer_fit import load_artifact_tokenizer
 from ..errors import UsageError
 from ..fsutil import sha256_file, write_json_atomic
-from ..manifest import Manifest, now_iso, package_versions
+from ..manifest import Manifest, package_versions
 from ..report import REPORT_JSON
 from ..devices.worker import build_request
 from . import lengths, metrics, stats
-from .screening import METHODS, ScreeningSettings
+from .emulated import EMULATED_DEFINITIONS, emulated_jobs, finish_emulated
+from .metrics import accuracy_fields
+# The shared pieces, importable from here as before (emulated.py takes them from their own modules):
+from .plan import DRIFT_REFERENCE, REFERENCE_ROLE, CheckPlan, Job, artifact_order as _order  # noqa: F401
+from .settings import BIG_CORES, CheckSettings  # noqa: F401
+from .worker_files import label2id as _label2id, read_logits, write_inputs
 
 REPORT_SCHEMA_VERSION = 2
-DRIFT_REFERENCE = "desktop"
-REFERENCE_ROLE = "drift-reference"
 EMULATED_DEFAULT_LIMIT = 1000     # examples, when an emulated device is checked and no limit is given
 PROFILE_RUNS = 10                 # per-op profile (``profile``): batch-1 runs in a separate profiling session
 PROFILE_EMULATED = ("not profiled: emulated wall time ranks kernels wrongly (the instruction count is the cost "
@@ -65,68 +68,7 @@ PEAK_RSS_DEFINITION = (
 )
 
 
-BIG_CORES = "big"  # --threads big: one runtime thread per core of a board's biggest cluster
-
-
-@dataclass(frozen=True)
-class CheckSettings:
-    """What ``check`` measures and how (recorded in report.json)."""
-
-    devices: tuple[str, ...] = ("desktop",)
-    data: Path | None = None          # CSV/TSV/JSONL with text+label; None -> built-in test split
-    text_column: str = "text"
-    label_column: str = "label"
-    limit: int | None = None          # first N examples (datasets are stored shuffled); None: all, or
-                                      # EMULATED_DEFAULT_LIMIT when an emulated device is checked
-    seq_len: int = 128                # latency sequence length; accuracy inputs truncated to it
-    threads: int | str | None = 1     # None: each device's default_threads; "big": a board's big cores
-    warmup: int = 10
-    runs: int = 50
-    batch_size: int = 1               # accuracy pass: 1 = each example alone, as an app runs it
-    profile: bool = False             # per-op profile (top operators by time) on native devices
-    emulated: ScreeningSettings = ScreeningSettings()  # how emulated devices spend emulator time
-    emulated_limit: int | None = None  # emulated devices use the first N of the examples (None: all of them)
-    emulated_jobs: int = 2            # emulated jobs at once (each QEMU uses one core)
-    clock_ghz: tuple[tuple[str, float], ...] = ()  # (emulated device, GHz): overrides its estimate's reference clock
-
-    def validate(self) -> None:
-        if isinstance(self.threads, str) and self.threads != BIG_CORES:
-            raise UsageError(f'threads must be a number >= 1 or "{BIG_CORES}" (got {self.threads!r})')
-        for name, low in (("seq_len", 2), ("threads", 1), ("warmup", 0), ("runs", 1), ("batch_size", 1),
-                          ("emulated_jobs", 1)):
-            if name == "threads" and self.threads == BIG_CORES:
-                continue
-            if getattr(self, name) is not None and int(getattr(self, name)) < low:
-                raise UsageError(f"{name} must be at least {low} (got {getattr(self, name)})")
-        for name in ("limit", "emulated_limit"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise UsageError(f"{name} must be at least 1 (got {getattr(self, name)})")
-        if not self.devices:
-            raise UsageError("no device given")
-        if self.emulated.method not in METHODS:
-            raise UsageError(f"unknown emulated method {self.emulated.method!r}; use one of {', '.join(METHODS)}")
-        for device, ghz in self.clock_ghz:
-            if not (isinstance(ghz, (int, float)) and 0.05 <= ghz <= 10):
-                raise UsageError(f"clock of {device} must be between 0.05 and 10 GHz (got {ghz!r})")
-        if self.emulated.probe < 1 or self.emulated.probe_fp32 < 1 or not self.emulated.safety >= 1:
-            raise UsageError("emulated probe sizes must be at least 1 and the safety factor at least 1")
-
-    def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["devices"] = list(self.devices)
-        out["clock_ghz"] = dict(self.clock_ghz)
-        out["data"] = str(self.data) if self.data is not None else None
-        return out
-
-
 # --- inputs -----------------------------------------------------------------------------------
-def _label2id(manifest: Manifest) -> dict[str, int]:
-    model = manifest.model
-    if model.get("label2id"):
-        return {str(k): int(v) for k, v in model["label2id"].items()}
-    return {str(v): int(k) for k, v in model.get("id2label", {}).items()}
-
-
 def load_data(settings: CheckSettings, label2id: dict[str, int]) -> LabelledTexts:
     """The labelled examples, as the model's label ids, limited to the first ``limit``."""
     if settings.data is not None:
@@ -156,113 +98,6 @@ def _file_problem(manifest: Manifest, name: str) -> str | None:
             return (f"sha256 mismatch: {rec['path']} changed since it was recorded in manifest.json "
                     f"(recorded {expected[:12]}…, now {actual[:12]}…); re-run the command that made it")
     return None
-
-
-def _order(manifest: Manifest) -> list[str]:
-    """Artifacts in manifest order, each format's fp32 reference first."""
-    names = list(manifest.artifacts)
-    return sorted(names, key=lambda n: (manifest.artifacts[n]["precision"] != "fp32", names.index(n)))
-
-
-def write_inputs(path: Path, ids: np.ndarray, mask: np.ndarray, lat_ids: np.ndarray, lat_mask: np.ndarray) -> Path:
-    """The worker's inputs.npz (protocol in ``devices/worker.py``)."""
-    np.savez(path, input_ids=ids, attention_mask=mask, latency_input_ids=lat_ids, latency_attention_mask=lat_mask)
-    return path
-
-
-# --- the plan ---------------------------------------------------------------------------------
-@dataclass
-class CheckPlan:
-    """Everything a check's jobs share: data, inputs, devices, and the records as they arrive."""
-
-    directory: Path
-    manifest: Manifest
-    settings: CheckSettings
-    devices: list[_devices.Device]
-    reference_only: set[str]
-    data: LabelledTexts
-    labels: np.ndarray
-    ids: np.ndarray
-    mask: np.ndarray
-    lat_ids: np.ndarray
-    lat_mask: np.ndarray
-    problems: dict[str, str | None]
-    notes: list[str]
-    work: Path
-    label: str
-    created: str = field(default_factory=now_iso)
-    records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    logits: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
-    parts_left: dict[tuple[str, str], int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    _tmp: Any = None
-
-    @property
-    def inputs(self) -> Path:
-        return self.work / "inputs.npz"
-
-    @property
-    def emulated(self) -> list[_devices.Device]:
-        return [d for d in self.devices if d.emulated]
-
-    @property
-    def n_emulated(self) -> int:
-        """Examples an emulated device is judged on: the first ``emulated_limit`` of them."""
-        limit = self.settings.emulated_limit
-        return len(self.labels) if limit is None else min(int(limit), len(self.labels))
-
-    def threads(self, device: _devices.Device) -> int:
-        own = getattr(device, "own_threads", lambda: None)()  # a board's own setting (e.g. one per big core)
-        if own is not None:
-            return own
-        if self.settings.threads == BIG_CORES:  # one per big core where a board says how many; else the default
-            big = getattr(device, "big_core_threads", lambda: None)()
-            return int(big) if big else int(device.default_threads)
-        return int(self.settings.threads) if self.settings.threads is not None else int(device.default_threads)
-
-    def base_record(self, name: str, device: _devices.Device) -> dict[str, Any]:
-        rec = self.manifest.artifacts[name]
-        path = self.manifest.artifact_path(name)
-        return {
-            "artifact": name, "format": rec["format"], "precision": rec["precision"], "device": device.name,
-            "role": REFERENCE_ROLE if device.name in self.reference_only else "measured",
-            "status": "failed", "error": None, "reference": self.manifest.reference_artifact(rec["format"]),
-            "accuracy": None, "accuracy_ci95": None, "accuracy_method": None, "agreement": None,
-            "max_abs_logit_diff_vs_fp32": None,
-            "n_samples": self.n_emulated if device.emulated else len(self.labels),
-            "latency_ms": None, "threads": self.threads(device), "runtime": None, "emulated": device.emulated,
-            "peak_rss_mb": None, "size_bytes": path.stat().st_size if path.is_file() else rec.get("size_bytes"),
-        }
-
-    def merge(self, key: tuple[str, str], part: dict[str, Any], logits: np.ndarray | None = None,
-              kind: str = "measure", seconds: float = 0.0) -> bool:
-        """Add one job's part to its record (and its wall seconds); True when the record is complete."""
-        with self.lock:
-            record = self.records.setdefault(key, {})
-            failed = record.get("status") == "failed" and record.get("error")
-            record.update({k: v for k, v in part.items() if not (failed and k in ("status", "error"))})
-            record.setdefault("job_seconds", {})[kind] = round(seconds, 2)
-            if logits is not None:
-                self.logits[key] = logits
-            self.parts_left[key] = self.parts_left.get(key, 1) - 1
-            return self.parts_left[key] <= 0
-
-    def close(self) -> None:
-        for device in self.devices:
-            device.close()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
-
-@dataclass(frozen=True)
-class Job:
-    """One unit of check work: ``run()`` returns (record part, logits or None) for ``key``."""
-
-    plan: CheckPlan
-    key: tuple[str, str]          # (device, artifact)
-    run: Callable[[], tuple[dict[str, Any], np.ndarray | None]]
-    kind: str = "measure"         # "measure" (native), "accuracy" / "instructions" (emulated)
 
 
 def prepare(directory: str | Path, settings: CheckSettings, progress=None, label: str | None = None) -> CheckPlan:
@@ -388,25 +223,6 @@ def _native(plan: CheckPlan, name: str, device: _devices.Device, phase: str) -> 
     return record, logits
 
 
-def read_logits(path: str | Path, n: int, manifest: Manifest) -> np.ndarray | str:
-    """The worker's logits ``[n, num_labels]``, or one line saying what is wrong with them."""
-    num_labels = int(manifest.model.get("num_labels") or len(_label2id(manifest)))
-    with np.load(path) as z:
-        logits = np.asarray(z["logits"], dtype=np.float32)
-    if logits.shape != (n, num_labels) and not (n == 0 and logits.size == 0):
-        return f"logits have shape {list(logits.shape)}; expected [{n}, {num_labels}] (n_samples, num_labels)"
-    return logits
-
-
-def accuracy_fields(logits: np.ndarray, labels: np.ndarray, method: str) -> dict[str, Any]:
-    """accuracy, its 95% Wilson interval over n, and how it was obtained."""
-    correct = int(np.sum(np.argmax(logits, axis=1) == labels)) if len(labels) else 0
-    lo, hi = stats.wilson(correct, len(labels))
-    return {"accuracy": round(correct / len(labels), 6) if len(labels) else None,
-            "accuracy_ci95": [round(lo, 6), round(hi, 6)] if len(labels) else None,
-            "accuracy_correct": correct, "accuracy_method": method}
-
-
 # --- running jobs -----------------------------------------------------------------------------
 class JobRunner:
     """Runs jobs ``workers`` at a time in background threads, merging each part into its plan and
@@ -456,6 +272,10 @@ class JobRunner:
             record = job.plan.records[job.key]
             self.lines.done(f"{job.plan.label}: {job.key[1]} on {job.key[0]}: {key_figure(record)} "
                             f"({_seconds(record)})")
+
+    def busy(self) -> bool:
+        """Jobs submitted and not finished (the build marks what ran beside them)."""
+        return any(not f.done() for f in self.futures)
 
     def wait(self) -> None:
         try:
@@ -589,8 +409,6 @@ def _manifest_metrics(rec: dict[str, Any], dataset: dict[str, Any], created: str
 
 def finish(plan: CheckPlan) -> dict[str, Any]:
     """Merge, derive, write report.json and the manifest metrics; return the report."""
-    from .emulated import EMULATED_DEFINITIONS, finish_emulated
-
     try:
         records = [plan.records[(d.name, n)] for d in plan.devices for n in _order(plan.manifest)
                    if (d.name, n) in plan.records]
@@ -654,8 +472,6 @@ def _length_summary(mask: np.ndarray) -> dict[str, float] | None:
 # --- the command ------------------------------------------------------------------------------
 def check(directory: str | Path, settings: CheckSettings, progress=None) -> dict[str, Any]:
     """Measure every artifact of ``directory`` on each device; write report.json; return its data."""
-    from .emulated import emulated_jobs
-
     plan = prepare(directory, settings, progress)
     try:
         run_jobs(native_jobs(plan, "accuracy"), 1, progress, "Accuracy on native devices")

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator
 
 from .. import devices as registry
 from .. import gate_result, safepath
+from ..cpu_clock import cpu_seconds, measure
 from ..errors import EdgebertError, UsageError
 from ..fsutil import write_json_atomic, write_text_atomic
 from ..manifest import Manifest, now_iso
@@ -34,7 +35,7 @@ from ..progress import Progress
 from ..report import REPORT_HTML, REPORT_JSON, REPORT_MD
 from . import gates as gates_mod
 from . import shard as shard_mod
-from . import steps
+from . import phase_table, steps
 from .config import BuildConfig, ModelSpec
 from .steps import ModelBuild, WorkItem
 
@@ -118,12 +119,14 @@ def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]
 
 
 def _prepare_model(spec: ModelSpec, items: list[WorkItem], config: BuildConfig, out: Path, force: bool,
-                   progress: Progress | None, hook: Hook | None, share: shard_mod.Whole | None = None) -> ModelBuild:
+                   progress: Progress | None, hook: Hook | None, share: shard_mod.Whole | None = None,
+                   background: Callable[[], bool] = lambda: False) -> ModelBuild:
     """Run (or reuse) the model's artifact steps, drop what the config no longer asks for, and decide
-    whether its check can be reused (the check itself runs in :class:`_Checks`)."""
+    whether its check can be reused (the check itself runs in :class:`_Checks`). ``background``: True
+    while emulated jobs run (the steps' CPU then holds theirs too; ``cpu_clock.py``)."""
     model = ModelBuild(spec, out / spec.name)
     model.stale_removed = _clean_stale(model.directory)
-    ctx = steps.Context(config, model, progress)
+    ctx = steps.Context(config, model, progress, background=background)
     info = (lambda m: progress.info(m)) if progress else (lambda m: None)
     wanted: set[str] = set()
     for item in items:
@@ -170,7 +173,10 @@ class _Checks:
         self.plans: dict[str, Any] = {}
         self.seconds = {"desktop_accuracy": 0.0, "emulated_wall": 0.0, "emulated_after_last_model": 0.0,
                         "desktop_latency": 0.0}
+        self.cpu = dict.fromkeys(self.seconds, 0.0)  # the same spans' process tree CPU (cpu_clock.py)
+        self.beside = dict.fromkeys(self.seconds, False)  # span ran while emulated jobs were in the background
         self.first_submit: float | None = None
+        self.first_submit_cpu = 0.0
         self.emulated = JobRunner(config.devices.emulated_jobs, progress,
                                   "Emulated ARM checks (in the background while the next model builds)")
 
@@ -188,14 +194,17 @@ class _Checks:
             self.progress.info(f"{m.name}: check: running on {', '.join(self.config.devices.names)}")
         if self.hook:
             self.hook(m.name, steps.CHECK)
-        t0 = time.perf_counter()
-        plan = prepare(m.directory, steps.check_settings(self.config), self.progress, label=m.name)
-        self.plans[m.name] = plan
-        run_jobs(self.share.jobs(m.name, native_jobs(plan, "accuracy")), 1, self.progress, f"{m.name}: accuracy on native devices")
-        self.seconds["desktop_accuracy"] += time.perf_counter() - t0
+        self.beside["desktop_accuracy"] |= self.emulated.busy()
+        with measure() as span:
+            plan = prepare(m.directory, steps.check_settings(self.config), self.progress, label=m.name)
+            self.plans[m.name] = plan
+            run_jobs(self.share.jobs(m.name, native_jobs(plan, "accuracy")), 1, self.progress,
+                     f"{m.name}: accuracy on native devices")
+        self.seconds["desktop_accuracy"] += span.wall
+        self.cpu["desktop_accuracy"] += span.cpu
         jobs = self.share.jobs(m.name, emulated_jobs(plan))
         if jobs and self.first_submit is None:
-            self.first_submit = time.perf_counter()
+            self.first_submit, self.first_submit_cpu = time.perf_counter(), cpu_seconds()
         self.emulated.submit(jobs)
 
     def finish(self, models: list[ModelBuild]) -> None:
@@ -203,15 +212,17 @@ class _Checks:
 
         from ..check.runner import finish, native_jobs, run_jobs
 
-        t0 = time.perf_counter()
-        self.emulated.wait()
+        with measure() as span:
+            self.emulated.wait()
         if self.first_submit is not None:
             self.seconds["emulated_wall"] = time.perf_counter() - self.first_submit
-            self.seconds["emulated_after_last_model"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for name, plan in self.plans.items():
-            run_jobs(self.share.jobs(name, native_jobs(plan, "latency")), 1, self.progress, f"{name}: latency on native devices (alone)")
-        self.seconds["desktop_latency"] = time.perf_counter() - t0
+            self.cpu["emulated_wall"] = cpu_seconds() - self.first_submit_cpu
+            self.seconds["emulated_after_last_model"], self.cpu["emulated_after_last_model"] = span.wall, span.cpu
+        with measure() as span:
+            for name, plan in self.plans.items():
+                run_jobs(self.share.jobs(name, native_jobs(plan, "latency")), 1, self.progress,
+                         f"{name}: latency on native devices (alone)")
+        self.seconds["desktop_latency"], self.cpu["desktop_latency"] = span.wall, span.cpu
         for m in models:
             if not m.ok:
                 continue
@@ -250,15 +261,15 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
     previous = baseline_mod.load(baseline) if baseline is not None else None
     if write_baseline is not None and (Path(write_baseline).is_dir() or not Path(write_baseline).parent.is_dir()):
         raise UsageError(f"--write-baseline {write_baseline}: not a file in an existing directory")
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), cpu_seconds()
     started = now_iso()
     share = shard_mod.for_build(config, shard)
     with _lock(out):
         for spec in share.models():  # a crafted or damaged manifest stops the build before any file is touched
             _load_manifest(out / spec.name)
-        t0 = time.perf_counter()
-        setup_ran = _ensure_devices(config, progress)
-        setup_seconds = round(time.perf_counter() - t0, 1)
+        with measure() as setup:
+            setup_ran = _ensure_devices(config, progress)
+        setup_seconds = round(setup.wall, 1)
         items = share.work(steps.work_items(config))
         builds: list[ModelBuild] = []
         checks = _Checks(config, progress, hook, share)
@@ -266,7 +277,7 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
             for spec in share.models():
                 try:
                     builds.append(_prepare_model(spec, [i for i in items if i.model == spec.name], config, out,
-                                                 force, progress, hook, share))
+                                                 force, progress, hook, share, checks.emulated.busy))
                 except UsageError:
                     raise
                 except EdgebertError as exc:  # this model failed; the others still build
@@ -294,6 +305,9 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
             "seconds": round(time.perf_counter() - start, 1),
             "output": str(out), "config": config.to_json(), "setup_ran": setup_ran,
             "phases": _phases(models, setup_seconds, checks.seconds),
+            "cpu_seconds": round(cpu_seconds() - start_cpu, 1),
+            "phase_table": phase_table.rows(models, model_reports, setup=(setup.wall, setup.cpu, not setup_ran),
+                                            checks=(checks.seconds, checks.cpu, checks.beside)),
             "models": models,
             "gates": {"checked": len(results), "failed": len(failures),
                       "failures": [{**g, "message": gate_result.describe(g)} for g in failures]},

@@ -13,12 +13,12 @@ The work list depends only on the config, so a caller can pick a subset of it (m
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import devices as registry
+from ..cpu_clock import measure
 from ..fsutil import sha256_file
 from ..manifest import Manifest, now_iso
 from ..progress import Progress
@@ -49,12 +49,16 @@ class StepRecord:
     fingerprint: str
     seconds: float
     artifacts: tuple[str, ...] | None = None   # None: the check (it makes no artifact)
+    cpu_seconds: float | None = None           # process tree CPU over the step (``cpu_clock.py``); None: not measured
+    beside_emulation: bool = False             # emulated jobs ran in the background meanwhile (their CPU is in it)
+    parts: tuple[dict[str, Any], ...] = ()     # quantize: wall and CPU seconds per recipe and format
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"step": self.step, "reused": self.reused}
         if self.artifacts is not None:
             out["artifacts"] = list(self.artifacts)
-        return {**out, "fingerprint": self.fingerprint, "seconds": self.seconds}
+        return {**out, "fingerprint": self.fingerprint, "seconds": self.seconds, "cpu_seconds": self.cpu_seconds,
+                "beside_emulation": self.beside_emulation, **({"parts": list(self.parts)} if self.parts else {})}
 
 
 @dataclass
@@ -75,6 +79,8 @@ class ModelBuild:
     status: str = "ok"                     # "ok" | "failed"
     error: str | None = None
     model_seconds: float | None = None     # building a built-in model (first use only)
+    model_cpu_seconds: float | None = None  # its CPU (``cpu_clock.py``)
+    model_beside_emulation: bool = False   # an earlier model's emulated jobs ran meanwhile
     steps: list[StepRecord] = field(default_factory=list)
     stale_removed: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
@@ -99,6 +105,7 @@ class ModelBuild:
             return {**head, "error": self.error, "directory": str(self.directory), "steps": [],
                     "artifacts": [], "gates": self.gates}
         return {**head, "directory": str(self.directory), "model_seconds": self.model_seconds,
+                "model_cpu_seconds": self.model_cpu_seconds, "model_beside_emulation": self.model_beside_emulation,
                 "steps": [s.to_json() for s in self.steps], "stale_removed": self.stale_removed,
                 "dropped": self.dropped, "architecture": self.architecture, "artifacts": self.artifacts,
                 "gates": self.gates}
@@ -204,6 +211,8 @@ class Context:
     build: ModelBuild
     progress: Progress | None = None
     prints: dict[str, dict[str, Any]] = field(default_factory=dict)   # step -> fingerprint
+    parts: list[dict[str, Any]] = field(default_factory=list)  # the running step's per-recipe timings
+    background: Callable[[], bool] = lambda: False  # True while emulated jobs run in the background
 
     @property
     def directory(self) -> Path:
@@ -256,9 +265,11 @@ def build_target(config: BuildConfig) -> tuple[str, str]:
 
 
 def _export_print(ctx: Context, mode: str | None) -> dict[str, Any]:
-    t0 = time.perf_counter()  # a built-in model is trained on first use, here: the "model" phase
-    model_inputs = fp.model_inputs(ctx.build.spec.source, progress=ctx.progress)
-    ctx.build.model_seconds = round(time.perf_counter() - t0, 1)
+    ctx.build.model_beside_emulation = ctx.background()
+    with measure() as span:  # a built-in model is trained on first use, here: the "model" phase
+        model_inputs = fp.model_inputs(ctx.build.spec.source, progress=ctx.progress)
+    ctx.build.model_seconds = round(span.wall, 1)
+    ctx.build.model_cpu_seconds = round(span.cpu, 1)
     return fp.fingerprint(EXPORT, model=model_inputs, settings=asdict(_export_settings(ctx.config)))
 
 
@@ -289,7 +300,7 @@ def _quantize_run(ctx: Context, mode: str | None) -> None:
     from ..quantize import quantize
 
     assert mode is not None
-    quantize(ctx.directory, _quantize_settings(ctx.config, mode), progress=ctx.progress)
+    quantize(ctx.directory, _quantize_settings(ctx.config, mode), progress=ctx.progress, timings=ctx.parts)
 
 
 def _device_fingerprint(names: tuple[str, ...]) -> dict[str, Any]:
@@ -344,19 +355,21 @@ def run_artifact_step(ctx: Context, item: WorkItem, force: bool, hook: Callable[
     step = STEPS[item.kind]
     print_ = step.fingerprint(ctx, item.mode)  # not timed: a built-in model's first build is its own phase
     ctx.prints[item.step] = print_
-    start = time.perf_counter()
     name = ctx.build.name
-    reused = not force and reusable(Manifest.load_existing(ctx.directory), item.artifacts, print_["sha256"])
-    if reused:
-        _info(ctx, f"{name}: {item.step}: reused ({', '.join(item.artifacts)}; inputs unchanged)")
-    else:
-        _info(ctx, f"{name}: {item.step}: running")
-        if hook:
-            hook(name, item.step)
-        step.run(ctx, item.mode)
-        stamp(ctx.directory, item.artifacts, item.step, print_)
-    ctx.build.steps.append(StepRecord(item.step, reused, print_["sha256"],
-                                      round(time.perf_counter() - start, 2), item.artifacts))
+    ctx.parts = []
+    beside = ctx.background()  # jobs are submitted between steps only: busy now or never during the step
+    with measure() as span:
+        reused = not force and reusable(Manifest.load_existing(ctx.directory), item.artifacts, print_["sha256"])
+        if reused:
+            _info(ctx, f"{name}: {item.step}: reused ({', '.join(item.artifacts)}; inputs unchanged)")
+        else:
+            _info(ctx, f"{name}: {item.step}: running")
+            if hook:
+                hook(name, item.step)
+            step.run(ctx, item.mode)
+            stamp(ctx.directory, item.artifacts, item.step, print_)
+    ctx.build.steps.append(StepRecord(item.step, reused, print_["sha256"], round(span.wall, 2), item.artifacts,
+                                      round(span.cpu, 2), beside, tuple(ctx.parts)))
 
 
 def _info(ctx: Context, message: str) -> None:

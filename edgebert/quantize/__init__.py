@@ -20,6 +20,7 @@ from typing import Callable, Mapping
 import onnx
 
 from .. import models
+from ..cpu_clock import measure
 from ..data.tokenizer_fit import load_artifact_tokenizer
 from ..errors import EdgebertError, UsageError
 from ..fsutil import atomic_path
@@ -96,10 +97,12 @@ def recipe_for(settings: QuantizeSettings, fmt: str = "onnx") -> Recipe:
     return RECIPES[(fmt, settings.mode)]
 
 
-def quantize(directory: Path, settings: QuantizeSettings, progress: Progress | None = None) -> list[str]:
+def quantize(directory: Path, settings: QuantizeSettings, progress: Progress | None = None,
+             timings: list[dict] | None = None) -> list[str]:
     """Quantize the fp32 artifacts of an artifact directory (every format present, or ``settings.formats``).
 
-    Returns the names of the artifacts added to the manifest.
+    Returns the names of the artifacts added to the manifest. ``timings``: each recipe that finished
+    appends its wall and CPU seconds there (``cpu_clock.py``), for the build's phase table.
     """
     # ORT runs with the scratch dir as cwd: make every user path absolute first.
     directory = Path(directory).resolve()
@@ -128,7 +131,11 @@ def quantize(directory: Path, settings: QuantizeSettings, progress: Progress | N
     added = []
     for recipe in recipes:
         run = _quantize_onnx if recipe.format == "onnx" else _quantize_tflite
-        added += run(directory, Manifest.load(directory), settings, recipe, progress, texts)
+        with measure() as span:
+            added += run(directory, Manifest.load(directory), settings, recipe, progress, texts)
+        if timings is not None:
+            timings.append({"recipe": recipe.name, "format": recipe.format, "artifact": recipe.artifact,
+                            "seconds": round(span.wall, 2), "cpu_seconds": round(span.cpu, 2)})
     return added
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import EdgebertError
 from . import presets
 from .host_isa import host_reduce_range
+from .ort_nodes import ort_names, weight_layers
 from .preprocess import quiet_ort
 
 OP_TYPES = presets.WEIGHT_ONLY  # what every preset quantizes today (kept for the recipe benchmark)
@@ -73,14 +74,6 @@ def run(pre_path: Path, out_path: Path, settings, *, exclude: tuple[str, ...] = 
     }
 
 
-def ort_names(exclude) -> list[str]:
-    """Node names to give ORT's ``nodes_to_exclude``: its quantizer first splits a Gemm into MatMul + Add,
-    naming the MatMul ``<gemm>_MatMul``, and checks exclusions on that name."""
-    return sorted({*exclude, *(f"{n}_MatMul" for n in exclude)})
-
-
 def layers(model, settings) -> list[tuple[str, str]]:
     """(node, op type) of the weight layers the target's preset quantizes: what the accuracy goal may keep float."""
-    from .static import weight_layers
-
     return weight_layers(model, presets.resolve(settings.target)[1].op_types)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from ..errors import EdgebertError
 from .calibration import BATCH_SIZE, TokenBatchReader, _ort_method, collect_ranges, load_calibration_texts
-from .dynamic import ort_names
 from .host_isa import host_reduce_range
 from .inspect import is_gelu
+from .ort_nodes import ort_names, weight_layers
 from .preprocess import quiet_ort
 
 OP_TYPES = ("MatMul", "Gemm", "Gather")
@@ -120,12 +120,6 @@ def layers(model) -> list[tuple[str, str]]:
     """(node, op type) of what this recipe quantizes: the weight MatMuls/Gemms and embedding Gathers
     (a float initializer of rank >= 2), not the attention MatMuls; what the accuracy goal may keep float."""
     return weight_layers(model, OP_TYPES)
-
-
-def weight_layers(model, op_types) -> list[tuple[str, str]]:
-    weights = {t.name for t in model.graph.initializer if len(t.dims) >= 2 and t.data_type == 1}
-    return [(n.name, n.op_type) for n in model.graph.node
-            if n.op_type in op_types and n.name and weights.intersection(n.input)]
 
 
 LAYOUT_OPS = {"Transpose", "Reshape", "Split", "Squeeze", "Unsqueeze", "Slice", "Identity"}

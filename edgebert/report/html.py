@@ -13,7 +13,7 @@ from html import escape
 from typing import Any
 
 from ..gate_result import fmt_value, limit_text
-from . import recipe as recipe_mod
+from . import phases, recipe as recipe_mod
 from .markdown import (
     RECIPES_INTRO,
     accuracy_text,
@@ -377,6 +377,24 @@ def _baseline_section(vs: dict[str, Any]) -> str:
             f"<th>Size Δ</th><th>p50 Δ</th><th></th></tr>{body}</table></div>")
 
 
+def _phase_section(summary: dict[str, Any]) -> str:
+    """"Where the time went": the build's phase table (``report/phases.py``); nothing without one."""
+    rows = phases.table(summary)
+    if not rows:
+        return ""
+    left, wrap = {0, 1, 5}, {2, 6}  # text columns (the long ones wrap); the seconds are right-aligned
+
+    def cell(tag: str, i: int, text: str) -> str:
+        cls = ' class="l"' if i in left else ' class="ops"' if i in wrap and tag == "td" else \
+            ' class="l"' if i in wrap else ""
+        return f"<{tag}{cls}>{escape(text)}</{tag}>"
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(phases.HEADERS))
+    body = "".join("<tr>" + "".join(cell("td", i, c) for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return (f'<h2>Where the time went</h2><div class="card"><p>{escape(phases.INTRO)}</p>'
+            f'<table class="phases"><tr>{head}</tr>{body}</table></div>')
+
+
 def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]],
                  manifests: dict[str, dict[str, Any]] | None = None) -> str:
     """The build report: verdict, failed gates, the int8 recipes (from ``manifests``, model name -> manifest
@@ -413,6 +431,7 @@ def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]],
             f"<li>{escape(f['message'])}</li>" for f in gates["failures"]) + "</ul></div>")
     if summary.get("baseline"):
         body.append(_baseline_section(summary["baseline"]))
+    body.append(_phase_section(summary))
     multi = len(summary["models"]) > 1
     body.append(_recipes_section([(f"{m['name']} " if multi else "", r) for m in summary["models"]
                                   for r in build_recipes(m, manifests)]))

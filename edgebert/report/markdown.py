@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..gate_result import fmt_value, limit_text
-from . import recipe as recipe_mod
+from . import phases, recipe as recipe_mod
 from .tables import BASELINE_FIGURES, DeviceTable, Row, device_tables, side_by_side, twin_rows
 
 COLUMNS = ("Artifact", "Format", "Precision", "Accuracy (95% CI, n)", "Δ acc vs fp32 (pts)", "Agreement",
@@ -429,6 +429,17 @@ def build_recipes(model: dict[str, Any], manifests: dict[str, dict[str, Any]] | 
     return [r for r in recipe_mod.recipes((manifests or {}).get(model["name"])) if r.artifact in names]
 
 
+def _phase_lines(summary: dict[str, Any]) -> list[str]:
+    """"Where the time went": the build's phase table (``report/phases.py``)."""
+    rows = phases.table(summary)
+    if not rows:
+        return []
+    head = "| " + " | ".join(phases.HEADERS) + " |"
+    align = "|---|---|---|---:|---:|---|---|"
+    return ["## Where the time went", "", phases.INTRO, "", head, align,
+            *("| " + " | ".join(_cell(c) for c in r) + " |" for r in rows), ""]
+
+
 def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]],
                  manifests: dict[str, dict[str, Any]] | None = None) -> str:
     """Markdown for a build: verdict, gate failures, artifacts (reused or built) and their recipes (from
@@ -452,6 +463,7 @@ def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]],
         lines += ["## Failed gates", ""] + _gate_table([g for g in all_gates if not g["passed"]]) + [""]
     if summary.get("baseline"):
         lines += _baseline_table(summary["baseline"])
+    lines += _phase_lines(summary)
     lines += ["## Artifacts", "", "| Model | Artifact | Format | Precision | Size MB | Gates | Built |",
               "|---|---|---|---|---:|---|---|"]
     for m in summary["models"]:
