@@ -22,7 +22,8 @@ import torch
 from ..data.datasets import BUILTIN_LABELS, load_builtin
 from ..fsutil import cache_dir, publish_dir, sha256_file
 from ..progress import maybe_step, maybe_track
-from . import registry
+from . import catalog, registry
+from .distill import DistillRecipe
 from .minilm import minilm_dir
 
 
@@ -40,6 +41,7 @@ class BuiltinRecipe:
 
 
 RECIPE = BuiltinRecipe()
+DISTILL = DistillRecipe()
 
 #: Frozen-layer outputs of the train split, shared by the two architectures' builds in one process.
 #: MiniLM maps exactly into both, so their lower layers compute the same function (outputs agree to
@@ -61,7 +63,9 @@ def _set_layers(module_list: torch.nn.ModuleList, modules: list) -> None:
 
 
 def _cache_name(name: str, recipe: BuiltinRecipe = RECIPE) -> str:
-    return f"{name}-minilm-l6-rt-v{recipe.version}"
+    model = catalog.get(name)
+    key = f"{model.cache_stem}-minilm-l6-rt-v{recipe.version}"
+    return key if model.teacher is None else f"{key}-distill-v{DISTILL.version}"
 
 
 BUILD_RECORD = "edgebert_builtin.json"
@@ -93,7 +97,8 @@ def damage(target: Path) -> str | None:
 
 def builtin_dir(name: str, progress=None) -> Path:
     """Directory of the built-in ``name`` classifier, building it on first use (and again when damaged)."""
-    arch = registry.get(name)
+    model = catalog.get(name)
+    arch = registry.get(model.architecture)
     key = _cache_name(name)
     target = cache_dir() / "models" / key
     if target.is_dir():
@@ -104,7 +109,14 @@ def builtin_dir(name: str, progress=None) -> Path:
             progress.info(f"Built-in {name}: the cache entry {target} is damaged ({problem}); rebuilding it")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{key}.") as tmp:
-        report = build(arch, Path(tmp), progress=progress)
+        if model.teacher is None:
+            report = build(arch, Path(tmp), progress=progress)
+        else:
+            from .grouped_build import build_grouped
+
+            report = build_grouped(builtin_dir(model.teacher, progress=progress), Path(tmp), DISTILL,
+                                   progress=progress)
+        report["builtin"] = name
         report["files"] = {p.name: sha256_file(p) for p in sorted(Path(tmp).iterdir()) if p.is_file()}
         (Path(tmp) / BUILD_RECORD).write_text(json.dumps(report, indent=2) + "\n")
         publish_dir(tmp, target)
@@ -167,8 +179,8 @@ def build(arch: registry.Architecture, out: Path, progress=None, recipe: Builtin
                     hidden = base(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
                     labels = torch.tensor([train.labels[i] for i in idx])
                     cached.append((hidden, enc["attention_mask"], labels))
-            if not all((cache_dir() / "models" / _cache_name(other, recipe)).is_dir()
-                       for other in registry.names() if other != arch.name):
+            dense = [m.name for m in catalog.BUILTINS.values() if m.teacher is None and m.architecture != arch.name]
+            if not all((cache_dir() / "models" / _cache_name(other, recipe)).is_dir() for other in dense):
                 _FROZEN[key] = cached  # kept for the other architecture's build in this process
         _set_layers(layers, all_layers[k:])
         base.embeddings = _Passthrough()

@@ -15,7 +15,7 @@ from ..data import tokenizer_fit
 from ..errors import UsageError
 from ..fsutil import sha256_file
 from ..hf_safe import load_tokenizer, weight_kwargs
-from . import registry
+from . import catalog, registry
 
 
 @dataclass
@@ -137,15 +137,15 @@ def _load_hub(model_id: str) -> LoadedModel:
         local = snapshot_download(model_id, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
     except Exception as exc:  # hub errors come in many types; all mean "could not fetch"
         raise UsageError(
-            f"{model_id!r} is not a built-in model ({', '.join(registry.names())}), not a local directory, "
+            f"{model_id!r} is not a built-in model ({', '.join(catalog.names())}), not a local directory, "
             f"and could not be fetched from the Hugging Face hub ({type(exc).__name__}); pass a local directory"
         ) from None
     return _load_dir(Path(local), "hub", model_id)
 
 
 def load_classifier(arg: str, progress=None) -> LoadedModel:
-    """``distilbert``/``squeezebert`` (built-in, built on first use), a local dir, or a hub id."""
-    if arg in registry.names():
+    """A built-in name (``distilbert``, ``squeezebert``, ...: built on first use), a local dir, or a hub id."""
+    if arg in catalog.names():
         from .builtin import builtin_dir
 
         return _load_dir(builtin_dir(arg, progress=progress), "builtin", arg)

@@ -51,9 +51,9 @@ def tree_digest(directory: Path) -> dict[str, str]:
 
 def model_inputs(source: str, progress=None) -> dict[str, Any]:
     """What identifies a model argument's weights and tokenizer, without loading it."""
-    from ..models import registry
+    from ..models import catalog
 
-    if source in registry.names():
+    if source in catalog.names():
         from ..models.builtin import builtin_dir
 
         directory = builtin_dir(source, progress=progress)  # built on first use (cached)
