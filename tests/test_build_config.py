@@ -212,8 +212,9 @@ def test_the_config_docstring_lists_every_key_with_its_default():
 
 
 def test_readme_config_table_states_the_parsed_defaults():
-    """README's config example says which defaults apply when a key is omitted; they are the parser's."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    """The manual's config example (docs/builds-and-ci.md) says which defaults apply when a key is omitted;
+    they are the parser's."""
+    readme = (Path(__file__).parents[1] / "docs" / "builds-and-ci.md").read_text(encoding="utf-8")
     empty = parse_config("")
     assert "# default [\"onnx\"]" in readme and empty.formats == ("onnx",)
     assert "# default [\"desktop\"]" in readme and empty.devices.names == ("desktop",)
