@@ -24,7 +24,7 @@ one source of defaults (``parse`` reads them from the dataclasses). Every key, w
     per_channel = true
 
     [quantize]
-    min_agreement = 0.9  # int8 vs fp32 agreement on the confident texts (README: quantize); below: refused
+    min_agreement = 0.9  # int8 vs fp32 agreement on the confident texts (docs/quantization.md); below: refused
     target = "devices"   # ONNX dynamic preset: "devices" = the weakest int8 core among the devices; or a --target
     # max_drop = 0.5     # accuracy goal: points int8 may lose vs fp32 on the validation split (unset: none)
     keep_best = false    # goal not met: keep the best model found anyway (the build still fails)

@@ -23,7 +23,7 @@ from .agreement_texts import SOURCE, SPLIT, AgreementTexts
 REWRITE_TEXTS = 16
 #: Enough texts that one flip moves agreement by 0.005; ~1-3 s per built-in artifact at batch 1.
 AGREEMENT_TEXTS = 200
-#: Default limit on that agreement (see README: measured on the built-in models).
+#: Default limit on that agreement (see docs/quantization.md: measured on the built-in models).
 MIN_AGREEMENT = 0.9
 REWRITE_TOLERANCE = 1e-4  # on logits; float re-association differences are ~1e-6
 

@@ -17,7 +17,7 @@ class Timing:
     """How an estimate in ms is made for this core: which llvm-mca model stands for it, at what clock.
 
     ``why`` says why that scheduling model (LLVM 19 has no A76/A72/A710 model of their own; see
-    README "Estimated latency"); ``error_band_pct`` is the estimator's error band for this kind of core
+    docs/emulated-arm.md "Estimated latency"); ``error_band_pct`` is the estimator's error band for this kind of core
     (the x86 check measures the out-of-order case; in-order and borrowed models are declared wider).
     """
 
@@ -48,11 +48,11 @@ class CpuModel:
         return "dotprod" in self.features
 
 
-# The x86 check (benchmarks/bench_latency_estimate.py, README) measured the cycle model on an out-of-order
+# The x86 check (benchmarks/bench_latency_estimate.py, docs/emulated-arm.md) measured the cycle model on an out-of-order
 # core with its own model at -25% to -46% (always low: llvm-mca assumes L1-resident data and a perfect
 # front end); the bands below contain that, and are wider where nothing here could measure the model.
 OOO_BAND = 50.0        # an out-of-order core with its own (or its derivative's) model
-IN_ORDER_BAND = 60.0   # llvm-mca's in-order A53/A55 models are the weakest (LLVM issue 213238, README)
+IN_ORDER_BAND = 60.0   # llvm-mca's in-order A53/A55 models are the weakest (LLVM issue 213238, docs/emulated-arm.md)
 BORROWED_BAND = 60.0   # an out-of-order core costed by an older or newer core's model
 
 CPU_MODELS: tuple[CpuModel, ...] = (
