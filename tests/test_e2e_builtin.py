@@ -8,6 +8,7 @@ then export (ONNX and TFLite) -> int8 dynamic -> int8 static -> check on the hel
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -34,6 +35,14 @@ def test_builtin_end_to_end(arch, tmp_path_factory):
     run("report", out)
 
     manifest = json.loads((out / "manifest.json").read_text())
+    if arch == "squeezebert":  # grouped as in the paper, with its model card next to the weights
+        built = Path(manifest["model"]["source"]["path"])
+        config = json.loads((built / "config.json").read_text())
+        assert [config[k] for k in ("q_groups", "k_groups", "v_groups", "post_attention_groups",
+                                    "intermediate_groups", "output_groups")] == [4, 4, 4, 1, 4, 4]
+        record = json.loads((built / "edgebert_builtin.json").read_text())
+        card = (built / "README.md").read_text()
+        assert f"{record['test_accuracy']:.4f}" in card and "squeezebert-dense" in card
     arts = manifest["artifacts"]
     records = {r["artifact"]: r for r in json.loads((out / "report.json").read_text())["records"]}
     for fmt in ("onnx", "tflite"):
@@ -45,7 +54,9 @@ def test_builtin_end_to_end(arch, tmp_path_factory):
             rec = records[name]
             assert rec["status"] == "ok", rec
             # int8 is ~4x smaller; TFLite keeps per-channel scales once per signature (seq32/64/128): ~3.4x
-            assert arts[fp32_name]["size_bytes"] / arts[name]["size_bytes"] >= (3.5 if fmt == "onnx" else 3.3), \
+            # dense, ~3.2x for the grouped SqueezeBERT (its float LayerNorms and biases weigh more next to
+            # projections a quarter the size)
+            assert arts[fp32_name]["size_bytes"] / arts[name]["size_bytes"] >= (3.5 if fmt == "onnx" else 3.1), \
                 (name, arts[name]["size_bytes"])
             assert fp32["accuracy"] - rec["accuracy"] <= 0.02, (name, fp32["accuracy"], rec["accuracy"])
             assert rec["agreement"] >= 0.95, (name, rec["agreement"])

@@ -111,7 +111,8 @@ def test_the_softmax_floor_keeps_padded_attention_out_of_denormals(tmp_path, arc
     assert softmax_floor.floor_softmax_inputs(onnx.load(str(tmp_path / "out" / "model.onnx"))) == 0  # idempotent
 
 
-def test_residual_adds_before_layernorm_are_sums_so_ort_keeps_them_unfused(tmp_path):
+@pytest.mark.parametrize("arch_name", ["distilbert", "squeezebert"])
+def test_residual_adds_before_layernorm_are_sums_so_ort_keeps_them_unfused(tmp_path, arch_name):
     """Sum is Add's function but not SkipLayerNormFusion's pattern: the fp32 export validates (same logits)
     and ORT's optimized int8 graph keeps LayerNormalization unfused (it fuses the exporter's Add there)."""
     import onnx
@@ -120,13 +121,18 @@ def test_residual_adds_before_layernorm_are_sums_so_ort_keeps_them_unfused(tmp_p
     from edgebert.export import residual_sum
     from edgebert.quantize import QuantizeSettings, quantize
 
-    src = save_tiny_hf_dir(tmp_path / "src", "distilbert")
+    src = save_tiny_hf_dir(tmp_path / "src", arch_name)
     out = tmp_path / "out"
     rec = export(str(src), out, ExportSettings(seq_len=32)).artifacts["model.onnx"]
     model = onnx.load(str(out / "model.onnx"))
     producer = {o: n for n in model.graph.node for o in n.output}
+
+    def feeder(norm):  # SqueezeBERT transposes from channels-first between its residual Add and LayerNorm
+        node = producer[norm.input[0]]
+        return producer[node.input[0]] if node.op_type == "Transpose" else node
+
     norms = [n for n in model.graph.node if n.op_type == "LayerNormalization"]
-    fed_by_sum = sum(producer[n.input[0]].op_type == "Sum" for n in norms)
+    fed_by_sum = sum(feeder(n).op_type == "Sum" for n in norms)
     assert fed_by_sum == 5 == len(norms)  # embeddings + 2 per layer
     assert {"name": "residual_sum", "count": 5, "why": residual_sum.WHY} in rec["graph_rewrites"]
 
