@@ -182,8 +182,8 @@ def sentence(p: dict[str, Any], subject: dict[str, Any], reference: dict[str, An
         text += f" vs {reference['model']} {artifact_name(reference)}"
     if p["accuracy_diff_points"] is not None:
         lo, hi = p["accuracy_diff_ci95_points"]
-        text += (f" at {_signed(p['accuracy_diff_points'])} points accuracy [{_signed(lo)}, {_signed(hi)}]"
-                 f" ({p['method']}, n={subject['n']} each)")
+        n = "" if subject["n"] is None else f", n={subject['n']} each"
+        text += f" at {_signed(p['accuracy_diff_points'])} points accuracy [{_signed(lo)}, {_signed(hi)}] ({p['method']}{n})"
     if p["notes"]:
         text += "; " + "; ".join(p["notes"])
     return text

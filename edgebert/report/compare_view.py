@@ -32,23 +32,26 @@ def _accuracy(e: dict[str, Any]) -> str:
     if e.get("accuracy") is None:
         return DASH
     mark = SCREENED_MARK if e.get("accuracy_method") == "margin-screened" else ""
+    n = "" if e.get("n") is None else f" n={e['n']}"
     if not e.get("accuracy_ci95"):
-        return f"{e['accuracy'] * 100:.1f}%{mark} n={e['n']}"
+        return f"{e['accuracy'] * 100:.1f}%{mark}{n}"
     lo, hi = e["accuracy_ci95"]
-    return f"{e['accuracy'] * 100:.1f}%{mark} [{lo * 100:.1f}, {hi * 100:.1f}] n={e['n']}"
+    return f"{e['accuracy'] * 100:.1f}%{mark} [{lo * 100:.1f}, {hi * 100:.1f}]{n}"
 
 
 def _macs(e: dict[str, Any], comp: dict[str, Any]) -> str:
     m = comp["models"].get(e["model"]) or {}
     if e.get("encoder_macs_per_token") is None:
         return "not recorded"
-    return f"{e['encoder_macs_per_token'] / 1e6:.2f} (at {m.get('seq_len')} tokens)"
+    at = "" if m.get("seq_len") is None else f" (at {m['seq_len']} tokens)"
+    return f"{e['encoder_macs_per_token'] / 1e6:.2f}{at}"
 
 
 def _cost(e: dict[str, Any], measure: str | None) -> list[str]:
     if measure == MEASURED_MS:
         lat = e.get("latency_ms") or {}
-        return [DASH if lat.get("p50") is None else f"{lat['p50']:.2f} ({lat.get('threads')})"]
+        threads = "" if lat.get("threads") is None else f" ({lat['threads']})"
+        return [DASH if lat.get("p50") is None else f"{lat['p50']:.2f}{threads}"]
     if measure == INSTRUCTIONS:
         ins, est = e.get("instructions_per_inference"), e.get("estimated_latency") or {}
         band = f" ± {est['band_pct']:g}%" if est.get("band_pct") is not None else ""
