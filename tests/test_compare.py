@@ -164,6 +164,15 @@ def test_measured_and_estimated_time_never_share_a_column_or_a_ratio():
     assert rows[1][4:6] == ["400.0", "~75 ± 25%"]  # instructions (M), estimate: each in its own column
 
 
+def test_an_emulated_device_ranks_on_instructions_never_on_the_estimate():
+    reports = _two()
+    fp32 = next(r for r in reports["squeezebert"]["records"] if r["device"] == "cortex-a53")
+    fp32["estimated_latency"]["ms"] = 1.0  # the estimate says fp32 is cheapest; instructions say int8
+    _, comp = _build(reports)
+    a53 = _device(comp, "cortex-a53")
+    assert _best(a53, "squeezebert")["artifact"] == "model.int8-static.onnx"
+
+
 def test_boards_compare_on_measured_ms_and_an_emulated_board_on_nothing():
     reports = _two()
     for rep in reports.values():
