@@ -248,3 +248,24 @@ def test_one_model_has_no_section_and_the_renderings_show_it_with_two():
     page = html._comparison_section(comp)
     assert "<h2>Which model on each device</h2>" in page and "lowest cost by the device" in page
     assert page.count("<table>") == 2 and "On cortex-a53, squeezebert int8-static ONNX costs 0.40×" in page
+
+
+def test_build_outputs_carry_the_comparison_in_summary_json_markdown_and_html(tmp_path):
+    """``pipeline.runner.write_outputs`` (build and merge): summary.json gets it, both reports show it."""
+    from edgebert.pipeline.runner import write_outputs
+    from test_build_render import _summary_and_reports
+
+    summary, _ = _summary_and_reports()
+    reports = _two()
+    summary["models"] = []
+    for name, rep in reports.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps(rep), encoding="utf-8")
+        summary["models"].append({"name": name, "status": "ok", "directory": str(tmp_path / name), "artifacts": [],
+                                  "gates": evaluate(name, rep, GatesConfig(max_accuracy_drop=2.0))})
+    write_outputs(tmp_path, summary, None, None)
+    written = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    sentence = _device(written["comparison"], "cortex-a53")["sentence"]
+    assert sentence.startswith("On cortex-a53, squeezebert int8-static ONNX costs 0.40× distilbert's instructions")
+    assert sentence in (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert sentence.replace("'", "&#x27;") in (tmp_path / "report.html").read_text(encoding="utf-8")
