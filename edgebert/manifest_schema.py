@@ -260,7 +260,9 @@ MODEL = record(
     required={"architecture": nonempty_string},
     optional={"model_class": string, "source": record(), "num_labels": integer(1, MAX_LABEL),
               "id2label": mapping(string, key_spec=label_id_key), "label2id": mapping(integer(0, MAX_LABEL)),
-              "max_position_embeddings": integer(1), "vocab_size": integer(1), "parameters": integer()},
+              "max_position_embeddings": integer(1), "vocab_size": integer(1), "parameters": integer(),
+              "encoder_macs_per_token": record(required={"seq_len": integer(1), "macs": integer(),
+                                                         "projections": integer()}, optional={"source": string})},
 )
 
 MANIFEST = record(

@@ -98,12 +98,15 @@ def test_build_end_to_end_then_reuse_then_partial_rebuild(tmp_path, src):
     for name in ARTIFACTS:  # an input fingerprint per artifact, and the check's
         assert manifest.artifacts[name]["build"]["fingerprint"]
     assert manifest.data["build"]["check"]["fingerprint"]
+    macs = manifest.model["encoder_macs_per_token"]  # from the config at export: the comparison's MACs
+    assert macs["seq_len"] == manifest.data["export"]["seq_len"] and macs["macs"] > macs["projections"] > 0
     report = json.loads((directory / "report.json").read_text())
     assert {r["device"] for r in report["records"]} == {"desktop"}
     prof = {r["artifact"]: r["profile"] for r in report["records"]}
     assert prof["model.int8-dynamic.onnx"]["status"] == "ok" and prof["model.int8-dynamic.onnx"]["top_ops"]
     md = (out / "report.md").read_text()
     assert md.startswith("# edgebert build: ✅ passed") and "Slowest operators" in md
+    assert "comparison" not in summary and "Which model on each device" not in md  # one model: no section
     static_groups = manifest.artifacts["model.int8-static.onnx"]["quantization"]["op_groups"]
     recipe = next(ln for ln in md.splitlines() if ln.startswith("- `model.int8-static.onnx` (onnx int8-static): "))
     assert [g["group"] for g in static_groups] == ["static int8", "dynamic int8", "float"]  # the build's recipes

@@ -12,7 +12,7 @@ import pytest
 
 from edgebert.pipeline.gates import evaluate
 from edgebert.pipeline.config import GatesConfig
-from edgebert.report import html
+from edgebert.report import compare, html
 from test_build import _rec, _report
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "render_check.sh"
@@ -128,7 +128,11 @@ def _crowded():
     artifacts = [{"name": r["artifact"], "format": r["format"], "precision": r["precision"], "size_bytes": r["size_bytes"],
                   "reused": False} for r in records[:12:2]]
     summary["models"] = [{"name": m, "status": "ok", "gates": [], "artifacts": artifacts} for m in reports]
-    return summary, reports, {m: _recipe_manifest(artifacts) for m in reports}
+    manifests = {m: _recipe_manifest(artifacts) for m in reports}
+    for m in manifests:  # the "which model on each device" card is part of the layout
+        manifests[m]["model"] = {"encoder_macs_per_token": {"seq_len": 128, "macs": 43_646_976, "projections": 42_467_328}}
+    summary["comparison"] = compare.comparison(summary, reports, manifests)
+    return summary, reports, manifests
 
 
 def _recipe_manifest(artifacts):
@@ -181,6 +185,7 @@ def test_crowded_report_fits_1400px_and_no_plot_labels_overlap(tmp_path):
     """Looked at in a real browser: no table wider than its card at 1400 px, no two plot labels overlap."""
     page = html.render_build(*_crowded())
     assert page.count('<span class="grp">static int8</span>') == 4  # 2 models x 2 static artifacts: recipes shown
+    assert page.count("costs 1.00× distilbert&#x27;s") == 2  # the models side by side, per device, in the layout too
     probe = _probe(page.replace("</body>", LAYOUT_PROBE + "</body>"), tmp_path)
     assert probe["overflow"] == 0 and probe["width"] <= 1400, probe
     assert probe["clashes"] == 0, probe

@@ -40,8 +40,26 @@ def formats() -> tuple[str, ...]:
     return tuple(EXPORTERS)
 
 
-def _model_record(loaded: LoadedModel) -> dict:
+def encoder_macs_record(config, seq_len: int) -> dict | None:
+    """Encoder MACs per token from the model config, at ``seq_len`` and at 0 tokens (projections only).
+
+    Recorded at export because the artifact directory keeps no config.json: the build's model comparison
+    (``report/compare.py``) reads it from the manifest. Attention grows linearly with the length, so the
+    two values give the MACs at any length. None for a config without BERT-style sizes.
+    """
+    from ..models.grouped import encoder_macs_per_token
+
+    try:
+        total, projections = encoder_macs_per_token(config, seq_len), encoder_macs_per_token(config, 0)
+    except (AttributeError, TypeError, ZeroDivisionError):
+        return None
+    return {"seq_len": int(seq_len), "macs": int(total), "projections": int(projections),
+            "source": "config (models/grouped.py: encoder_macs_per_token)"}
+
+
+def _model_record(loaded: LoadedModel, seq_len: int) -> dict:
     cfg = loaded.model.config
+    macs = encoder_macs_record(cfg, seq_len)
     return {
         "architecture": loaded.arch.name,
         "model_class": type(loaded.model).__name__,
@@ -52,6 +70,7 @@ def _model_record(loaded: LoadedModel) -> dict:
         "max_position_embeddings": int(getattr(cfg, "max_position_embeddings", 512)),
         "vocab_size": int(cfg.vocab_size),  # the tokenizer is checked against it whenever it is loaded
         "parameters": int(sum(p.numel() for p in loaded.model.parameters())),
+        **({"encoder_macs_per_token": macs} if macs else {}),
     }
 
 
@@ -118,7 +137,7 @@ def export(model_arg: str, out_dir: str | Path, settings: ExportSettings = Expor
         for note in kept:
             progress.info(f"Kept {note}")
 
-    manifest = Manifest.create(out_dir, model=_model_record(loaded),
+    manifest = Manifest.create(out_dir, model=_model_record(loaded, settings.seq_len),
                                tokenizer={"path": TOKENIZER_DIR, "class": type(loaded.tokenizer).__name__})
     manifest.data["export"] = {"seq_len": settings.seq_len, "atol": settings.atol}
     manifest.save()  # a valid (empty) manifest first: the directory is usable even if an export fails,

@@ -320,13 +320,17 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
 
 
 def write_outputs(out: Path, summary: dict[str, Any], figures, write_baseline: str | Path | None) -> None:
-    """summary.json, the build's report.md/report.html (also to a GitHub step summary) and the baseline file."""
-    from ..report import build_manifests, html, markdown
+    """summary.json (with the models side by side per device, ``report/compare.py``, when there are several),
+    the build's report.md/report.html (also to a GitHub step summary) and the baseline file."""
+    from ..report import build_manifests, compare, html, markdown
     from . import baseline as baseline_mod
 
-    write_json_atomic(out / SUMMARY_NAME, summary)
     reports = _reports(summary)
     manifests = build_manifests(summary)
+    comparison = compare.comparison(summary, reports, manifests)  # None with one model: no section
+    if comparison is not None:
+        summary["comparison"] = comparison
+    write_json_atomic(out / SUMMARY_NAME, summary)
     md = markdown.render_build(summary, reports, manifests)
     write_text_atomic(out / REPORT_MD, md)
     write_text_atomic(out / REPORT_HTML, html.render_build(summary, reports, manifests))

@@ -13,7 +13,7 @@ from html import escape
 from typing import Any
 
 from ..gate_result import fmt_value, limit_text
-from . import phases, recipe as recipe_mod
+from . import compare_view, phases, recipe as recipe_mod
 from .markdown import (
     RECIPES_INTRO,
     accuracy_text,
@@ -377,6 +377,26 @@ def _baseline_section(vs: dict[str, Any]) -> str:
             f"<th>Size Δ</th><th>p50 Δ</th><th></th></tr>{body}</table></div>")
 
 
+_LEFT = ' class="l"'
+
+
+def _comparison_section(comp: dict[str, Any] | None) -> str:
+    """"Which model on each device" (``compare.py``): a table per device and its sentence."""
+    if not comp or not comp.get("devices"):
+        return ""
+    parts = [f"<h2>{escape(compare_view.TITLE)}</h2>", '<div class="card">',
+             *(f'<p class="note">{escape(t.replace("**", ""))}</p>' for t in compare_view.intro(comp))]
+    for d in comp["devices"]:
+        head = compare_view.headers(d)
+        parts.append(f"<h3>{escape(compare_view.device_title(d))}</h3><table><tr>"
+                     + "".join(f'<th{_LEFT if i < 2 else ""}>{escape(h)}</th>' for i, h in enumerate(head))
+                     + "</tr>" + "".join("<tr>" + "".join(f'<td{_LEFT if i < 2 else ""}>{escape(c)}</td>'
+                                                         for i, c in enumerate(r)) + "</tr>"
+                                         for r in compare_view.rows(d, comp))
+                     + f'</table><p class="sentence"><strong>{escape(d["sentence"])}</strong></p>')
+    return "".join(parts) + "</div>"
+
+
 def _phase_section(summary: dict[str, Any]) -> str:
     """"Where the time went": the build's phase table (``report/phases.py``); nothing without one."""
     rows = phases.table(summary)
@@ -429,6 +449,7 @@ def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]],
     if gates["failures"]:
         body.append('<h2>Failed gates</h2><div class="card"><ul>' + "".join(
             f"<li>{escape(f['message'])}</li>" for f in gates["failures"]) + "</ul></div>")
+    body.append(_comparison_section(summary.get("comparison")))
     if summary.get("baseline"):
         body.append(_baseline_section(summary["baseline"]))
     body.append(_phase_section(summary))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..gate_result import fmt_value, limit_text
-from . import phases, recipe as recipe_mod
+from . import compare_view, phases, recipe as recipe_mod
 from .tables import BASELINE_FIGURES, DeviceTable, Row, device_tables, side_by_side, twin_rows
 
 COLUMNS = ("Artifact", "Format", "Precision", "Accuracy (95% CI, n)", "Δ acc vs fp32 (pts)", "Agreement",
@@ -429,6 +429,20 @@ def build_recipes(model: dict[str, Any], manifests: dict[str, dict[str, Any]] | 
     return [r for r in recipe_mod.recipes((manifests or {}).get(model["name"])) if r.artifact in names]
 
 
+def _comparison_lines(comp: dict[str, Any] | None) -> list[str]:
+    """"Which model on each device": per device each model's best artifact and one sentence (``compare.py``)."""
+    if not comp or not comp.get("devices"):
+        return []
+    lines = [f"## {compare_view.TITLE}", "", *(f"{t}\n" for t in compare_view.intro(comp))]
+    for d in comp["devices"]:
+        head = compare_view.headers(d)
+        lines += [f"### {_cell(compare_view.device_title(d))}", "", "| " + " | ".join(head) + " |",
+                  "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|",
+                  *("| " + " | ".join(_cell(c) for c in r) + " |" for r in compare_view.rows(d, comp)),
+                  "", f"**{_cell(d['sentence'])}**", ""]
+    return lines
+
+
 def _phase_lines(summary: dict[str, Any]) -> list[str]:
     """"Where the time went": the build's phase table (``report/phases.py``)."""
     rows = phases.table(summary)
@@ -461,6 +475,7 @@ def render_build(summary: dict[str, Any], reports: dict[str, dict[str, Any]],
     all_gates = [g for m in summary["models"] for g in m["gates"]]
     if gates["failed"]:
         lines += ["## Failed gates", ""] + _gate_table([g for g in all_gates if not g["passed"]]) + [""]
+    lines += _comparison_lines(summary.get("comparison"))
     if summary.get("baseline"):
         lines += _baseline_table(summary["baseline"])
     lines += _phase_lines(summary)
