@@ -148,3 +148,24 @@ def test_distilbert_macs_equal_a_dense_squeezebert_of_the_same_geometry():
     assert grouped.encoder_macs_per_token(db, 128) == grouped.encoder_macs_per_token(sq, 128)
     paper = grouped.encoder_macs_per_token(grouped.grouped_config(sq), 16)
     assert paper < 0.6 * grouped.encoder_macs_per_token(sq, 16)
+
+
+def test_teacher_targets_from_shared_lower_layer_outputs_equal_the_full_teacher():
+    from edgebert.models.distill import teacher_targets
+
+    teacher = _dense(5)
+    batches = [(b, torch.zeros(8, dtype=torch.long)) for b in _batches(3)]
+    with torch.no_grad():
+        below = [(teacher.transformer(**b, output_hidden_states=True).hidden_states[-2], b["attention_mask"], y)
+                 for b, y in batches]
+    full = teacher_targets(teacher, batches)
+    top = teacher_targets(teacher, batches, 1, below)
+    assert len(teacher.transformer.encoder.layers) == teacher.config.num_hidden_layers  # restored
+    for (fl, fh), (tl, th) in zip(full, top):
+        assert torch.allclose(fl, tl, atol=1e-5) and torch.allclose(fh, th, atol=1e-5)
+    # outputs computed for other batches (a mask differs) are not used: the full teacher runs instead
+    other = [(h * 0, m.clone(), y) for h, m, y in below]
+    other[-1][1][0, 0] = 0
+    assert all(torch.allclose(a[0], b[0], atol=1e-5) for a, b in zip(full, teacher_targets(teacher, batches, 1, other)))
+    wrong_top = teacher_targets(teacher, batches, 2, below)  # below is layer n-1's input, not n-2's
+    assert not all(torch.allclose(a[1], b[1], atol=1e-3) for a, b in zip(full, wrong_top))

@@ -31,11 +31,39 @@ class DistillRecipe:
     version: int = 1
 
 
+class _Given(torch.nn.Module):
+    """Stands in for the embeddings: the encoder starts from given hidden states."""
+
+    def forward(self, input_ids=None, inputs_embeds=None, *_, **__):
+        return inputs_embeds
+
+
 @torch.no_grad()
-def teacher_targets(teacher, batches) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The teacher's logits and last hidden state for every batch (computed once)."""
+def teacher_targets(teacher, batches, top_layers: int = 0, below=None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The teacher's logits and last hidden state for every batch (computed once).
+
+    ``below``: per batch ``(hidden, attention_mask, labels)`` outputs of the teacher's layers under its
+    top ``top_layers``, computed for the same batches by another build; used (top layers + head only)
+    when every mask matches, else the teacher runs whole.
+    """
     teacher.eval()
+    layers = teacher.base_model.encoder.layers
+    usable = (below is not None and top_layers > 0 and len(below) == len(batches)
+              and all(torch.equal(m, enc["attention_mask"]) for (_, m, _), (enc, _) in zip(below, batches)))
     out = []
+    if usable:
+        all_layers, embeddings = list(layers), teacher.base_model.embeddings
+        try:
+            del layers[:len(all_layers) - top_layers]
+            teacher.base_model.embeddings = _Given()
+            for hidden, mask, _ in below:
+                o = teacher(inputs_embeds=hidden, attention_mask=mask, output_hidden_states=True)
+                out.append((o.logits, o.hidden_states[-1]))
+        finally:
+            del layers[:]
+            layers.extend(all_layers)
+            teacher.base_model.embeddings = embeddings
+        return out
     for enc, _ in batches:
         o = teacher(**enc, output_hidden_states=True)
         out.append((o.logits, o.hidden_states[-1]))
