@@ -11,6 +11,8 @@ from __future__ import annotations
 
 #: Artifact formats (``export.EXPORTERS`` registers one exporter per format).
 FORMATS = ("onnx", "tflite")
+#: How reports spell each format.
+FORMAT_TITLES = dict(zip(FORMATS, ("ONNX", "TFLite")))
 #: int8 quantization modes (``quantize.RECIPES`` has one recipe per (format, mode)).
 QUANT_MODES = ("dynamic", "static")
 #: Artifact precisions: the fp32 export, then one per quantization mode.

@@ -37,7 +37,7 @@ def test_builtin_end_to_end(arch, tmp_path_factory):
     run("export", arch, "-o", out, *[a for fmt in FORMATS[arch] for a in ("--format", fmt)])
     run("quantize", out, "--mode", "dynamic")
     run("quantize", out, "--mode", "static")
-    run("check", out, "--runs", "20", "--warmup", "5")
+    run("check", out, "--runs", "20", "--warmup", "5", "--limit", "1000")  # half the test split: CI time
     run("report", out)
 
     manifest = json.loads((out / "manifest.json").read_text())
@@ -55,7 +55,7 @@ def test_builtin_end_to_end(arch, tmp_path_factory):
         fp32_name = f"model.{fmt}"
         assert arts[fp32_name]["validation"]["max_abs_diff"] < 1e-4
         fp32 = records[fp32_name]
-        assert fp32["status"] == "ok" and fp32["n_samples"] == 2000 and fp32["accuracy"] >= 0.75, fp32
+        assert fp32["status"] == "ok" and fp32["n_samples"] == 1000 and fp32["accuracy"] >= 0.75, fp32
         for name in (f"model.int8-dynamic.{fmt}", f"model.int8-static.{fmt}"):
             rec = records[name]
             assert rec["status"] == "ok", rec

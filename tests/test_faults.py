@@ -319,7 +319,8 @@ def test_a_damaged_builtin_cache_entry_is_rebuilt_never_loaded(tmp_path, monkeyp
     def tiny_build(arch, out, progress=None, recipe=builtin.RECIPE):
         builds.append(arch.name)
         save_tiny_hf_dir(out, arch.name)
-        return {"recipe": "tiny"}
+        return {"architecture": arch.name, "recipe": {"tiny": True}, "test_accuracy": 0.5, "data": "tiny",
+                "build_seconds": 0.0, "torch_threads": 1}  # the fields the model card reads
 
     monkeypatch.setattr(builtin, "build", tiny_build)
     infos = []

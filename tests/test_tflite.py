@@ -347,7 +347,8 @@ def test_broken_int8_tflite_fails_the_min_agreement_gate(cli_dir, tmp_path, tok_
     # the broken weights show in both figures: far lower agreement, several times the good artifact's drift
     assert v["prediction_agreement"] < 0.9 <= good["prediction_agreement"]
     assert v["max_abs_logit_diff"] > 3 * good["max_abs_logit_diff"]
-    with pytest.raises(ValidationError, match=r"broken\.tflite: agreement with fp32 0\.\d+ on 200 validation"):
+    with pytest.raises(ValidationError, match=r"broken\.tflite: agreement with fp32 on confident texts 0\.\d+ .*"
+                                              r"is below --min-agreement 0\.90 \(200 built-in validation texts"):
         validate.gate("broken.tflite", v)
     validate.gate("ok", good)
 
@@ -362,8 +363,9 @@ def test_cli_quantize_below_min_agreement_keeps_no_tflite(tmp_path):
     before = (out / "manifest.json").read_bytes()
     for mode in ("dynamic", "static"):
         result = run("quantize", out, "--mode", mode, "--samples", "16")
-        assert_clean_error(result, 1, f"model.int8-{mode}.tflite: agreement with fp32 0.")
-        assert "on 200 validation texts is below --min-agreement 0.90; no file was kept" in result.output
+        assert_clean_error(result, 1, f"model.int8-{mode}.tflite: agreement with fp32 on confident texts 0.")
+        assert "is below --min-agreement 0.90 (200 built-in validation texts" in result.output
+        assert result.output.rstrip().endswith("no file was kept")
         assert not (out / f"model.int8-{mode}.tflite").exists()
         assert (out / "manifest.json").read_bytes() == before and no_temp_files(out)
     result = run("quantize", out, "--mode", "dynamic", "--min-agreement", "0.5")

@@ -20,12 +20,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..vocabulary import FORMAT_TITLES
 from .tables import DeviceTable, Row, device_tables
 
 MEASURED_MS, INSTRUCTIONS = "measured_ms", "instructions"
 COST_LABELS = {MEASURED_MS: "measured p50 latency", INSTRUCTIONS: "guest instructions per inference"}
 COST_WORDS = {MEASURED_MS: "measured p50 latency", INSTRUCTIONS: "instructions"}
-FORMAT_NAMES = {"onnx": "ONNX", "tflite": "TFLite"}
+FORMAT_NAMES = FORMAT_TITLES
 
 BEST_RULE = (
     "A model's best artifact on a device: among its artifacts that ran there and passed every gate of that "
