@@ -25,7 +25,7 @@ from ..fsutil import cache_dir, publish_dir, sha256_file
 from ..progress import maybe_step, maybe_track
 from . import catalog, registry
 from .card import model_card
-from .distill import DistillRecipe
+from .distill import DistillRecipe, GivenHiddenStates
 from .heldout import evaluate
 from .minilm import minilm_dir
 
@@ -51,13 +51,6 @@ DISTILL = DistillRecipe()
 #: 6e-6 on real tokens): encoding once saves ~30 s per dense built-in, and the grouped built-in's teacher
 #: outputs need only the top layer on them (~60 s less). ~330 MB, freed once every built-in is cached.
 _FROZEN: dict = {}
-
-
-class _Passthrough(torch.nn.Module):
-    """Stands in for the embeddings so the model can run from cached hidden states."""
-
-    def forward(self, input_ids=None, inputs_embeds=None, *_, **__):
-        return inputs_embeds
 
 
 def _set_layers(module_list: torch.nn.ModuleList, modules: list) -> None:
@@ -199,7 +192,7 @@ def build(arch: registry.Architecture, out: Path, progress=None, recipe: Builtin
             _FROZEN[key] = cached
         _forget_frozen_when_all_built(key)
         _set_layers(layers, all_layers[k:])
-        base.embeddings = _Passthrough()
+        base.embeddings = GivenHiddenStates()
         for p in model.parameters():
             p.requires_grad_(False)
         trainable = list(layers.parameters()) + [

@@ -31,8 +31,8 @@ class DistillRecipe:
     version: int = 1
 
 
-class _Given(torch.nn.Module):
-    """Stands in for the embeddings: the encoder starts from given hidden states."""
+class GivenHiddenStates(torch.nn.Module):
+    """Stands in for the embeddings: the encoder starts from given (cached) hidden states."""
 
     def forward(self, input_ids=None, inputs_embeds=None, *_, **__):
         return inputs_embeds
@@ -55,7 +55,7 @@ def teacher_targets(teacher, batches, top_layers: int = 0, below=None) -> list[t
         all_layers, embeddings = list(layers), teacher.base_model.embeddings
         try:
             del layers[:len(all_layers) - top_layers]
-            teacher.base_model.embeddings = _Given()
+            teacher.base_model.embeddings = GivenHiddenStates()
             for hidden, mask, _ in below:
                 o = teacher(inputs_embeds=hidden, attention_mask=mask, output_hidden_states=True)
                 out.append((o.logits, o.hidden_states[-1]))

@@ -161,7 +161,7 @@ def fit_least_squares(student, teacher, batches: Sequence[dict], ridge: float = 
                tokens([lt.output.conv1d(i) + a - b for i, a, b in zip(i_t, p_t, p_s)]), ridge)
         h_t = [lt.output(i, p) for i, p in zip(i_t, p_t)]
         h_s = [ls.output(i, p) for i, p in zip(i_s, p_s)]
-        num = sum(float(((a - b)[:, :, :] ** 2).sum()) for a, b in zip(h_t, h_s))
+        num = sum(float(((a - b) ** 2).sum()) for a, b in zip(h_t, h_s))
         errors.append(num / sum(float((a ** 2).sum()) for a in h_t))
     return errors
 

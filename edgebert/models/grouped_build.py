@@ -82,7 +82,7 @@ def build_grouped(teacher_dir: Path, out: Path, recipe: DistillRecipe, progress=
     cfg = student.config
     return {
         "architecture": "squeezebert", "layout": {k: getattr(cfg, k) for k in grouped.PAPER_GROUPS},
-        "teacher": str(teacher_dir.name), "recipe": asdict(recipe),
+        "teacher": teacher_dir.name, "recipe": asdict(recipe),
         "test_accuracy": accuracy, "test_accuracy_rate": rate(correct, len(test)),
         "least_squares_relative_error_per_layer": [round(e, 4) for e in errors], "final_loss": last_loss,
         "encoder_macs_per_token_at_128": grouped.encoder_macs_per_token(cfg, 128),
