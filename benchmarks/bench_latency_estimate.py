@@ -25,6 +25,7 @@ Prints estimate, measured and error per case and the median and maximum |error|.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -181,44 +183,81 @@ def _ghz(clock: Path) -> float:
     return float(subprocess.run([str(clock)], check=True, capture_output=True, text=True).stdout)
 
 
-def _case(artifact: Path, seq_len: int, work: Path, qroot: Path, preload: Path, tools: LlvmTools, mcpu: str,
-          clock: Path, runs: int) -> dict:
-    runtime = "litert" if artifact.suffix == ".tflite" else "onnxruntime"
-    stem = f"{artifact.stem}.{seq_len}"
-    inputs = _inputs(work / f"{stem}.npz", artifact, seq_len)
+def _request(runtime: str, artifact: Path, inputs: Path, out: Path, tag: str, warmup: int, n: int, mark=None) -> dict:
+    return build_request(runtime=runtime, model=str(artifact.resolve()), threads=1, inputs=str(inputs),
+                         outputs=str(out / f"{tag}.logits.npz"), result=str(out / f"{tag}.json"),
+                         warmup=warmup, runs=n, mark_syscall=mark)
 
-    def req(tag, warmup, n, mark=None):
-        return build_request(runtime=runtime, model=str(artifact.resolve()), threads=1, inputs=str(inputs),
-                             outputs=str(work / f"{stem}.{tag}.logits.npz"), result=str(work / f"{stem}.{tag}.json"),
-                             warmup=warmup, runs=n, mark_syscall=mark)
 
-    native_req = req("native", 10, runs)
+def _runtime(artifact: Path) -> str:
+    return "litert" if artifact.suffix == ".tflite" else "onnxruntime"
+
+
+def _native(artifact: Path, seq_len: int, work: Path, preload: Path, clock: Path, runs: int) -> dict:
+    """Phase 1 (needs a quiet machine): the native p50 and the cycles per second a thread got around it."""
+    out = work / f"{artifact.name}.{seq_len}"
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = _inputs(out / "inputs.npz", artifact, seq_len)
+    req = _request(_runtime(artifact), artifact, inputs, out, "native", 10, runs)
     before = _ghz(clock)
-    native = Native(preload).run_worker(native_req, work / f"{stem}.native.req.json")
+    native = Native(preload).run_worker(req, out / "native.req.json")
     ghz = (before + _ghz(clock)) / 2  # the mean: the contention p50 saw, not the best moment
     if native.get("status") != "ok":
         raise RuntimeError(f"native run of {artifact.name}: {native.get('error')}")
-    counts, blocks = work / f"{stem}.counts", work / f"{stem}.blocks"
-    emu_req = req("emulated", 1, 1, MARKER_SYSCALL)
+    samples = native["latency"]["samples_ms"]
+    return {"artifact": artifact.name, "path": str(artifact), "seq_len": native["latency"]["seq_len"],
+            "measured_p50_ms": float(statistics.median(samples)), "measured_min_ms": float(min(samples)),
+            "clock_ghz": ghz, "load_average": os.getloadavg()[0], "inputs": str(inputs),
+            "native_logits": req["outputs"]}
+
+
+def _cache_dir(keep: Path, artifact: Path, seq_len: int, qroot: Path) -> Path:
+    """Where one case's emulated blocks are kept: they depend only on the artifact's bytes, the input,
+    the length, QEMU + plugin and the runtime (deterministic counts), never on the host's load."""
+    h = hashlib.sha256()
+    for f in (artifact, qroot / "qemu-x86_64", qroot / "libinsn_count.so"):
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    h.update(f"{seq_len}:{sys.version}".encode())
+    return keep / f"{artifact.name}.{seq_len}.{h.hexdigest()[:16]}"
+
+
+def _emulated(case: dict, qroot: Path, keep: Path) -> dict:
+    """Phase 2 (any load): the marked inference under qemu-x86_64 with its blocks recorded, kept in ``keep``."""
+    artifact, seq_len = Path(case["path"]), case["seq_len"]
+    out = _cache_dir(keep, artifact, seq_len, qroot)
+    done = out / "emulated.done.json"
+    if done.is_file():
+        return {**json.loads(done.read_text()), "reused": True}
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = Path(shutil.copy(case["inputs"], out / "inputs.npz"))
+    req = _request(_runtime(artifact), artifact, inputs, out, "emulated", 1, 1, MARKER_SYSCALL)
+    counts, blocks = out / "counts", out / "blocks"
     start = time.perf_counter()
-    emu = Emulated(qroot, counts, blocks).run_worker(emu_req, work / f"{stem}.emulated.req.json")
-    emu_s = time.perf_counter() - start
+    emu = Emulated(qroot, counts, blocks).run_worker(req, out / "emulated.req.json")
     if emu.get("status") != "ok":
         raise RuntimeError(f"emulated run of {artifact.name}: {emu.get('error')}")
-    idx, insns = read_counts(counts)[-1]
+    rec = {"counts": str(counts), "blocks": str(blocks), "logits": req["outputs"],
+           "emulated_s": time.perf_counter() - start}
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rec))
+    tmp.rename(done)
+    return {**rec, "reused": False}
+
+
+def _estimate(case: dict, emu: dict, tools: LlvmTools, mcpu: str) -> dict:
+    idx, insns = read_counts(Path(emu["counts"]))[-1]
     t0 = time.perf_counter()
-    breakdown = cycles(read_blocks(blocks, idx), insns, tools, Target("x86_64", mcpu))
+    breakdown = cycles(read_blocks(Path(emu["blocks"]), idx), insns, tools, Target("x86_64", mcpu))
     est_s = time.perf_counter() - t0
-    with np.load(native_req["outputs"]) as a, np.load(emu_req["outputs"]) as b:
+    with np.load(case["native_logits"]) as a, np.load(emu["logits"]) as b:
         logit_diff = float(np.max(np.abs(a["logits"] - b["logits"])))
-    samples = native["latency"]["samples_ms"]
-    measured = float(statistics.median(samples))
-    estimate = breakdown["cycles"] / (ghz * 1e6)
-    return {"artifact": artifact.name, "seq_len": native["latency"]["seq_len"], "estimated_ms": estimate,
-            "measured_p50_ms": measured, "measured_min_ms": float(min(samples)), "clock_ghz": ghz,
-            "error_pct": (estimate - measured) / measured * 100,
-            "instructions": insns, "logit_diff": logit_diff, "emulated_s": emu_s, "estimate_s": est_s,
-            "breakdown": breakdown}
+    estimate = breakdown["cycles"] / (case["clock_ghz"] * 1e6)
+    measured = case["measured_p50_ms"]
+    return {**case, "estimated_ms": estimate, "error_pct": (estimate - measured) / measured * 100,
+            "instructions": insns, "logit_diff": logit_diff, "emulated_s": emu["emulated_s"],
+            "emulation_reused": emu["reused"], "estimate_s": est_s, "breakdown": breakdown}
 
 
 def main() -> int:
@@ -228,6 +267,9 @@ def main() -> int:
     ap.add_argument("--mcpu", default="sapphirerapids", help="llvm-mca model of this host's core")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--json", type=Path, help="also write the cases here")
+    ap.add_argument("--keep", type=Path, help="keep (and reuse) the emulated runs' blocks here: they are "
+                    "deterministic, so a rerun on a quieter machine repeats only the native runs")
+    ap.add_argument("--jobs", type=int, default=1, help="emulated runs at a time (phase 2)")
     args = ap.parse_args()
     env = default_env()
     qroot = env.counting_root("qemu72")
@@ -253,18 +295,26 @@ def main() -> int:
               f"-mcpu={args.mcpu} (LLVM {tools.version()}); clock: {IMUL_NOTE}")
         print("native runs see only the CPUID bits qemu-x86_64 -cpu max reports (CPUID faulting + LD_PRELOAD); "
               "kernels checked by logits")
+        plan = [(art, int(n)) for art in args.artifacts for n in args.lengths.split(",")]
+        print(f"phase 1: native p50 of {len(plan)} cases (load average {os.getloadavg()[0]:.1f}: keep the machine "
+              "quiet now)", flush=True)
+        natives = [_native(art, n, work, preload, clock, args.runs) for art, n in plan]
+        keep = args.keep or work / "emulated"
+        print(f"phase 2: emulated runs, {args.jobs} at a time, blocks kept in {keep} (the host's load no longer "
+              "matters)", flush=True)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            emus = list(pool.map(lambda c: _emulated(c, qroot, keep), natives))
         cases = []
-        for art in args.artifacts:
-            for n in (int(x) for x in args.lengths.split(",")):
-                c = _case(art, n, work, qroot, preload, tools, args.mcpu, clock, args.runs)
-                cases.append(c)
-                b = c["breakdown"]
-                print(f"{c['artifact']:26s} L={c['seq_len']:4d}  estimated {c['estimated_ms']:8.2f} ms  measured "
-                      f"p50 {c['measured_p50_ms']:8.2f} ms (min {c['measured_min_ms']:.2f})  error {c['error_pct']:+6.1f}%"
-                      f"  (at {c['clock_ghz']:.2f} GHz; {c['instructions'] / 1e6:.1f} M "
-                      f"instr, CPI {b['cpi_modeled']:.2f}, hot {b['hot_blocks']} blocks, max|Δlogit| "
-                      f"{c['logit_diff']:.1e}; emulated {c['emulated_s']:.0f} s, estimate {c['estimate_s']:.1f} s)",
-                      flush=True)
+        for case, emu in zip(natives, emus):
+            c = _estimate(case, emu, tools, args.mcpu)
+            cases.append(c)
+            b = c["breakdown"]
+            print(f"{c['artifact']:26s} L={c['seq_len']:4d}  estimated {c['estimated_ms']:8.2f} ms  measured "
+                  f"p50 {c['measured_p50_ms']:8.2f} ms (min {c['measured_min_ms']:.2f})  error {c['error_pct']:+6.1f}%"
+                  f"  (at {c['clock_ghz']:.2f} GHz, load {c['load_average']:.1f}; {c['instructions'] / 1e6:.1f} M "
+                  f"instr, CPI {b['cpi_modeled']:.2f}, hot {b['hot_blocks']} blocks, max|Δlogit| "
+                  f"{c['logit_diff']:.1e}; emulated {c['emulated_s']:.0f} s{' (kept)' if c['emulation_reused'] else ''}"
+                  f", estimate {c['estimate_s']:.1f} s)", flush=True)
     errs = [abs(c["error_pct"]) for c in cases]
     same = all(c["logit_diff"] <= 1e-4 for c in cases)
     print(f"{len(cases)} cases: median |error| {statistics.median(errs):.1f}%, max |error| {max(errs):.1f}% "
