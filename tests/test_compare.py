@@ -269,3 +269,54 @@ def test_build_outputs_carry_the_comparison_in_summary_json_markdown_and_html(tm
     assert sentence.startswith("On cortex-a53, squeezebert int8-static ONNX costs 0.40× distilbert's instructions")
     assert sentence in (tmp_path / "report.md").read_text(encoding="utf-8")
     assert sentence.replace("'", "&#x27;") in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+def _slow_int8(desk_ratio: float, a53_ratio: float, **kw) -> list[dict]:
+    """SqueezeBERT whose int8-static costs ``desk_ratio`` x its fp32 on the desktop and ``a53_ratio`` x on
+    cortex-a53, with a per-op profile (desktop) and instruction classes (cortex-a53, no dot product)."""
+    recs = _records(8.0, 1e9, 150.0, 791)
+    prof = {"status": "ok", "top_ops": [{"op": "QLinearMatMul", "ms": 4.9, "share": 0.23, "nodes": 102}]}
+    fp_prof = {"status": "ok", "top_ops": [{"op": "Conv", "ms": 11.1, "share": 0.55, "nodes": 36}]}
+    recs[0]["profile"], recs[1]["profile"] = fp_prof, prof
+    recs[1]["latency_ms"] = {"p50": desk_ratio * 8.0, "p90": desk_ratio * 9.0}
+    recs[2]["instructions"]["class_shares"] = {"fp_fma": 0.61, "simd_other": 0.28, "dotprod": 0.0}
+    recs[3]["instructions"] = {"status": "ok", "per_inference": a53_ratio * 1e9,
+                               "class_shares": {"simd_other": 0.72, "fp_fma": 0.14, "dotprod": 0.0}}
+    return recs
+
+
+def test_int8_not_cheaper_than_its_fp32_or_the_reference_is_said_with_measured_facts():
+    reports = {"distilbert": _report_of(_records(20.0, 2.5e9, 300.0, 820)),
+               "squeezebert": _report_of(_slow_int8(1.08, 1.02))}
+    summary, comp = _build(reports)
+    desk, a53 = _device(comp, "desktop"), _device(comp, "cortex-a53")
+    (own,) = [f for f in desk["int8_not_cheaper"] if f["kind"] == "own fp32"]
+    assert (own["model"], own["artifact"], own["against_artifact"]) == ("squeezebert", "model.int8-static.onnx",
+                                                                        "model.onnx")
+    assert own["cost_ratio"] == pytest.approx(1.08)
+    assert "QLinearMatMul 4.90 ms (23%, 102 nodes)" in own["why"] and "Conv 11.10 ms (55%, 36 nodes)" in own["why"]
+    # 1.08 x 8 ms = 8.64 ms is more than distilbert's int8 (0.4 x 20 = 8 ms): said against the reference too
+    (ref,) = [f for f in desk["int8_not_cheaper"] if f["kind"] == "reference int8"]
+    assert ref["against_model"] == "distilbert" and ref["cost_ratio"] == pytest.approx(8.64 / 8.0)
+    (a,) = [f for f in a53["int8_not_cheaper"] if f["kind"] == "own fp32"]
+    assert a["cost_measure"] == "instructions" and a["cost_ratio"] == pytest.approx(1.02)
+    assert "simd_other 72%" in a["why"] and "fp_fma 61%" in a["why"] and "no int8 dot-product" in a["why"]
+    lines = compare_view.not_cheaper(a53)
+    assert lines[0].startswith("squeezebert int8-static ONNX costs 1.02× its own fp32's instructions — instruction")
+    md = "\n".join(markdown._comparison_lines(comp))
+    assert "Where int8 is not cheaper on cortex-a53:" in md and f"- {lines[0]}" in md
+    page = html._comparison_section(comp)
+    assert "Where int8 is not cheaper on desktop:" in page and "102 nodes" in page
+    assert "Where int8 is not cheaper" not in "\n".join(markdown._comparison_lines(_build(_two())[1]))
+
+
+def test_int8_cheaper_everywhere_says_nothing():
+    _, comp = _build(_two())  # int8 is 0.4x its fp32 and squeezebert's int8 0.4x distilbert's everywhere
+    assert all(d["int8_not_cheaper"] == [] for d in comp["devices"])
+    _, comp = _build({"distilbert": _report_of(_records(20.0, 2.0e9, 300.0, 820)),
+                      "squeezebert": _report_of(_slow_int8(0.99, 0.999))})
+    # just below its own fp32 on both, and below distilbert's int8 on the desktop (7.92 < 8 ms) ...
+    assert _device(comp, "desktop")["int8_not_cheaper"] == []
+    # ... but on cortex-a53 0.999e9 instructions are more than distilbert's int8 (0.4 x 2e9): only that is said
+    (f,) = _device(comp, "cortex-a53")["int8_not_cheaper"]
+    assert (f["kind"], f["against_model"]) == ("reference int8", "distilbert")

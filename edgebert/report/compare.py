@@ -20,13 +20,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..vocabulary import FORMAT_TITLES
+from . import int8_slower
+from .cost import COST_LABELS, COST_WORDS, INSTRUCTIONS, MEASURED_MS, artifact_name
 from .tables import DeviceTable, Row, device_tables
 
-MEASURED_MS, INSTRUCTIONS = "measured_ms", "instructions"
-COST_LABELS = {MEASURED_MS: "measured p50 latency", INSTRUCTIONS: "guest instructions per inference"}
-COST_WORDS = {MEASURED_MS: "measured p50 latency", INSTRUCTIONS: "instructions"}
-FORMAT_NAMES = FORMAT_TITLES
+__all__ = ["COST_LABELS", "COST_WORDS", "INSTRUCTIONS", "MEASURED_MS", "artifact_name"]
+
 
 BEST_RULE = (
     "A model's best artifact on a device: among its artifacts that ran there and passed every gate of that "
@@ -105,11 +104,6 @@ def best(rows: tuple[Row, ...], gates: list[dict[str, Any]], device: str, measur
                 r.size_mb if r.size_mb is not None else math.inf, r.artifact)
 
     return (min(ok, key=key) if ok else None), len(ok), len(ran)
-
-
-def artifact_name(entry: dict[str, Any]) -> str:
-    """"int8-static TFLite": the words a sentence uses for an artifact."""
-    return f"{entry['precision']} {FORMAT_NAMES.get(entry['format'], entry['format'])}"
 
 
 def _entry(model: str, row: Row | None, passing: int, ran: int, measure: str | None, seq_len: int | None,
@@ -238,7 +232,9 @@ def comparison(summary: dict[str, Any], reports: dict[str, dict[str, Any]],
         same_lengths = len({seq[n] for n in present}) == 1
         pairs = [pair(e, ref, device, measure, datasets[e["model"]] == datasets[ref["model"]], same_lengths)
                  for e in entries if e is not ref]
+        slower = int8_slower.findings({n: tables[n][device].rows for n in present}, ref["model"], measure)
         devices.append({"device": device, "kind": _device_kind(first), "cost_measure": measure,
+                        "int8_not_cheaper": slower,
                         "cost_label": COST_LABELS.get(measure) if measure else "no time measure (emulated board)",
                         "reference": ref["model"], "best": entries, "pairs": pairs,
                         "sentence": _capital("; ".join(p["sentence"] for p in pairs)) + "."})

@@ -75,3 +75,12 @@ def rows(device: dict[str, Any], comp: dict[str, Any]) -> list[list[str]]:
 
 def device_title(device: dict[str, Any]) -> str:
     return f"{device['device']} ({device['kind']}; cost: {device['cost_label']})"
+
+
+NOT_CHEAPER = "Where int8 is not cheaper"
+
+
+def not_cheaper(device: dict[str, Any]) -> list[str]:
+    """One line per int8 artifact that costs at least its own fp32 or the reference model's int8, with the
+    measured facts behind it (``int8_slower.py``); empty when every int8 artifact is cheaper."""
+    return [f"{f['sentence']} — {f['why']}" for f in device.get("int8_not_cheaper") or []]

@@ -394,6 +394,10 @@ def _comparison_section(comp: dict[str, Any] | None) -> str:
                                                          for i, c in enumerate(r)) + "</tr>"
                                          for r in compare_view.rows(d, comp))
                      + f'</table><p class="sentence"><strong>{escape(d["sentence"])}</strong></p>')
+        slower = compare_view.not_cheaper(d)
+        if slower:
+            parts.append(f'<p class="note">{escape(compare_view.NOT_CHEAPER)} on {escape(d["device"])}:</p><ul>'
+                         + "".join(f"<li>{escape(t)}</li>" for t in slower) + "</ul>")
     return "".join(parts) + "</div>"
 
 

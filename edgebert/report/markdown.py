@@ -440,6 +440,9 @@ def _comparison_lines(comp: dict[str, Any] | None) -> list[str]:
                   "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|",
                   *("| " + " | ".join(_cell(c) for c in r) + " |" for r in compare_view.rows(d, comp)),
                   "", f"**{_cell(d['sentence'])}**", ""]
+        slower = compare_view.not_cheaper(d)
+        if slower:
+            lines += [f"{compare_view.NOT_CHEAPER} on {d['device']}:", "", *(f"- {_cell(t)}" for t in slower), ""]
     return lines
 
 

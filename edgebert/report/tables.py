@@ -43,6 +43,7 @@ class Row:
     # per-op profile (``check --profile``): slowest operator types, or why there is none
     top_ops: tuple[tuple[str, float, float], ...] = ()  # (op type, ms per inference, share of kernel time)
     profile_note: str | None = None
+    top_op_nodes: tuple[tuple[str, int], ...] = ()  # (op type, nodes of that type that ran) where recorded
     n: int | None = None                      # examples the accuracy is over
     accuracy_method: str | None = None        # "measured" | "margin-screened" | "all emulated"
     role: str = "measured"                    # "drift-reference": a desktop run that only serves the emulated ones
@@ -188,7 +189,9 @@ def _profile_fields(r: dict[str, Any]) -> dict[str, Any]:
         return {}
     if prof.get("status") != "ok":
         return {"profile_note": f"profile {prof.get('status', 'missing')}: {prof.get('reason') or 'no reason given'}"}
-    return {"top_ops": tuple((o["op"], float(o["ms"]), float(o["share"])) for o in prof.get("top_ops") or ())}
+    ops = prof.get("top_ops") or ()
+    return {"top_ops": tuple((o["op"], float(o["ms"]), float(o["share"])) for o in ops),
+            "top_op_nodes": tuple((o["op"], int(o["nodes"])) for o in ops if o.get("nodes") is not None)}
 
 
 def _board_fields(r: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,103 @@
+"""Where an int8 artifact is not cheaper than it should be, and the measured facts that say why.
+
+Why its own module: a user who picks int8 expects it to beat its own fp32 and, for a model made to be
+cheap (a grouped SqueezeBERT), the other model's int8 too. When it does not, the report must say so
+next to the comparison instead of leaving the user to spot it in the tables, and say why with what was
+measured, not with a guess:
+
+- on a device with measured time (desktop, real boards), the slowest operator types of both artifacts
+  from the per-op profile;
+- on an emulated CPU, the instruction classes of both counted runs (and whether the core has int8 dot
+  product instructions at all: without them an int8 product is a widening multiply, about as many
+  instructions as an fp32 FMA).
+
+The cost is the device's one time measure (``compare.cost_measure``); a ratio >= 1 is "not cheaper".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .cost import COST_WORDS, INSTRUCTIONS, MEASURED_MS, artifact_name
+from .tables import Row
+
+FP32 = "fp32"
+
+
+def _cost(row: Row, measure: str | None) -> float | None:
+    if measure == INSTRUCTIONS:
+        return None if row.instructions is None else float(row.instructions)
+    if measure == MEASURED_MS:
+        return row.p50_ms
+    return None
+
+
+def _ops(row: Row) -> str:
+    if not row.top_ops:
+        return f"no per-op profile ({row.profile_note or 'not profiled'})"
+    nodes = dict(row.top_op_nodes)
+
+    def one(op: str, ms: float, share: float) -> str:
+        n = f", {nodes[op]} nodes" if op in nodes else ""
+        return f"{op} {ms:.2f} ms ({share * 100:.0f}%{n})"
+
+    return ", ".join(one(*o) for o in row.top_ops[:3])
+
+
+def _classes(row: Row) -> str:
+    shares = sorted(row.instruction_shares, key=lambda kv: -kv[1])
+    return ", ".join(f"{k} {v * 100:.0f}%" for k, v in shares if v >= 0.005) or "no instruction classes"
+
+
+def why(row: Row, other: Row, measure: str | None) -> str:
+    """The measured facts behind ``row`` costing at least ``other``."""
+    if measure == MEASURED_MS:
+        return f"slowest operators: {artifact_name(_names(row))} {_ops(row)}; {artifact_name(_names(other))} {_ops(other)}"
+    text = (f"instruction classes: {artifact_name(_names(row))} {_classes(row)}; "
+            f"{artifact_name(_names(other))} {_classes(other)}")
+    if not row.cpu_has_int8_dot:
+        text += ("; this core has no int8 dot-product instructions, so int8 products run as widening multiplies "
+                 "(about as many instructions per product as an fp32 FMA)")
+    return text
+
+
+def _names(row: Row) -> dict[str, str]:
+    return {"precision": row.precision, "format": row.format}
+
+
+def _finding(model: str, row: Row, other: Row, other_model: str, measure: str, kind: str) -> dict[str, Any]:
+    a, b = _cost(row, measure), _cost(other, measure)
+    ratio = round(a / b, 4)
+    against = ("its own fp32" if kind == "own fp32" else f"{other_model}'s {artifact_name(_names(other))}")
+    return {"model": model, "artifact": row.artifact, "kind": kind, "against_model": other_model,
+            "against_artifact": other.artifact, "cost_measure": measure, "cost_ratio": ratio,
+            "why": why(row, other, measure),
+            "sentence": (f"{model} {artifact_name(_names(row))} costs {ratio:.2f}× {against}'s "
+                         f"{COST_WORDS[measure]}" if kind == "own fp32" else
+                         f"{model} {artifact_name(_names(row))} costs {ratio:.2f}× {against} "
+                         f"({COST_WORDS[measure]})")}
+
+
+def findings(rows_by_model: dict[str, tuple[Row, ...]], reference: str, measure: str | None
+             ) -> list[dict[str, Any]]:
+    """Each int8 artifact that costs at least its own fp32 (same format), and each int8 artifact of a
+    non-reference model that costs at least the reference model's artifact of the same format and recipe."""
+    if measure is None:
+        return []
+    ran = {m: {r.artifact: r for r in rows if r.status == "ok" and r.role != "drift-reference"
+               and _cost(r, measure) is not None} for m, rows in rows_by_model.items()}
+    out = []
+    for model, rows in ran.items():
+        for row in rows.values():
+            if row.precision == FP32:
+                continue
+            fp32 = next((r for r in rows.values() if r.precision == FP32 and r.format == row.format), None)
+            if fp32 is not None and _cost(row, measure) >= _cost(fp32, measure):
+                out.append(_finding(model, row, fp32, model, measure, "own fp32"))
+            ref = ran.get(reference, {}).get(row.artifact) if model != reference else None
+            if ref is not None and measure == MEASURED_MS and (ref.latency_seq_len, ref.threads) != (
+                    row.latency_seq_len, row.threads):
+                ref = None  # latencies at another length or thread count are not compared
+            if ref is not None and _cost(row, measure) >= _cost(ref, measure):
+                out.append(_finding(model, row, ref, reference, measure, "reference int8"))
+    return out
