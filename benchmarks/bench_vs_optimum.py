@@ -115,9 +115,19 @@ def edgebert_artifacts(model: str, work: Path, targets: list[str]) -> dict[str, 
         if not (d / "model.int8-dynamic.onnx").is_file():
             shutil.rmtree(d, ignore_errors=True)
             shutil.copytree(base, d)
-            quantize(d, QuantizeSettings(mode="dynamic", **({} if target == "auto" else {"target": target})))
+            quantize(d, build_settings() if target == "build" else
+                     QuantizeSettings(mode="dynamic", **({} if target == "auto" else {"target": target})))
         arts[f"edgebert int8 --target {target}"] = d / "model.int8-dynamic.onnx"
     return arts
+
+
+def build_settings():
+    """The dynamic recipe the default ``edgebert build`` ships (its devices: desktop, cortex-a53, cortex-a76):
+    the weakest core's preset (arm-nodot), the softmax floor kept for the desktop."""
+    from edgebert.pipeline.config import default_config
+    from edgebert.pipeline.steps import _quantize_settings
+
+    return _quantize_settings(default_config(), "dynamic")
 
 
 # --- measurements --------------------------------------------------------------------------------
@@ -198,7 +208,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=1000, help="built-in test texts for accuracy (0: skip)")
     ap.add_argument("--cpus", default="cortex-a53,cortex-a76", help="emulated CPUs to count on ('' to skip)")
     ap.add_argument("--count-fp32", action="store_true", help="also count fp32 artifacts (10-25 s each)")
-    ap.add_argument("--targets", default="auto", help="edgebert quantize --target values, comma-separated")
+    ap.add_argument("--targets", default="auto", help="edgebert quantize --target values, comma-separated; "
+                    "'build': the recipe the default build ships (arm-nodot, softmax floor kept for the desktop)")
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "edgebert" / "bench-optimum")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
