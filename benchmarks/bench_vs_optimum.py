@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +128,7 @@ def build_settings():
     from edgebert.pipeline.config import default_config
     from edgebert.pipeline.steps import _quantize_settings
 
-    return _quantize_settings(default_config(), "dynamic")
+    return replace(_quantize_settings(default_config(), "dynamic"), formats=("onnx",))
 
 
 # --- measurements --------------------------------------------------------------------------------
