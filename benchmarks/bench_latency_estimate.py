@@ -1,6 +1,11 @@
 """Check the cycle-model estimator where the truth can be measured: on this x86-64 host.
 
     python benchmarks/bench_latency_estimate.py ARTIFACT... [--lengths 32,128] [--mcpu sapphirerapids]
+                                                [--keep DIR] [--jobs N] [--json FILE]
+
+Phase 1 measures every native case first (keep the machine quiet then: the host's load changes the
+clock a thread gets between the clock measurement and the timed runs); phase 2 runs the emulated cases,
+whose recorded blocks are deterministic and kept in ``--keep DIR`` for a rerun.
 
 For each artifact (an .onnx / .tflite file inside an edgebert artifact directory) and length, it runs:
 
