@@ -47,7 +47,7 @@ def tok(tmp_path_factory):
 
 
 @pytest.mark.parametrize("groups", [1, 4])
-@pytest.mark.parametrize("form", ["linear", "bmm"])
+@pytest.mark.parametrize("form", ["linear", "bmm", "qkv"])
 def test_channels_last_module_is_the_stock_function(groups, form):
     model = tiny(groups)
     ids, mask = padded_batch()
@@ -61,7 +61,7 @@ def test_channels_last_module_is_the_stock_function(groups, form):
 
 
 def test_bad_form_and_model_are_one_line_errors():
-    with pytest.raises(UsageError, match="unknown SqueezeBERT TFLite form 'nchw'; use one of stock, linear, bmm"):
+    with pytest.raises(UsageError, match="unknown SqueezeBERT TFLite form 'nchw'; use one of stock, linear, bmm, qkv"):
         converted_module(tiny(4), "nchw")
     with pytest.raises(UsageError, match="for SqueezeBERT classifiers"):
         ChannelsLastSqueezeBert(torch.nn.Linear(2, 2))

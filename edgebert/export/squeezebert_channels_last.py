@@ -25,8 +25,10 @@ from torch import nn
 from ..errors import UsageError
 
 #: "linear": per-group Linear (TFLite FULLY_CONNECTED on channel slices, concatenated);
-#: "bmm": one batched matmul over groups (TFLite BATCH_MATMUL with a [G, Cin/G, Cout/G] weight).
-FORMS = ("linear", "bmm")
+#: "bmm": one batched matmul over groups (TFLite BATCH_MATMUL with a [G, Cin/G, Cout/G] weight);
+#: "qkv": as "linear", but q, k and v of a group are one Linear (3x wider output, a third of the nodes),
+#: split into heads by one reshape/transpose (needs q/k/v groups equal and whole heads per group).
+FORMS = ("linear", "bmm", "qkv")
 WHY = ("stock SqueezeBERT is channels-first: litert-torch wrapped each grouped 1x1 conv (CONV_2D) and "
        "LayerNorm in TRANSPOSE ops (102 in the built-in model, 25% of int8-static desktop time); the "
        "converted module keeps [B, L, C] activations and runs each conv as a per-group Linear")
@@ -43,6 +45,7 @@ class GroupedLinear(nn.Module):
         super().__init__()
         if form not in FORMS:
             raise UsageError(f"unknown channels-last form {form!r}; use one of {', '.join(FORMS)}")
+        form = "linear" if form == "qkv" else form  # a single projection: qkv is linear
         if conv.kernel_size != (1,) or conv.stride != (1,) or conv.padding != (0,) or conv.dilation != (1,):
             raise UsageError(f"channels-last rewrite needs 1x1 Conv1d layers, got {conv}")
         self.groups, self.form = int(conv.groups), form
@@ -75,6 +78,40 @@ class GroupedLinear(nn.Module):
         return y + self.bias
 
 
+class FusedQKV(nn.Module):
+    """q, k and v (1x1 convs with the same groups) as one Linear per group: ``[B, L, C]`` -> three
+    ``[B, H, L, d]`` tensors. Group g's output channels are heads ``g*H/G ... (g+1)*H/G - 1`` of each."""
+
+    def __init__(self, convs: tuple[nn.Conv1d, ...], heads: int):
+        super().__init__()
+        self.groups = int(convs[0].groups)
+        self.heads, self.cin = heads, convs[0].weight.shape[1]
+        per = convs[0].weight.shape[0] // self.groups
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        for g in range(self.groups):
+            rows = slice(g * per, (g + 1) * per)
+            self.weights.append(nn.Parameter(torch.cat([c.weight.detach()[rows, :, 0] for c in convs]).contiguous(),
+                                             requires_grad=False))
+            self.biases.append(nn.Parameter(torch.cat([c.bias.detach()[rows] for c in convs]), requires_grad=False))
+
+    @staticmethod
+    def applies(convs, heads: int) -> bool:
+        groups = {int(c.groups) for c in convs}
+        return len(groups) == 1 and heads % next(iter(groups)) == 0
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch, length, _ = x.shape
+        if self.groups == 1:
+            y = F.linear(x, self.weights[0], self.biases[0])
+        else:
+            y = torch.cat([F.linear(x[..., g * self.cin:(g + 1) * self.cin], w, b)
+                           for g, (w, b) in enumerate(zip(self.weights, self.biases))], dim=-1)
+        hpg = self.heads // self.groups
+        y = y.view(batch, length, self.groups, 3, hpg, -1).permute(3, 0, 2, 4, 1, 5)  # [3, B, G, H/G, L, d]
+        y = y.reshape(3, batch, self.heads, length, y.shape[-1])
+        return y[0], y[1], y[2]
+
+
 class _Layer(nn.Module):
     """One ``SqueezeBertModule`` in ``[B, L, C]``; same operations in the same order as the stock one."""
 
@@ -82,7 +119,10 @@ class _Layer(nn.Module):
         super().__init__()
         att = stock.attention
         self.heads, self.head_size = att.num_attention_heads, att.attention_head_size
-        self.query, self.key, self.value = (GroupedLinear(c, form) for c in (att.query, att.key, att.value))
+        convs = (att.query, att.key, att.value)
+        self.qkv = FusedQKV(convs, self.heads) if form == "qkv" and FusedQKV.applies(convs, self.heads) else None
+        if self.qkv is None:
+            self.query, self.key, self.value = (GroupedLinear(c, form) for c in convs)
         self.post = GroupedLinear(stock.post_attention.conv1d, form)
         self.post_norm = stock.post_attention.layernorm  # an nn.LayerNorm subclass: call the base forward
         self.inter = GroupedLinear(stock.intermediate.conv1d, form)
@@ -97,9 +137,13 @@ class _Layer(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         batch, length, _ = x.shape
         shape = (batch, length, self.heads, self.head_size)
-        q = self.query(x).view(shape).transpose(1, 2)         # [B, H, L, d]
-        k = self.key(x).view(shape).permute(0, 2, 3, 1)       # [B, H, d, L]
-        v = self.value(x).view(shape).transpose(1, 2)         # [B, H, L, d]
+        if self.qkv is not None:
+            q, k, v = self.qkv(x)
+            k = k.transpose(-1, -2)
+        else:
+            q = self.query(x).view(shape).transpose(1, 2)         # [B, H, L, d]
+            k = self.key(x).view(shape).permute(0, 2, 3, 1)       # [B, H, d, L]
+            v = self.value(x).view(shape).transpose(1, 2)         # [B, H, L, d]
         score = torch.matmul(q, k) / math.sqrt(self.head_size)
         if mask is not None:
             score = score + mask
@@ -144,4 +188,6 @@ class ChannelsLastSqueezeBert(nn.Module):
 def graph_node_counts(module: nn.Module) -> dict[str, int]:
     """Grouped (groups > 1) and dense 1x1 projections rewritten: the manifest's ``count``."""
     linears = [m for m in module.modules() if isinstance(m, GroupedLinear)]
-    return {"grouped": sum(m.groups > 1 for m in linears), "dense": sum(m.groups == 1 for m in linears)}
+    fused = [m for m in module.modules() if isinstance(m, FusedQKV)]
+    return {"grouped": sum(m.groups > 1 for m in linears) + 3 * sum(m.groups > 1 for m in fused),
+            "dense": sum(m.groups == 1 for m in linears) + 3 * sum(m.groups == 1 for m in fused)}

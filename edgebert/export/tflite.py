@@ -2,7 +2,9 @@
 
 Why litert-torch: it converts the stock DistilBERT and SqueezeBERT classes directly from PyTorch
 (torch.export -> StableHLO -> TFLite) without TensorFlow, in about a minute, to builtin ops only
-(GELU, BATCH_MATMUL, FULLY_CONNECTED; SqueezeBERT's grouped 1x1 Conv1d -> CONV_2D). The other route,
+(GELU, BATCH_MATMUL, FULLY_CONNECTED). A SqueezeBERT is converted through its channels-last equivalent
+(``squeezebert_channels_last``: per-group FULLY_CONNECTED instead of CONV_2D wrapped in TRANSPOSEs), and
+validated against the stock model. The other route,
 onnx2tf, needs TensorFlow, 5-15 GB of RAM and emits Flex ops (FlexErf) that a phone's builtin-op
 interpreter cannot run (FIELD_NOTES §1, §4).
 
