@@ -1,13 +1,14 @@
 """TFLite forms of the grouped SqueezeBERT: stock (channels-first) vs channels-last rewrites (issue 25).
 
-    python benchmarks/bench_tflite_grouped.py [--model squeezebert] [--forms stock,linear,bmm] [--runs 40]
-                                              [--rounds 3] [--work DIR]
+    python benchmarks/bench_tflite_grouped.py [--model squeezebert] [--forms stock,linear,qkv,bmm] [--runs 40]
+                                              [--rounds 3] [--dense distilbert] [--work DIR]
 
 Each form is exported by edgebert (``edgebert.export.tflite.SQUEEZEBERT_FORM``; validation against the
 stock PyTorch model as always), then quantized int8 dynamic and static by edgebert's AEQ recipes. LiteRT
 p50 at batch 1, the ``seq128`` signature (128 real tokens), 1 thread, every artifact timed in turn, run
 after run, in ``--rounds`` separate rounds (a shared machine slows them alike); the table shows the
-median of the round p50s, the TRANSPOSE count of the seq128 subgraph and the file size.
+median of the round p50s, the TRANSPOSE count of the seq128 subgraph and the file size. ``--dense``
+adds a dense reference model (e.g. the built-in ``distilbert``) timed in the same rounds.
 """
 
 from __future__ import annotations
@@ -39,13 +40,19 @@ def op_count(path: Path, op: str, signature: str = "seq128") -> int:
 
 
 def build(model: str, form: str, work: Path) -> Path:
+    """``work/form``: the fp32 export of ``model`` in ``form`` (a SqueezeBERT form, or any name for a
+    model that is converted as it is) and its two int8 recipes; reused when present."""
     from edgebert.export import ExportSettings, export, tflite
     from edgebert.quantize import QuantizeSettings, quantize
 
     d = work / form
     if not (d / PRECISIONS["fp32"]).exists():
-        tflite.SQUEEZEBERT_FORM = form
-        export(model, d, ExportSettings(formats=("tflite",)))
+        saved = tflite.SQUEEZEBERT_FORM
+        tflite.SQUEEZEBERT_FORM = form if form in tflite.SQUEEZEBERT_FORMS else saved
+        try:
+            export(model, d, ExportSettings(formats=("tflite",)))
+        finally:
+            tflite.SQUEEZEBERT_FORM = saved
     for mode in ("dynamic", "static"):
         if not (d / PRECISIONS[f"int8-{mode}"]).exists():
             quantize(d, QuantizeSettings(mode=mode, formats=("tflite",)))
@@ -55,7 +62,8 @@ def build(model: str, form: str, work: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="squeezebert")
-    ap.add_argument("--forms", default="stock,linear,bmm")
+    ap.add_argument("--forms", default="stock,linear,qkv,bmm")
+    ap.add_argument("--dense", default=None, help="a dense reference model timed alongside (e.g. distilbert)")
     ap.add_argument("--runs", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--work", type=Path, default=None)
@@ -63,6 +71,9 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-tflite-grouped-"))
     forms = [f.strip() for f in args.forms.split(",") if f.strip()]
     dirs = {form: build(args.model, form, work) for form in forms}
+    if args.dense:
+        forms.append("dense")
+        dirs["dense"] = build(args.dense, "dense", work)
     arts = {(form, p): dirs[form] / name for form in forms for p, name in PRECISIONS.items()}
     rounds = [interleaved({k: v for k, v in arts.items()}, args.runs) for _ in range(args.rounds)]
     p50 = {k: statistics.median(r[k][0] for r in rounds) for k in arts}
