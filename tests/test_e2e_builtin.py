@@ -20,7 +20,8 @@ pytestmark = pytest.mark.e2e
 
 # DistilBERT runs every format; the grouped SqueezeBERT (whose own construction is the slow part: ~3.5 min)
 # runs ONNX, where its grouped convolutions go through the conv1x1_to_matmul rewrite. Its TFLite path
-# (grouped CONV_2D) runs in tests/test_tflite.py on a tiny grouped model and in the default build.
+# (channels-last: per-group FULLY_CONNECTED) runs in tests/test_tflite.py and tests/test_tflite_channels_last.py
+# on tiny grouped models and in the default build.
 FORMATS = {"distilbert": ("onnx", "tflite"), "squeezebert": ("onnx",)}
 
 

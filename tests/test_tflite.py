@@ -88,7 +88,9 @@ def test_export_validates_against_pytorch(arch, overrides, tmp_path, tok_dir):
     assert rec["format"] == "tflite" and rec["fixed_shape"] == {"batch": 1, "seq_len": SEQ, "seq_lens": [SEQ],
                                                                 "signatures": {"seq32": SEQ}}
     assert rec["inputs"]["input_ids"] == {"dtype": "int32", "shape": [1, SEQ]}
-    assert "CONV_2D" in rec["op_counts"] and not any(k.startswith("CUSTOM") for k in rec["op_counts"])
+    # converted channels-last (per-group FULLY_CONNECTED, no CONV_2D), validated against the stock model
+    assert rec["graph_rewrites"][0]["name"] == "squeezebert_channels_last_linear" and "CONV_2D" not in rec["op_counts"]
+    assert "FULLY_CONNECTED" in rec["op_counts"] and not any(k.startswith("CUSTOM") for k in rec["op_counts"])
     info = inspect_model(path.read_bytes())
     assert info["custom_ops"] == [] and [i["shape"] for i in info["inputs"]] == [[1, SEQ], [1, SEQ]]
     assert no_temp_files(tmp_path)
@@ -253,7 +255,8 @@ def test_cli_end_to_end(cli_dir):
                          "model.int8-static.tflite"}
     assert arts["model.tflite"]["validation"]["max_abs_diff"] < 1e-4
     assert arts["model.tflite"]["fixed_shape"]["seq_lens"] == [32, MULTI]
-    big = "CONV_2D" if manifest.architecture == "squeezebert" else "FULLY_CONNECTED"
+    big = "FULLY_CONNECTED"  # SqueezeBERT too: its TFLite export is channels-last, one FC per conv group
+    per = 4 if manifest.architecture == "squeezebert" else 1  # GELU-fed FCs per layer (output_groups)
     dyn = arts["model.int8-dynamic.tflite"]["quantization"]
     st = arts["model.int8-static.tflite"]["quantization"]
     assert dyn["recipe"] == "aeq-dynamic-wi8-afp32" and dyn["quantized_ops"].get(f"{big}(dynamic-range)")
@@ -262,14 +265,14 @@ def test_cli_end_to_end(cli_dir):
     assert st["quantized_ops"].get("EMBEDDING_LOOKUP(int8 table)") == sigs and big not in st["float_ops"]
     assert st["calibration"]["samples"] == 16 and st["calibration"]["seq_len"] == MULTI
     assert st["calibration"]["signatures"] == {"seq32": 32, "seq64": MULTI}
-    assert st["dynamic_range_layers"]["count"] == 2 * sigs  # the GELU-fed layers: one per encoder layer and signature
-    assert st["quantized_ops"][f"{big}(dynamic-range)"] == 2 * sigs
+    assert st["dynamic_range_layers"]["count"] == 2 * per * sigs  # the GELU-fed layers, per encoder layer and signature
+    assert st["quantized_ops"][f"{big}(dynamic-range)"] == 2 * per * sigs
     for name in ("model.int8-dynamic.tflite", "model.int8-static.tflite"):
         v = arts[name]["validation"]  # LiteRT int8 vs LiteRT fp32 on the validation split, batch 1
         assert arts[name]["parent"] == "model.tflite" and v["reference"] == "fp32 tflite (LiteRT)"
         assert v["source"] == "builtin:rt-snippets/validation" and v["texts"] == 200 and v["min_agreement"] == 0.9
         assert v["prediction_agreement"] >= 0.95 and v["max_abs_logit_diff"] < MAX_LOGIT_DIFF[name], v
-    assert_tflite_op_groups(arts, big)
+    assert_tflite_op_groups(arts, big, per)
     report = json.loads((out / "report.json").read_text())
     for rec in report["records"]:
         assert rec["status"] == "ok", rec
@@ -290,8 +293,9 @@ def test_cli_end_to_end(cli_dir):
 MAX_LOGIT_DIFF = {"model.int8-dynamic.tflite": 0.05, "model.int8-static.tflite": 1.5}
 
 
-def assert_tflite_op_groups(arts: dict, big: str) -> None:
-    """op_groups per signature, from the real graph: the same schema as ONNX, TFLite op names."""
+def assert_tflite_op_groups(arts: dict, big: str, per: int = 1) -> None:
+    """op_groups per signature, from the real graph: the same schema as ONNX, TFLite op names
+    (``per``: GELU-fed ``big`` ops per layer, one per group of a channels-last SqueezeBERT)."""
     layers = 2
     for name, mode in (("model.int8-dynamic.tflite", "dynamic"), ("model.int8-static.tflite", "static")):
         q = arts[name]["quantization"]
@@ -307,10 +311,10 @@ def assert_tflite_op_groups(arts: dict, big: str) -> None:
         if mode == "dynamic":
             assert groups["dynamic int8"]["ops"] == weights and "static int8" not in groups
         else:
-            assert q["dynamic_range_layers"]["count"] == 2 * layers  # the GELU-fed layers, in both signatures
-            assert groups["dynamic int8"]["ops"] == {big: layers}
+            assert q["dynamic_range_layers"]["count"] == 2 * per * layers  # the GELU-fed layers, in both signatures
+            assert groups["dynamic int8"]["ops"] == {big: per * layers}
             assert groups["dynamic int8"]["notes"] == {big: "GELU-fed (FFN output)"}
-            assert groups["static int8"]["ops"] == {**weights, big: weights[big] - layers}
+            assert groups["static int8"]["ops"] == {**weights, big: weights[big] - per * layers}
 
 
 def zero_int8_weights(src: Path, dst: Path) -> int:

@@ -2,7 +2,9 @@
 
 Why litert-torch: it converts the stock DistilBERT and SqueezeBERT classes directly from PyTorch
 (torch.export -> StableHLO -> TFLite) without TensorFlow, in about a minute, to builtin ops only
-(GELU, BATCH_MATMUL, FULLY_CONNECTED; SqueezeBERT's grouped 1x1 Conv1d -> CONV_2D). The other route,
+(GELU, BATCH_MATMUL, FULLY_CONNECTED). A SqueezeBERT is converted through its channels-last equivalent
+(``squeezebert_channels_last``: per-group FULLY_CONNECTED instead of CONV_2D wrapped in TRANSPOSEs), and
+validated against the stock model. The other route,
 onnx2tf, needs TensorFlow, 5-15 GB of RAM and emits Flex ops (FlexErf) that a phone's builtin-op
 interpreter cannot run (FIELD_NOTES §1, §4).
 
@@ -33,12 +35,17 @@ from ..devices.litert import custom_ops_problem, inspect_model
 from ..errors import EdgebertError, UsageError
 from ..fsutil import atomic_path
 from ..progress import maybe_step
+from . import squeezebert_channels_last
 from .validate import runtime_runner, validate_lengths, validation_cases
 
 INPUT_NAMES = ("input_ids", "attention_mask")
 BATCH = 1
 #: Shorter signatures exported next to ``seq_len`` (built-in validation texts: p50 26, p90 42 tokens).
 SHORT_LENGTHS = (32, 64)
+#: What litert-torch converts for a SqueezeBERT: "stock" (the HF module, channels-first) or a channels-last
+#: form of ``squeezebert_channels_last.FORMS``; picked by measurement (docs/export.md, TFLite section).
+SQUEEZEBERT_FORM = "linear"
+SQUEEZEBERT_FORMS = ("stock", *squeezebert_channels_last.FORMS)
 
 
 def signature_lengths(seq_len: int) -> tuple[int, ...]:
@@ -135,12 +142,30 @@ def convert(model: torch.nn.Module, lengths: tuple[int, ...], out_path: Path, lo
     out_path.write_bytes(content)
 
 
+def converted_module(model: torch.nn.Module, form: str | None = None) -> tuple[torch.nn.Module, list[dict]]:
+    """The module litert-torch converts for ``model`` and the ``graph_rewrites`` records that made it.
+
+    A SqueezeBERT becomes its channels-last equivalent (``form``, default ``SQUEEZEBERT_FORM``); any
+    other model, or ``form="stock"``, is converted as it is.
+    """
+    form = SQUEEZEBERT_FORM if form is None else form
+    if form not in SQUEEZEBERT_FORMS:
+        raise UsageError(f"unknown SqueezeBERT TFLite form {form!r}; use one of {', '.join(SQUEEZEBERT_FORMS)}")
+    if form == "stock" or not squeezebert_channels_last.is_squeezebert(model):
+        return model, []
+    rewritten = squeezebert_channels_last.ChannelsLastSqueezeBert(model, form)
+    counts = squeezebert_channels_last.graph_node_counts(rewritten)
+    return rewritten, [{"name": f"squeezebert_channels_last_{form}", "count": counts["grouped"] + counts["dense"],
+                        "why": squeezebert_channels_last.WHY}]
+
+
 def export_tflite(model: torch.nn.Module, tokenizer, out_path: Path, seq_len: int, atol: float,
-                  progress=None) -> dict:
+                  progress=None, squeezebert_form: str | None = None) -> dict:
     """Export ``model`` to ``out_path`` with ``[1, L]`` signatures up to ``seq_len``; returns the manifest record.
 
     The file appears at ``out_path`` only after it was checked to use builtin ops only and every
-    signature was validated against PyTorch within ``atol``.
+    signature was validated against the given (stock) PyTorch model within ``atol``, also when a
+    rewritten equivalent module is what was converted (``converted_module``).
     """
     from ..devices.litert import LiteRT
 
@@ -149,13 +174,14 @@ def export_tflite(model: torch.nn.Module, tokenizer, out_path: Path, seq_len: in
         raise UsageError(f"TFLite needs a fixed --seq-len between 2 and the model's {max_pos} positions "
                          f"(got {seq_len})")
     lengths = signature_lengths(seq_len)
+    source, rewrites = converted_module(model, squeezebert_form)
     cases = validation_cases(tokenizer, seq_len)
     shapes = ", ".join(f"[{BATCH}, {n}]" for n in lengths)
     with atomic_path(out_path) as tmp, tempfile.TemporaryDirectory(prefix="edgebert-tflite-") as scratch:
         log = Path(scratch) / "convert.log"
         with maybe_step(progress, f"Exporting to TFLite (litert-torch {litert_torch_version()}, "
                                   f"fixed inputs {shapes})"):
-            convert(model, lengths, tmp, log, cases[1].inputs)
+            convert(source, lengths, tmp, log, cases[1].inputs)
         info = inspect_model(tmp.read_bytes())
         check_builtin_only(info, out_path.name)
         with maybe_step(progress, f"Validating TFLite against PyTorch ({len(cases)} input shapes × "
@@ -172,6 +198,7 @@ def export_tflite(model: torch.nn.Module, tokenizer, out_path: Path, seq_len: in
         "parent": None,
         "exporter": {"name": "litert_torch.signature(...).convert", "litert-torch": litert_torch_version(),
                      "torch": torch.__version__, "builtin_ops_only": True},
+        "graph_rewrites": rewrites,
         "inputs": {n: {"dtype": "int32", "shape": [BATCH, seq_len]} for n in INPUT_NAMES},
         "outputs": {"logits": {"dtype": "float32", "shape": [BATCH, "num_labels"]}},
         "fixed_shape": {"batch": BATCH, "seq_len": seq_len, "seq_lens": list(lengths),

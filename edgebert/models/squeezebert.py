@@ -2,7 +2,8 @@
 
 Its Conv1d layers export as ONNX ``Conv``; ONNX Runtime's int8 quantizer turns those into
 ``ConvInteger``, which is slow or unimplemented (FIELD_NOTES §1). A 1x1 Conv1d is a (grouped)
-MatMul, so int8 recipes first apply the ``conv1x1_to_matmul`` rewrite named here.
+MatMul, so int8 recipes first apply the ``conv1x1_to_matmul`` rewrite named here. TFLite converts a
+channels-last equivalent module instead (``export/squeezebert_channels_last.py``).
 """
 
 from __future__ import annotations

@@ -48,7 +48,9 @@ CALIBRATION_THREADS = 1
 #: Activations whose consumers keep a per-run (dynamic-range) activation scale in the static recipe.
 OUTLIER_SOURCES = ("GELU",)
 #: Ops that only move data: followed from an outlier source to its matmul consumers.
-PASS_THROUGH = ("RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS")
+PASS_THROUGH = ("RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS",
+                # channels-last SqueezeBERT: a grouped layer reads its group's channel SLICE
+                "SLICE", "STRIDED_SLICE")
 
 
 def consumers_of(data: bytes, sources: tuple[str, ...] = OUTLIER_SOURCES,

@@ -17,7 +17,9 @@ KINDS = {"int8": "static int8", "int16x8": "static int8", "dynamic-range": "dyna
 NAMED_FLOAT_OPS = ("SOFTMAX", "GELU", "TANH", "RELU", "LOGISTIC", "MEAN", "SQUARED_DIFFERENCE", "RSQRT")
 LAYERNORM_PARTS = ("MEAN", "SQUARED_DIFFERENCE", "RSQRT")
 MATMUL_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
-PASS_THROUGH = ("RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS")
+PASS_THROUGH = ("RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS",
+                # channels-last SqueezeBERT: a grouped layer reads its group's channel SLICE
+                "SLICE", "STRIDED_SLICE")
 FLOAT32 = 0  # TensorType.FLOAT32
 
 
