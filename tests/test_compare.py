@@ -320,3 +320,20 @@ def test_int8_cheaper_everywhere_says_nothing():
     # ... but on cortex-a53 0.999e9 instructions are more than distilbert's int8 (0.4 x 2e9): only that is said
     (f,) = _device(comp, "cortex-a53")["int8_not_cheaper"]
     assert (f["kind"], f["against_model"]) == ("reference int8", "distilbert")
+
+
+def test_fewer_instructions_but_a_higher_estimate_is_said_as_an_estimate():
+    """cortex-a53: int8 at 0.98x its fp32's instructions, but the cycle model estimates 1.05x its ms."""
+    recs = _slow_int8(0.5, 0.98)
+    recs[2]["estimated_latency"]["ms"], recs[3]["estimated_latency"] = 380.0, {
+        "status": "ok", "kind": "estimate", "ms": 399.0, "error_band_pct": 60.0, "label": "estimated ms"}
+    _, comp = _build({"distilbert": _report_of(_records(20.0, 2.5e9, 300.0, 820)), "squeezebert": _report_of(recs)})
+    (f,) = [f for f in _device(comp, "cortex-a53")["int8_not_cheaper"] if f["kind"] == "own fp32"]
+    assert f["cost_measure"] == "estimated_ms"
+    assert f["cost_ratio"] == pytest.approx(399 / 380, abs=1e-4) and f["instructions_ratio"] == pytest.approx(0.98)
+    assert f["sentence"] == ("squeezebert int8-static ONNX costs 0.98× its own fp32's instructions but an estimated "
+                             "1.05× its ms (cycle model: an estimate, ± 60%)")
+    assert "no int8 dot-product" in f["why"]
+    recs[3]["estimated_latency"]["ms"] = 379.0  # a lower estimate than its fp32 and than distilbert's int8 (150 x 3)
+    _, comp = _build({"distilbert": _report_of(_records(20.0, 2.5e9, 900.0, 820)), "squeezebert": _report_of(recs)})
+    assert _device(comp, "cortex-a53")["int8_not_cheaper"] == []

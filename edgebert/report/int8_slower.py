@@ -11,7 +11,9 @@ measured, not with a guess:
   product instructions at all: without them an int8 product is a widening multiply, about as many
   instructions as an fp32 FMA).
 
-The cost is the device's one time measure (``compare.cost_measure``); a ratio >= 1 is "not cheaper".
+The cost is the device's one time measure (``compare.cost_measure``); a ratio >= 1 is "not cheaper". On an
+emulated CPU an int8 artifact with fewer instructions whose cycle-model estimate is still not lower is listed
+too, said as an estimate (its ratio of estimated ms, with the band).
 """
 
 from __future__ import annotations
@@ -65,10 +67,13 @@ def _names(row: Row) -> dict[str, str]:
     return {"precision": row.precision, "format": row.format}
 
 
+def _against(kind: str, other: Row, other_model: str) -> str:
+    return "its own fp32" if kind == "own fp32" else f"{other_model}'s {artifact_name(_names(other))}"
+
+
 def _finding(model: str, row: Row, other: Row, other_model: str, measure: str, kind: str) -> dict[str, Any]:
-    a, b = _cost(row, measure), _cost(other, measure)
-    ratio = round(a / b, 4)
-    against = ("its own fp32" if kind == "own fp32" else f"{other_model}'s {artifact_name(_names(other))}")
+    ratio = round(_cost(row, measure) / _cost(other, measure), 4)
+    against = _against(kind, other, other_model)
     return {"model": model, "artifact": row.artifact, "kind": kind, "against_model": other_model,
             "against_artifact": other.artifact, "cost_measure": measure, "cost_ratio": ratio,
             "why": why(row, other, measure),
@@ -76,6 +81,32 @@ def _finding(model: str, row: Row, other: Row, other_model: str, measure: str, k
                          f"{COST_WORDS[measure]}" if kind == "own fp32" else
                          f"{model} {artifact_name(_names(row))} costs {ratio:.2f}× {against} "
                          f"({COST_WORDS[measure]})")}
+
+
+def _estimate_finding(model: str, row: Row, other: Row, other_model: str, kind: str) -> dict[str, Any] | None:
+    """On an emulated CPU: fewer instructions, but the cycle model estimates at least as many ms (in-order
+    cores pay more cycles per widening int8 multiply than per FMA). Said as an estimate, never as time."""
+    if not (row.estimated_ms and other.estimated_ms and row.instructions and other.instructions):
+        return None
+    est = round(row.estimated_ms / other.estimated_ms, 4)
+    if est < 1.0:
+        return None
+    ins = round(row.instructions / other.instructions, 4)
+    against = _against(kind, other, other_model)
+    return {"model": model, "artifact": row.artifact, "kind": kind, "against_model": other_model,
+            "against_artifact": other.artifact, "cost_measure": "estimated_ms", "cost_ratio": est,
+            "instructions_ratio": ins, "why": why(row, other, INSTRUCTIONS),
+            "sentence": (f"{model} {artifact_name(_names(row))} costs {ins:.2f}× {against}'s instructions but an "
+                         f"estimated {est:.2f}× its ms (cycle model: an estimate, ± {row.estimate_band_pct:g}%)")}
+
+
+def _compare(model: str, row: Row, other: Row, other_model: str, measure: str, kind: str) -> list[dict[str, Any]]:
+    if _cost(row, measure) >= _cost(other, measure):
+        return [_finding(model, row, other, other_model, measure, kind)]
+    if measure == INSTRUCTIONS:
+        found = _estimate_finding(model, row, other, other_model, kind)
+        return [found] if found else []
+    return []
 
 
 def findings(rows_by_model: dict[str, tuple[Row, ...]], reference: str, measure: str | None
@@ -92,12 +123,12 @@ def findings(rows_by_model: dict[str, tuple[Row, ...]], reference: str, measure:
             if row.precision == FP32:
                 continue
             fp32 = next((r for r in rows.values() if r.precision == FP32 and r.format == row.format), None)
-            if fp32 is not None and _cost(row, measure) >= _cost(fp32, measure):
-                out.append(_finding(model, row, fp32, model, measure, "own fp32"))
+            if fp32 is not None:
+                out += _compare(model, row, fp32, model, measure, "own fp32")
             ref = ran.get(reference, {}).get(row.artifact) if model != reference else None
             if ref is not None and measure == MEASURED_MS and (ref.latency_seq_len, ref.threads) != (
                     row.latency_seq_len, row.threads):
                 ref = None  # latencies at another length or thread count are not compared
-            if ref is not None and _cost(row, measure) >= _cost(ref, measure):
-                out.append(_finding(model, row, ref, reference, measure, "reference int8"))
+            if ref is not None:
+                out += _compare(model, row, ref, reference, measure, "reference int8")
     return out
