@@ -377,3 +377,7 @@ def test_report_pairs_each_board_record_with_its_emulated_twin_and_shows_real_la
     assert "| ~30 | -27.7% (within ±50%) |" in row
     assert "cortex-a55×4 + cortex-a76×4 @ 2400 MHz" in md and "Clock: clock governor ondemand" in md
     assert "not checked" in next(ln for ln in md.splitlines() if ln.startswith("| pi5 | cortex-a76 | `other.onnx`"))
+    from edgebert.report import html
+    page = html.render(report)  # the same table in the HTML report, estimate and error included
+    assert "<h2>Boards next to their emulated twins</h2>" in page
+    assert "<td>~30</td><td>-27.7% (within ±50%)</td>" in page and "<td>41.50 / 44.00 (1)</td>" in page

@@ -16,6 +16,10 @@ from ..gate_result import fmt_value, limit_text
 from . import compare_view, phases, recipe as recipe_mod
 from .markdown import (
     RECIPES_INTRO,
+    TWIN_HEADERS,
+    TWIN_INTRO,
+    TWIN_TITLE,
+    twin_cells,
     accuracy_text,
     agreement_text,
     build_recipes,
@@ -477,7 +481,20 @@ def render(report: dict[str, Any], manifest: dict[str, Any] | None = None) -> st
             _goal_list(manifest), _recipes_section([("", r) for r in recipe_mod.recipes(manifest)])]
     for device, items in _by_device({model: report}).items():
         body.append(_device_section(device, items, {}, [model]))
+    body.append(_twin_section(report))
     return _page(f"edgebert report: {model}", "".join(body))
+
+
+def _twin_section(report: dict[str, Any]) -> str:
+    """Each board next to its emulated twin, with the twin's estimate against the board's measured p50."""
+    cells = twin_cells(report)
+    if not cells:
+        return ""
+    head = "".join(f'<th{_LEFT if i < 3 else ""}>{escape(h)}</th>' for i, h in enumerate(TWIN_HEADERS))
+    rows = "".join("<tr>" + "".join(f'<td{_LEFT if i < 3 else ""}>{escape(c)}</td>' for i, c in enumerate(r))
+                   + "</tr>" for r in cells)
+    return (f'<h2>{escape(TWIN_TITLE)}</h2><div class="card"><p class="note">{escape(TWIN_INTRO)}</p>'
+            f"<table><tr>{head}</tr>{rows}</table></div>")
 
 
 def _goal_list(manifest: dict[str, Any] | None) -> str:

@@ -284,19 +284,19 @@ def _board_lines(table: DeviceTable) -> list[str]:
     return lines
 
 
-def _twin_section(report: dict[str, Any]) -> list[str]:
-    """Each board next to its emulated twin (same core, same artifact): how the emulated model compares."""
-    pairs = twin_rows(report)
-    if not pairs:
-        return []
-    lines = ["## Boards next to their emulated twins", "",
-             "Same artifact, same core name: the board measured for real, the twin under QEMU. Drift and flips are "
-             "against the desktop run on the same examples.", "",
-             "| Board | Core | Artifact | Accuracy on the board | Accuracy on the twin | Board drift (max abs Δlogit, "
-             "flips) | Twin drift (max abs Δlogit, flips) | Twin instructions / inference (M) | Board latency "
-             "p50 / p90 ms (threads) | Twin estimated ms (cycle model) | Estimate error vs board p50 |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for p in pairs:
+TWIN_TITLE = "Boards next to their emulated twins"
+TWIN_INTRO = ("Same artifact, same core name: the board measured for real, the twin under QEMU. Drift and flips are "
+              "against the desktop run on the same examples.")
+TWIN_HEADERS = ("Board", "Core", "Artifact", "Accuracy on the board", "Accuracy on the twin",
+                "Board drift (max abs Δlogit, flips)", "Twin drift (max abs Δlogit, flips)",
+                "Twin instructions / inference (M)", "Board latency p50 / p90 ms (threads)",
+                "Twin estimated ms (cycle model)", "Estimate error vs board p50")
+
+
+def twin_cells(report: dict[str, Any]) -> list[list[str]]:
+    """Each board next to its emulated twin (same core, same artifact) as plain-text cells (Markdown and HTML)."""
+    out = []
+    for p in twin_rows(report):
         b, t = p.board_row, p.twin_row
 
         def drift(row: Row | None) -> str:
@@ -315,10 +315,22 @@ def _twin_section(report: dict[str, Any]) -> list[str]:
         check = p.estimate
         error = DASH if check is None else (f"{check.error_pct:+.1f}%" + (
             "" if check.band_pct is None else f" ({'within' if check.within_band else 'OUTSIDE'} ±{check.band_pct:g}%)"))
-        lines.append("| " + " | ".join(_cell(c) for c in (
-            p.board, p.core, f"`{b.artifact}`", accuracy_text(b, short=True) if b.status == "ok" else "**failed**",
-            twin_acc, drift(b), drift(t), instructions_text(t) if t is not None else DASH, latency, estimate,
-            error)) + " |")
+        out.append([p.board, p.core, b.artifact, accuracy_text(b, short=True) if b.status == "ok" else "failed",
+                    twin_acc, drift(b), drift(t), instructions_text(t) if t is not None else DASH, latency, estimate,
+                    error])
+    return out
+
+
+def _twin_section(report: dict[str, Any]) -> list[str]:
+    """Each board next to its emulated twin (same core, same artifact): how the emulated model compares."""
+    cells = twin_cells(report)
+    if not cells:
+        return []
+    lines = [f"## {TWIN_TITLE}", "", TWIN_INTRO, "", "| " + " | ".join(TWIN_HEADERS) + " |",
+             "|---|---|---|" + "---:|" * (len(TWIN_HEADERS) - 3)]
+    for c in cells:
+        c = [*c[:2], f"`{c[2]}`", "**failed**" if c[3] == "failed" else c[3], *c[4:]]
+        lines.append("| " + " | ".join(_cell(x) for x in c) + " |")
     return lines + [""]
 
 
