@@ -191,6 +191,12 @@ def test_two_shards_merged_equal_the_unsharded_build(builds):
     assert mm["build"]["check"]["fingerprint"] == mw["build"]["check"]["fingerprint"]
     md = (out / "report.md").read_text()
     assert md.startswith("# edgebert build: ✅ passed") and "cortex-a53" in md and (out / "report.html").is_file()
+    # where the time went: each shard's own phase rows, named by shard; CPU of both
+    p1, p2 = load(root / "part-1" / "summary.json"), load(root / "part-2" / "summary.json")
+    assert [r["phase"] for r in merged["phase_table"]] == (
+        [f"shard 1/2: {r['phase']}" for r in p1["phase_table"]] + [f"shard 2/2: {r['phase']}" for r in p2["phase_table"]])
+    assert merged["cpu_seconds"] == pytest.approx(p1["cpu_seconds"] + p2["cpu_seconds"], abs=0.11)
+    assert "| shard 2/2: emulated instruction counts |" in md and "merged shards: wall = the slowest shard" in md
     assert (out / "tiny/report.md").is_file() and (out / "tiny/model.onnx").is_file()
     assert not [p for p in out.rglob(".*") if p.name != ".edgebert-build.lock"]  # no temp files left
 

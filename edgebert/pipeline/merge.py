@@ -403,6 +403,8 @@ def merge(output: str | Path, part_dirs: list[str | Path], *, baseline: str | Pa
         for p in parts:
             for k, v in (p.summary.get("phases") or {}).items():
                 phases[k] = round(phases.get(k, 0.0) + float(v or 0), 1)
+        ordered = sorted(parts, key=lambda p: p.shard["index"])
+        cpu = [p.summary.get("cpu_seconds") for p in ordered]
         summary = {
             "schema_version": SUMMARY_SCHEMA_VERSION,
             "status": "passed" if not failures and all(m["status"] == "ok" for m in models) else "failed",
@@ -412,6 +414,11 @@ def merge(output: str | Path, part_dirs: list[str | Path], *, baseline: str | Pa
             "output": str(out), "config": cfg_json,
             "setup_ran": list(dict.fromkeys(s for p in parts for s in p.summary.get("setup_ran") or [])),
             "phases": phases or _phases(models, 0.0, {}),
+            # each shard's own rows, named by its shard (they ran on other machines, in parallel): the merged
+            # build's wall time is the slowest shard's plus the merge, its CPU time all of theirs
+            "phase_table": [{**row, "phase": f"shard {p.spec}: {row['phase']}"}
+                            for p in ordered for row in p.summary.get("phase_table") or []],
+            "cpu_seconds": round(sum(cpu), 1) if cpu and None not in cpu else None,
             "models": models,
             "gates": {"checked": len(results), "failed": len(failures),
                       "failures": [{**g, "message": gate_result.describe(g)} for g in failures]},

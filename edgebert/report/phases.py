@@ -28,10 +28,14 @@ def cells(row: dict[str, Any]) -> list[str]:
 
 
 def table(summary: dict[str, Any]) -> list[list[str]]:
-    """Every row's cells, then the whole build's; empty for a summary without a phase table (a merge)."""
+    """Every row's cells, then the whole build's; empty for a summary without a phase table (a build made
+    before edgebert kept one). A merged build's rows are its shards' own, named by shard."""
     rows = summary.get("phase_table") or []
     if not rows:
         return []
     whole = {"phase": "whole build", "seconds": summary.get("seconds"), "cpu_seconds": summary.get("cpu_seconds"),
              "reused": summary.get("reused")}
+    if summary.get("merged"):
+        whole["note"] = ("merged shards: wall = the slowest shard + the merge (shards run in parallel); CPU = every "
+                         "shard's")
     return [cells(r) for r in rows] + [cells(whole)]
