@@ -256,8 +256,9 @@ DEFAULT_MAX_INSTRUCTIONS = (("cortex-a53", 1.0e9), ("cortex-a76", 6.2e8))
 
 def default_config() -> BuildConfig:
     """The built-in default: both architectures, every registered format, three precisions, desktop +
-    two emulated ARM cores (``BUILTIN_DEVICES``), gates loose enough for the built-in models (under 15
-    minutes on 2 cores). Differs from an empty config (``parse("")``: the dataclass defaults)."""
+    two emulated ARM cores (``BUILTIN_DEVICES``), gates loose enough for the built-in models (its time on
+    2 cores: docs/builds-and-ci.md, measured by benchmarks/bench_build.py). Differs from an empty config
+    (``parse("")``: the dataclass defaults)."""
     from ..export import EXPORTERS
 
     formats = tuple(f for f in FORMATS if f in EXPORTERS)
