@@ -41,6 +41,12 @@ def is_squeezebert(model: nn.Module) -> bool:
     return getattr(config, "model_type", None) == "squeezebert" and hasattr(model, "transformer")
 
 
+def _per_group(x: torch.Tensor, cin: int, weights: nn.ParameterList, biases: nn.ParameterList) -> torch.Tensor:
+    """One Linear per group on its ``cin``-channel slice of ``x``, concatenated (TFLite: SLICE + FULLY_CONNECTED)."""
+    return torch.cat([F.linear(x[..., g * cin:(g + 1) * cin], w, b) for g, (w, b) in enumerate(zip(weights, biases))],
+                     dim=-1)
+
+
 class GroupedLinear(nn.Module):
     """A 1x1 ``Conv1d`` (any ``groups``) applied to ``[..., Cin]`` channels-last input."""
 
@@ -73,8 +79,7 @@ class GroupedLinear(nn.Module):
         if self.groups == 1:
             return F.linear(x, self.weight, self.bias)
         if self.form == "linear":
-            return torch.cat([F.linear(x[..., g * self.cin:(g + 1) * self.cin], w, b)
-                              for g, (w, b) in enumerate(zip(self.weights, self.biases))], dim=-1)
+            return _per_group(x, self.cin, self.weights, self.biases)
         batch, length, _ = x.shape
         xg = x.reshape(batch * length, self.groups, self.cin).transpose(0, 1)  # [G, B*L, Cin/G]
         y = torch.bmm(xg, self.weight).transpose(0, 1).reshape(batch, length, -1)
@@ -107,8 +112,7 @@ class FusedQKV(nn.Module):
         if self.groups == 1:
             y = F.linear(x, self.weights[0], self.biases[0])
         else:
-            y = torch.cat([F.linear(x[..., g * self.cin:(g + 1) * self.cin], w, b)
-                           for g, (w, b) in enumerate(zip(self.weights, self.biases))], dim=-1)
+            y = _per_group(x, self.cin, self.weights, self.biases)
         hpg = self.heads // self.groups
         y = y.view(batch, length, self.groups, 3, hpg, -1).permute(3, 0, 2, 4, 1, 5)  # [3, B, G, H/G, L, d]
         y = y.reshape(3, batch, self.heads, length, y.shape[-1])
@@ -188,9 +192,7 @@ class ChannelsLastSqueezeBert(nn.Module):
         return _Output(self.classifier(self.pooler(h)))
 
 
-def graph_node_counts(module: nn.Module) -> dict[str, int]:
-    """Grouped (groups > 1) and dense 1x1 projections rewritten: the manifest's ``count``."""
-    linears = [m for m in module.modules() if isinstance(m, GroupedLinear)]
-    fused = [m for m in module.modules() if isinstance(m, FusedQKV)]
-    return {"grouped": sum(m.groups > 1 for m in linears) + 3 * sum(m.groups > 1 for m in fused),
-            "dense": sum(m.groups == 1 for m in linears) + 3 * sum(m.groups == 1 for m in fused)}
+def rewritten_projections(module: nn.Module) -> int:
+    """The 1x1 projections the rewrite turned into Linear layers: the manifest's ``count``."""
+    return (sum(isinstance(m, GroupedLinear) for m in module.modules())
+            + 3 * sum(isinstance(m, FusedQKV) for m in module.modules()))

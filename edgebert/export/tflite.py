@@ -154,8 +154,8 @@ def converted_module(model: torch.nn.Module, form: str | None = None) -> tuple[t
     if form == "stock" or not squeezebert_channels_last.is_squeezebert(model):
         return model, []
     rewritten = squeezebert_channels_last.ChannelsLastSqueezeBert(model, form)
-    counts = squeezebert_channels_last.graph_node_counts(rewritten)
-    return rewritten, [{"name": f"squeezebert_channels_last_{form}", "count": counts["grouped"] + counts["dense"],
+    return rewritten, [{"name": f"squeezebert_channels_last_{form}",
+                        "count": squeezebert_channels_last.rewritten_projections(rewritten),
                         "why": squeezebert_channels_last.WHY}]
 
 

@@ -21,7 +21,7 @@ import math
 from typing import Any
 
 from . import int8_slower
-from .cost import COST_LABELS, COST_WORDS, INSTRUCTIONS, MEASURED_MS, artifact_name
+from .cost import COST_LABELS, COST_WORDS, INSTRUCTIONS, MEASURED_MS, artifact_name, row_cost
 from .tables import DeviceTable, Row, device_tables
 
 __all__ = ["COST_LABELS", "COST_WORDS", "INSTRUCTIONS", "MEASURED_MS", "artifact_name"]
@@ -47,17 +47,6 @@ def cost_measure(table: DeviceTable) -> str | None:
     if table.board:
         return None if table.emulated else MEASURED_MS
     return INSTRUCTIONS if table.emulated else MEASURED_MS
-
-
-def _cost(row: Row, measure: str | None, seq_len: int | None) -> float | None:
-    """The row's cost by ``measure`` (None: not measured, or a latency that ran at another length)."""
-    if measure == INSTRUCTIONS:
-        return None if row.instructions is None else float(row.instructions)
-    if measure == MEASURED_MS:
-        if row.latency_seq_len is not None and seq_len is not None and row.latency_seq_len != seq_len:
-            return None
-        return row.p50_ms
-    return None
 
 
 def difference_ci95(a: float, a_ci: tuple[float, float], b: float, b_ci: tuple[float, float]
@@ -99,7 +88,7 @@ def best(rows: tuple[Row, ...], gates: list[dict[str, Any]], device: str, measur
     ok = [r for r in ran if _passes(gates, r.artifact, device)]
 
     def key(r: Row) -> tuple:
-        cost = _cost(r, measure, seq_len)
+        cost = row_cost(r, measure, seq_len)
         return (cost is None, cost if cost is not None else 0.0, -(r.accuracy if r.accuracy is not None else -1.0),
                 r.size_mb if r.size_mb is not None else math.inf, r.artifact)
 
@@ -117,7 +106,7 @@ def _entry(model: str, row: Row | None, passing: int, ran: int, measure: str | N
                 "n": row.n, "accuracy_method": row.accuracy_method,
                 "size_bytes": None if row.size_mb is None else int(round(row.size_mb * 1e6))})
     if measure == MEASURED_MS:
-        out["latency_ms"] = {"p50": _cost(row, measure, seq_len), "threads": row.threads, "seq_len": seq_len}
+        out["latency_ms"] = {"p50": row_cost(row, measure, seq_len), "threads": row.threads, "seq_len": seq_len}
     elif measure == INSTRUCTIONS:
         out["instructions_per_inference"] = row.instructions
         out["estimated_latency"] = {"ms": row.estimated_ms, "band_pct": row.estimate_band_pct,

@@ -20,18 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cost import COST_WORDS, INSTRUCTIONS, MEASURED_MS, artifact_name
+from .cost import COST_WORDS, INSTRUCTIONS, MEASURED_MS, artifact_name, row_cost
 from .tables import Row
 
 FP32 = "fp32"
-
-
-def _cost(row: Row, measure: str | None) -> float | None:
-    if measure == INSTRUCTIONS:
-        return None if row.instructions is None else float(row.instructions)
-    if measure == MEASURED_MS:
-        return row.p50_ms
-    return None
 
 
 def _ops(row: Row) -> str:
@@ -72,7 +64,7 @@ def _against(kind: str, other: Row, other_model: str) -> str:
 
 
 def _finding(model: str, row: Row, other: Row, other_model: str, measure: str, kind: str) -> dict[str, Any]:
-    ratio = round(_cost(row, measure) / _cost(other, measure), 4)
+    ratio = round(row_cost(row, measure) / row_cost(other, measure), 4)
     against = _against(kind, other, other_model)
     return {"model": model, "artifact": row.artifact, "kind": kind, "against_model": other_model,
             "against_artifact": other.artifact, "cost_measure": measure, "cost_ratio": ratio,
@@ -101,7 +93,7 @@ def _estimate_finding(model: str, row: Row, other: Row, other_model: str, kind: 
 
 
 def _compare(model: str, row: Row, other: Row, other_model: str, measure: str, kind: str) -> list[dict[str, Any]]:
-    if _cost(row, measure) >= _cost(other, measure):
+    if row_cost(row, measure) >= row_cost(other, measure):
         return [_finding(model, row, other, other_model, measure, kind)]
     if measure == INSTRUCTIONS:
         found = _estimate_finding(model, row, other, other_model, kind)
@@ -116,7 +108,7 @@ def findings(rows_by_model: dict[str, tuple[Row, ...]], reference: str, measure:
     if measure is None:
         return []
     ran = {m: {r.artifact: r for r in rows if r.status == "ok" and r.role != "drift-reference"
-               and _cost(r, measure) is not None} for m, rows in rows_by_model.items()}
+               and row_cost(r, measure) is not None} for m, rows in rows_by_model.items()}
     out = []
     for model, rows in ran.items():
         for row in rows.values():
