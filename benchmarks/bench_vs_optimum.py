@@ -124,7 +124,7 @@ def edgebert_artifacts(model: str, work: Path, targets: list[str]) -> dict[str, 
 
 def build_settings():
     """The dynamic recipe the default ``edgebert build`` ships (its devices: desktop, cortex-a53, cortex-a76):
-    the weakest core's preset (arm-nodot), the softmax floor kept for the desktop."""
+    the weakest core's preset (arm-nodot)."""
     from edgebert.pipeline.config import default_config
     from edgebert.pipeline.steps import _quantize_settings
 
@@ -161,14 +161,20 @@ def latency(sessions: dict, ids, mask, warmup: int, runs: int) -> dict[str, list
     return times
 
 
-def accuracy(sessions: dict, tokenizer, texts, labels) -> dict[str, tuple[int, int]]:
-    correct = {k: 0 for k in sessions}
+def accuracy(sessions: dict, tokenizer, texts, labels) -> dict[str, np.ndarray]:
+    """Per artifact, whether each text's prediction is right (batch 1, the text's own length)."""
+    correct = {k: [] for k in sessions}
     for text, label in zip(texts, labels):
         enc = tokenizer([text], truncation=True, max_length=SEQ, return_tensors="np")
         ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
         for k, s in sessions.items():
-            correct[k] += int(int(s.run(None, feeds_for(s, ids, mask))[0].argmax(-1)[0]) == int(label))
-    return {k: (c, len(texts)) for k, c in correct.items()}
+            correct[k].append(int(s.run(None, feeds_for(s, ids, mask))[0].argmax(-1)[0]) == int(label))
+    return {k: np.array(c, bool) for k, c in correct.items()}
+
+
+def fp32_of(artifact: str) -> str:
+    """The fp32 artifact an int8 one was made from (its accuracy drop is paired with it)."""
+    return "optimum fp32" if artifact.startswith("optimum") else "edgebert fp32"
 
 
 def instructions(path: Path, cpu: str, work: Path, ids, mask) -> int | None:
@@ -210,7 +216,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cpus", default="cortex-a53,cortex-a76", help="emulated CPUs to count on ('' to skip)")
     ap.add_argument("--count-fp32", action="store_true", help="also count fp32 artifacts (10-25 s each)")
     ap.add_argument("--targets", default="auto", help="edgebert quantize --target values, comma-separated; "
-                    "'build': the recipe the default build ships (arm-nodot, softmax floor kept for the desktop)")
+                    "'build': the recipe the default build ships (arm-nodot)")
     ap.add_argument("--work", type=Path, default=Path.home() / ".cache" / "edgebert" / "bench-optimum")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
@@ -218,6 +224,7 @@ def main(argv=None) -> int:
     import onnxruntime as ort
 
     from edgebert.check.stats import wilson
+    from edgebert.quantize.accuracy_goal import drop
     from edgebert.data import load_builtin
     from edgebert.hf_safe import load_tokenizer
     from edgebert.models.builtin import builtin_dir
@@ -254,23 +261,29 @@ def main(argv=None) -> int:
                 for cpu in cpus:
                     counts[k][cpu] = instructions(counted, cpu, Path(tmp), ids, mask)
         for k, p in arts.items():
-            k_ok, n = acc.get(k, (0, 0))
+            right = acc.get(k, np.zeros(0, bool))
+            k_ok, n = int(right.sum()), len(right)
             lo, hi = wilson(k_ok, n) if n else (float("nan"), float("nan"))
+            paired = drop(acc[fp32_of(k)], right) if n and "fp32" not in k else None
             results.append({"model": model, "artifact": k, "path": str(p), "size_mb": p.stat().st_size / 1e6,
                             "ops": op_summary(p), "p50_ms": statistics.median(lat[k]),
                             "p90_ms": float(np.percentile(lat[k], 90)), "runs": len(lat[k]),
                             "padded_p50_ms": statistics.median(lat_padded[k]),
                             "padded_p90_ms": float(np.percentile(lat_padded[k], 90)), "padded_real_tokens": real_padded,
                             "accuracy": k_ok / n if n else None, "n": n, "wilson95": [lo, hi],
+                            "drop_vs_fp32": paired,
                             "instructions": counts[k]})
     print(f"\nONNX Runtime {ort.__version__}, batch 1, seq {SEQ}, 1 thread, {args.runs} interleaved warm runs after "
           f"{args.warmup}; shared {os.cpu_count()}-core machine (other jobs running: compare ratios, not ms). "
-          f"Accuracy on the first {len(texts)} built-in test texts. Instructions: guest instructions per "
+          f"Accuracy on the first {len(texts)} built-in test texts; drop = its fp32's accuracy minus its own on the "
+          "same texts, in points, paired 95% CI (normal approximation on the per-text differences). "
+          "Instructions: guest instructions per "
           "inference under QEMU (emulation; relative cost, not device time).")
     print(f"full = {SEQ} real tokens; padded = the report's latency input ({results[0]['padded_real_tokens'] if results else '?'} "
           f"real tokens right-padded to {SEQ}).")
     head = (f"| model | artifact | MB | full p50 ms | full p90 ms | ×opt full | padded p50 ms | padded p90 ms | ×opt padded "
-            f"| accuracy [95% CI] | {' | '.join(f'{c} Minsn (×opt)' for c in cpus)} | ops |")
+            f"| accuracy [95% CI] | drop vs its fp32, pts [paired 95% CI] | {' | '.join(f'{c} Minsn (×opt)' for c in cpus)} "
+            "| ops |")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for r in results:
@@ -281,9 +294,11 @@ def main(argv=None) -> int:
             v, rv = r["instructions"].get(c), ref["instructions"].get(c)
             cells.append("–" if v is None else f"{v / 1e6:.1f}" + (f" ({v / rv:.2f})" if rv else ""))
         acc_s = "–" if r["accuracy"] is None else f"{r['accuracy']:.3f} [{r['wilson95'][0]:.3f}, {r['wilson95'][1]:.3f}] n={r['n']}"
+        d = r["drop_vs_fp32"]
+        drop_s = "–" if d is None else f"{d['drop_points']:+.1f} [{d['drop_ci95_points'][0]:+.1f}, {d['drop_ci95_points'][1]:+.1f}]"
         print(f"| {r['model']} | {r['artifact']} | {r['size_mb']:.1f} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
               f"{r['p50_ms'] / ref['p50_ms']:.2f} | {r['padded_p50_ms']:.2f} | {r['padded_p90_ms']:.2f} | "
-              f"{r['padded_p50_ms'] / ref['padded_p50_ms']:.2f} | {acc_s} | {' | '.join(cells)} | {r['ops']} |")
+              f"{r['padded_p50_ms'] / ref['padded_p50_ms']:.2f} | {acc_s} | {drop_s} | {' | '.join(cells)} | {r['ops']} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -76,39 +76,62 @@ def _softmax_outputs(model, feeds):
 
 
 @pytest.mark.parametrize("arch_name", ["distilbert", "squeezebert"])
-def test_the_softmax_floor_keeps_padded_attention_out_of_denormals(tmp_path, arch_name):
-    """ORT's softmax computes each masked (padded) position's exponential in the subnormal range (slow on x86)
-    and outputs 0; the export's floor makes them normal floats, leaves the rest as it was, and is recorded.
-    (The speed itself is measured by benchmarks/bench_vs_optimum.py, not here.)"""
+def test_the_mask_constant_keeps_padded_attention_out_of_denormals(tmp_path, arch_name):
+    """ORT's softmax computes each masked (padded) position's exponential from the exporter's finfo.min in the
+    subnormal range (slow on x86) and outputs 0; the export's -50 makes them normal floats, adds no operator,
+    leaves every probability as it was, and is recorded. (The speed is measured by bench_vs_optimum.py.)"""
     import onnx
+    from onnx import numpy_helper
 
-    from edgebert.export import softmax_floor
+    from edgebert.export import masked_scores
 
     src = save_tiny_hf_dir(tmp_path / "src", arch_name)
     rec = export(str(src), tmp_path / "out", ExportSettings(seq_len=32)).artifacts["model.onnx"]
     model = onnx.load(str(tmp_path / "out" / "model.onnx"))
-    softmaxes = sum(n.op_type == "Softmax" for n in model.graph.node)
-    assert softmaxes == 2 and rec["graph_rewrites"][0] == {"name": "softmax_floor", "count": 2,
-                                                            "why": softmax_floor.WHY}
+    assert sum(n.op_type == "Softmax" for n in model.graph.node) == 2
+    assert rec["graph_rewrites"][0] == {"name": "masked_scores", "count": 1, "why": masked_scores.WHY}
     tok = load_tokenizer(tmp_path / "out" / "tokenizer")
     enc = tok(["the movie was good"], padding="max_length", max_length=64, return_tensors="np")
     feeds = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
-    tiny = np.finfo(np.float32).tiny
-    floored = np.concatenate([p.ravel() for p in _softmax_outputs(model, feeds)])
-    assert floored.min() >= tiny  # masked positions are e^-80-ish normal floats, none denormal or 0
+    ours = np.concatenate([p.ravel() for p in _softmax_outputs(model, feeds)])
+    assert ours.min() >= np.finfo(np.float32).tiny  # masked positions are e^-50-ish normal floats, none 0
 
-    # the same graph without the floor: what ORT computes from the exporter's finfo.min mask
-    plain = onnx.load(str(tmp_path / "out" / "model.onnx"))
-    producer = {o: n for n in plain.graph.node for o in n.output}
-    for node in plain.graph.node:
-        if node.op_type == "Softmax":
-            assert producer[node.input[0]].op_type == "Max"
-            node.input[0] = producer[node.input[0]].input[0]
-    plain_probs = np.concatenate([p.ravel() for p in _softmax_outputs(plain, feeds)])
+    # the stock graph: the exporter's finfo.min back in the one constant that was changed
+    stock = onnx.load(str(tmp_path / "out" / "model.onnx"))
+    changed = [t for n in stock.graph.node if n.op_type == "Constant" for t in [n.attribute[0].t]
+               if t.data_type == onnx.TensorProto.FLOAT and np.all(numpy_helper.to_array(t) == masked_scores.MASK_VALUE)]
+    assert len(changed) == 1
+    changed[0].CopyFrom(numpy_helper.from_array(
+        np.full_like(numpy_helper.to_array(changed[0]), np.finfo(np.float32).min), changed[0].name))
+    stock_probs = np.concatenate([p.ravel() for p in _softmax_outputs(stock, feeds)])
     # the masked positions: ORT's exponential ran them through the subnormal range and they came out as 0
-    assert (plain_probs == 0).sum() > 0.5 * plain_probs.size
-    np.testing.assert_allclose(floored, plain_probs, atol=1e-30)  # the same probabilities otherwise
-    assert softmax_floor.floor_softmax_inputs(onnx.load(str(tmp_path / "out" / "model.onnx"))) == 0  # idempotent
+    assert (stock_probs == 0).sum() > 0.5 * stock_probs.size
+    np.testing.assert_allclose(ours, stock_probs, atol=1e-20)  # the same probabilities otherwise
+    assert [n.op_type for n in stock.graph.node] == [n.op_type for n in model.graph.node]  # no operator added
+    assert masked_scores.bound_masks(stock) == 1 and masked_scores.bound_masks(model) == 0  # idempotent
+
+
+def test_only_constants_that_reach_a_softmax_are_masks():
+    """A very negative constant on the path into a Softmax (through the mask's Mul/Add) is set to -50; one that
+    feeds anything else (here a Clip bound) is left alone, and so is a mildly negative one."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgebert.export import masked_scores
+
+    def const(name, value):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(value, np.float32)))
+
+    nodes = [const("big", -1e9), const("clip_lo", -1e9), const("mild", -100.0),
+             helper.make_node("Mul", ["m", "big"], ["mask"]), helper.make_node("Add", ["s", "mask"], ["x"]),
+             helper.make_node("Add", ["x", "mild"], ["x2"]), helper.make_node("Softmax", ["x2"], ["p"], axis=-1),
+             helper.make_node("Clip", ["s", "clip_lo"], ["c"])]
+    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4]) for n in ("m", "s", "p", "c")]
+    model = helper.make_model(helper.make_graph(nodes, "g", vi[:2], vi[2:]))
+    assert masked_scores.bound_masks(model) == 1
+    values = {n.output[0]: float(numpy_helper.to_array(n.attribute[0].t)) for n in model.graph.node
+              if n.op_type == "Constant"}
+    assert values == {"big": masked_scores.MASK_VALUE, "clip_lo": -1e9, "mild": -100.0}
 
 
 @pytest.mark.parametrize("arch_name", ["distilbert", "squeezebert"])

@@ -67,12 +67,7 @@ def test_target_is_recorded_and_its_recipe_applied(exported, tmp_path, name, tar
     scale_sizes = {int(np.prod(inits[n.input[3]].dims)) if n.input[3] in inits else 1 for n in weighted}
     assert (scale_sizes != {1}) is preset.per_channel
     assert rec["validation"]["min_agreement"] == 0.9 and rec["validation"]["prediction_agreement"] >= 0.9
-    # the export's softmax floor (x86's subnormal fix) stays for x86 and is removed for ARM targets
-    floors = sum(n.name.endswith("/edgebert_floor/Max") for n in model.graph.node)
-    assert floors == (2 if preset.softmax_floor else 0) == ops["ReduceMax"] and ops["Softmax"] == 2
-    assert q["softmax_floor"] == {"kept": preset.softmax_floor, "removed": 0 if preset.softmax_floor else 2,
-                                  "why": f"the {target} preset"}
-    assert presets.PRESETS["x86-vnni"].softmax_floor and not presets.PRESETS["arm-nodot"].softmax_floor
+    assert ops["Softmax"] == 2 and not ops["ReduceMax"]  # one graph for every target: no x86-only operator
 
 
 def test_a_preset_drives_what_is_quantized(exported, tmp_path, monkeypatch):
@@ -107,19 +102,6 @@ def test_host_target(tmp_path):
     assert presets.host_target(info, "aarch64") == "arm-nodot"
     assert presets.host_target(tmp_path / "missing", "aarch64") == "arm-nodot"
     assert presets.host_target(info, "x86_64") == "x86-vnni"
-
-
-def test_an_arm_preset_keeps_the_floor_when_asked(exported, tmp_path):
-    """A build with the x86 desktop among ARM cores: the ARM recipe, but the softmax floor stays (and says why)."""
-    d = _copy(exported["distilbert"], tmp_path)
-    keep, why = presets.floor_for_devices(["desktop", "cortex-a53"])
-    quantize(d, QuantizeSettings(mode="dynamic", seq_len=32, target="arm-nodot", softmax_floor=keep,
-                                 softmax_floor_reason=why))
-    q = Manifest.load(d).artifacts["model.int8-dynamic.onnx"]["quantization"]
-    _, ops = _ops(d / "model.int8-dynamic.onnx")
-    assert ops["ReduceMax"] == 2 and q["softmax_floor"] == {"kept": True, "removed": 0, "why": presets.FLOOR_FOR_X86}
-    assert q["target"]["name"] == "arm-nodot"
-    assert presets.floor_for_devices(["cortex-a53", "cortex-a76"]) == (None, None)  # ARM only: the preset decides
 
 
 def test_target_for_devices():
@@ -157,6 +139,3 @@ def test_a_build_quantizes_for_its_devices_and_says_why(exported, tmp_path):
     q = Manifest.load(d).artifacts["model.int8-dynamic.onnx"]["quantization"]
     assert q["target"]["name"] == "arm-dotprod" and q["target"]["chosen"] == dynamic.target_reason
     assert q["per_channel"] is presets.PRESETS["arm-dotprod"].per_channel
-    assert q["softmax_floor"]["kept"] is True and q["softmax_floor"]["why"] == presets.FLOOR_FOR_X86  # desktop
-    arm_only = _quantize_settings(parse('[devices]\nnames = ["cortex-a76"]\n'), "dynamic")
-    assert arm_only.softmax_floor is None and chosen.softmax_floor is None

@@ -163,12 +163,25 @@ def test_degenerate_detection():
 
 
 def test_entropy_survives_the_attention_mask(artifact_dirs, tmp_path):
-    """ORT's own entropy calibration of every float tensor hits the finfo.min mask and crashes;
-    ours calibrates batch by batch and drops degenerate tensors."""
+    """ORT's own entropy calibration of every float tensor hits the exporter's finfo.min mask and crashes;
+    ours calibrates batch by batch and drops degenerate tensors. (edgebert's own export sets the mask to -50,
+    export/masked_scores.py; a graph with the exporter's constant, as another tool writes it, is used here.)"""
+    import onnx
+    from onnx import numpy_helper
     from transformers import AutoTokenizer
 
+    from edgebert.export import masked_scores
+
     d = artifact_dirs["distilbert"]
-    pre_process(d / "model.onnx", tmp_path / "pre.onnx")
+    model = onnx.load(str(d / "model.onnx"))
+    for node in model.graph.node:  # the exporter's finfo.min back
+        t = node.attribute[0].t if node.op_type == "Constant" else None
+        if t is not None and t.data_type == onnx.TensorProto.FLOAT and t.dims in ([], [1]) \
+                and float(numpy_helper.to_array(t).ravel()[0]) == masked_scores.MASK_VALUE:
+            t.CopyFrom(numpy_helper.from_array(np.full_like(numpy_helper.to_array(t), np.finfo(np.float32).min),
+                                               t.name))
+    onnx.save(model, str(tmp_path / "stock.onnx"))
+    pre_process(tmp_path / "stock.onnx", tmp_path / "pre.onnx")
     tok = AutoTokenizer.from_pretrained(str(d / "tokenizer"))
     texts = load_builtin("calibration").texts[:12]
     reader = TokenBatchReader(tok, texts, seq_len=32, batch_size=4)

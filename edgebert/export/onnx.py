@@ -22,7 +22,7 @@ import torch
 from ..devices.runtimes import OnnxRuntimeCPU
 from ..fsutil import atomic_path
 from ..progress import maybe_step
-from . import residual_sum, softmax_floor
+from . import masked_scores, residual_sum
 from .validate import runtime_runner, validate, validation_cases
 
 INPUT_NAMES = ("input_ids", "attention_mask")
@@ -104,7 +104,7 @@ def export_onnx(model: torch.nn.Module, tokenizer, out_path: Path, seq_len: int,
         proto = onnx.load(str(tmp))
         # ORT-facing rewrites, before validation (the rewritten graph is what is checked and kept)
         rewrites = [{"name": name, "count": count, "why": why} for name, count, why in (
-            ("softmax_floor", softmax_floor.floor_softmax_inputs(proto), softmax_floor.WHY),
+            ("masked_scores", masked_scores.bound_masks(proto), masked_scores.WHY),
             ("residual_sum", residual_sum.sum_residuals(proto), residual_sum.WHY)) if count]
         if rewrites:
             onnx.save(proto, str(tmp))

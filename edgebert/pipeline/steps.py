@@ -244,8 +244,7 @@ def _quantize_settings(config: BuildConfig, mode: str):
 
     cal = config.calibration
     target, target_reason = build_target(config)
-    floor, floor_reason = build_softmax_floor(config)
-    return QuantizeSettings(softmax_floor=floor, softmax_floor_reason=floor_reason, mode=mode, calibration=cal.data, text_column=cal.text_column, samples=cal.samples,
+    return QuantizeSettings(mode=mode, calibration=cal.data, text_column=cal.text_column, samples=cal.samples,
                             method=cal.method, per_channel=cal.per_channel if mode == "static" else None,
                             seq_len=config.seq_len, formats=config.formats,
                             min_agreement=config.quantize.min_agreement, target=target,
@@ -263,16 +262,6 @@ def build_target(config: BuildConfig) -> tuple[str, str]:
     target = presets.target_for_devices(config.devices.names)
     return target, (f"build devices {', '.join(config.devices.names)}: the weakest int8 core's preset "
                     f"({' > '.join(presets.PREFERENCE)})")
-
-
-def build_softmax_floor(config: BuildConfig) -> tuple[bool | None, str | None]:
-    """Whether the dynamic ONNX artifact keeps the export's softmax floor: yes when a device is x86 (one
-    artifact serves every device of the build; the floor saves the x86 desktop far more than it costs ARM)."""
-    from ..quantize import presets
-
-    if config.quantize.target != BUILD_TARGET_DEVICES:
-        return None, None
-    return presets.floor_for_devices(config.devices.names)
 
 
 def _export_print(ctx: Context, mode: str | None) -> dict[str, Any]:

@@ -52,8 +52,6 @@ class QuantizeSettings:
     max_float: int | None = None     # goal: at most this many layers back to float (None: all but one)
     agreement_data: Path | None = None  # agreement texts when neither data nor calibration is set (a build's
     agreement_text_column: str = "text"  # [evaluation] data; ``agreement_texts``), and their text column
-    softmax_floor: bool | None = None  # keep the export's softmax floor (dynamic); None: the target's preset
-    softmax_floor_reason: str | None = None  # why, when set (a build with an x86 device among its devices)
 
 
 @dataclass(frozen=True)

@@ -48,17 +48,6 @@ def run(pre_path: Path, out_path: Path, settings, *, exclude: tuple[str, ...] = 
     target, preset, chosen = presets.resolve(settings.target)
     chosen = settings.target_reason or chosen
     per_channel = presets.per_channel(settings.per_channel, preset)
-    floors_removed = 0
-    keep_floor, floor_why = presets.softmax_floor(preset, settings.softmax_floor, settings.softmax_floor_reason)
-    if not keep_floor:  # an ARM target alone: the export's x86 floor only costs instructions there
-        import onnx
-
-        from ..export.softmax_floor import remove_floor
-
-        model = onnx.load(str(pre_path))
-        floors_removed = remove_floor(model)
-        if floors_removed:
-            onnx.save(model, str(pre_path))
     try:
         with quiet_ort():
             quantize_dynamic(str(pre_path), str(out_path), op_types_to_quantize=list(preset.op_types),
@@ -71,7 +60,6 @@ def run(pre_path: Path, out_path: Path, settings, *, exclude: tuple[str, ...] = 
         "weight_type": preset.weight_type, "activation_type": "QUInt8 (computed per run)",
         "per_channel": per_channel, "reduce_range": reduce_range, "reduce_range_why": reduce_range_why,
         "op_types": list(preset.op_types), "target": presets.record(target, preset, chosen),
-        "softmax_floor": {"kept": keep_floor, "removed": floors_removed, "why": floor_why},
     }
 
 

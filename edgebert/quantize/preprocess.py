@@ -58,26 +58,6 @@ def quiet_ort() -> Iterator[None]:
         logger.setLevel(level)
 
 
-@contextlib.contextmanager
-def _reduce_max_shapes() -> Iterator[None]:
-    """ORT's symbolic shape inference has no rule for ``ReduceMax`` with its axes as an input (opset 18),
-    which the export's softmax floor (``export/softmax_floor.py``) uses: give it ReduceSum's rule (the
-    same axes/keepdims semantics since opset 18) while pre-processing runs, then restore the class."""
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-    original = SymbolicShapeInference.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        self.dispatcher_.setdefault("ReduceMax", self._infer_ReduceSum)
-
-    SymbolicShapeInference.__init__ = init
-    try:
-        yield
-    finally:
-        SymbolicShapeInference.__init__ = original
-
-
 def pre_process(model_path: Path, out_path: Path) -> None:
     """Symbolic shape inference (``auto_merge``: needed on these graphs) + ORT basic optimization.
 
@@ -86,7 +66,7 @@ def pre_process(model_path: Path, out_path: Path) -> None:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     try:
-        with quiet_ort(), _reduce_max_shapes():
+        with quiet_ort():
             quant_pre_process(str(model_path), str(out_path), auto_merge=True)
     except Exception as exc:
         raise EdgebertError(f"ONNX Runtime quantization pre-processing failed: {exc}") from exc

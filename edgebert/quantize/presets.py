@@ -39,7 +39,6 @@ class Preset:
     op_types: tuple[str, ...]     # ORT op types to quantize; MatMuls without a constant input stay float
     quantize_attention: bool      # also the activation×activation MatMuls (scores, context)
     why: str
-    softmax_floor: bool = True    # keep the export's softmax floor (export/softmax_floor.py): x86 only
 
 
 WEIGHT_ONLY = ("MatMul", "Gemm", "Gather")
@@ -48,21 +47,17 @@ PRESETS: dict[str, Preset] = {
     "x86-vnni": Preset(
         "x86-vnni", "QInt8", True, WEIGHT_ONLY, False,
         "x86 (VNNI or AVX2): int8 weights for the weight MatMuls only (u8s8), per-channel: as fast as per-tensor "
-        "(0.98x Optimum's p50 on an AVX2 host), u8u8 and fused QAttention were 1.17x slower; the export's softmax "
-        "floor kept (padded input 24.5 -> 17.9 ms on an AVX-512 Xeon: no subnormal exponentials)"),
+        "(0.98x Optimum's p50 on an AVX2 host), u8u8 and fused QAttention were 1.17x slower"),
     "arm-dotprod": Preset(
         "arm-dotprod", "QInt8", False, WEIGHT_ONLY, True,
         "ARM with dot product (A55/A76/N1): int8 weight and attention MatMuls (u8s8, per-tensor) ran the fewest "
-        "guest instructions on the emulated cortex-a76 (212.6 M vs 218.5 M weight-only per-channel); the export's "
-        "softmax floor removed (ARM has no subnormal penalty; the floor cost 2.7% more instructions on cortex-a76)",
-        softmax_floor=False),
+        "guest instructions on the emulated cortex-a76 (212.6 M vs 218.5 M weight-only per-channel)"),
     "arm-nodot": Preset(
         "arm-nodot", "QInt8", True, WEIGHT_ONLY, False,
         "ARM without dot product (A53/A72): int8 weight MatMuls only (u8s8) ran the fewest guest instructions on "
         "the emulated cortex-a53 (per-channel 426.3 M, 0.96x Optimum's 441.9 M; int8 attention 445 M, u8u8 604 M); "
         "per-channel kept: per-tensor saves only 0.6% (423.7 M) and costs agreement with fp32 (DistilBERT "
-        "dynamic 0.952 vs 0.972 on the 500 validation texts); the export's softmax floor removed (ARM has no "
-        "subnormal penalty; the floor cost 1.4% more instructions on cortex-a53)", softmax_floor=False),
+        "dynamic 0.952 vs 0.972 on the 500 validation texts)"),
 }
 TARGETS = ("auto", *PRESETS)
 
@@ -114,26 +109,6 @@ def target_for_devices(device_names: Iterable[str]) -> str:
     if not targets:
         return "auto"
     return next(t for t in PREFERENCE if t in targets)
-
-
-#: Why a build keeps the floor although its int8 target is an ARM preset (measured on built-in DistilBERT).
-FLOOR_FOR_X86 = ("an x86 device is among the build's devices: the export's softmax floor kept (on the x86 desktop the "
-                 "padded input's masked exponentials otherwise come out subnormal: Softmax 6.6 ms of a 20.0 ms "
-                 "int8-dynamic inference on an AVX-512 Xeon), costing the ARM cores 1.4-2.7% more instructions")
-
-
-def floor_for_devices(device_names: Iterable[str]) -> tuple[bool | None, str | None]:
-    """Keep the softmax floor for a build whose devices include an x86 one; None: the preset decides."""
-    if any(device_target(n) == "x86-vnni" for n in device_names):
-        return True, FLOOR_FOR_X86
-    return None, None
-
-
-def softmax_floor(preset: Preset, requested: bool | None, reason: str | None) -> tuple[bool, str]:
-    """(keep the export's softmax floor, why): the request (a build's devices) if given, else the preset."""
-    if requested is None:
-        return preset.softmax_floor, f"the {preset.target} preset"
-    return bool(requested), reason or "requested"
 
 
 def per_channel(requested: bool | None, preset: Preset) -> bool:
