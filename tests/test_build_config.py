@@ -218,7 +218,7 @@ def test_readme_config_table_states_the_parsed_defaults():
     empty = parse_config("")
     assert "# default [\"onnx\"]" in readme and empty.formats == ("onnx",)
     assert "# default [\"desktop\"]" in readme and empty.devices.names == ("desktop",)
-    assert "(default 300; 0 = all)" in readme and empty.evaluation.emulated_limit == 300
+    assert "(default 500; 0 = all)" in readme and empty.evaluation.emulated_limit == 500
     assert "(default 0 = all)" in readme and empty.evaluation.limit is None
     assert "(default 50)" in readme and empty.evaluation.runs == 50
     assert "(default 10)" in readme and empty.evaluation.warmup == 10

@@ -34,7 +34,7 @@ one source of defaults (``parse`` reads them from the dataclasses). Every key, w
     text_column = "text"
     label_column = "label"
     limit = 0          # native devices: the first N examples (0 = all of them)
-    emulated_limit = 300      # emulated devices: the first N of those examples (0 = all of them)
+    emulated_limit = 500      # emulated devices: the first N of those examples (0 = all of them)
     emulated_method = "screened"  # "screened" (margin screening) | "all" (every example emulated)
     emulated_probe = 32       # random examples emulated per int8 artifact (screened)
     emulated_probe_fp32 = 4   # per fp32 artifact
@@ -143,7 +143,7 @@ class EvaluationConfig:
     text_column: str = "text"
     label_column: str = "label"
     limit: int | None = None         # native devices: the first N examples; None (TOML 0) = all
-    emulated_limit: int | None = 300  # emulated ARM devices: the first N of those; None (TOML 0) = all
+    emulated_limit: int | None = 500  # emulated ARM devices: the first N of those; None (TOML 0) = all
     emulated_method: str = SCREENING_METHODS[0]  # "screened" | "all" (edgebert/check/screening.py)
     emulated_probe: int = 32         # random examples emulated per int8 artifact
     emulated_probe_fp32: int = 4     # per fp32 artifact
@@ -264,7 +264,7 @@ def default_config() -> BuildConfig:
     formats = tuple(f for f in FORMATS if f in EXPORTERS)
     return BuildConfig(
         formats=formats,
-        evaluation=EvaluationConfig(limit=1000, emulated_limit=300, runs=30, warmup=5),
+        evaluation=EvaluationConfig(limit=1000, emulated_limit=500, runs=30, warmup=5),
         devices=DevicesConfig(names=BUILTIN_DEVICES),
         gates=GatesConfig(max_accuracy_drop=3.0, min_accuracy=0.75, max_size_mb=100.0,
                           max_latency_p90_ms=250.0, max_drift_vs_desktop=1.0, max_flip_rate=0.03,
