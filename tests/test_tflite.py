@@ -24,6 +24,7 @@ from edgebert.errors import EdgebertError, UsageError
 from edgebert.export.tflite import check_builtin_only, export_tflite
 from edgebert.manifest import Manifest
 from edgebert.models import get
+from edgebert.quantize import tflite as tflite_quant
 from edgebert.report.markdown import render
 from support import (VOCAB, assert_clean_error, load_tokenizer, no_temp_files, random_texts, run_cli as run,
                      save_tiny_hf_dir, write_tokenizer)
@@ -265,6 +266,7 @@ def test_cli_end_to_end(cli_dir):
     assert st["quantized_ops"].get("EMBEDDING_LOOKUP(int8 table)") == sigs and big not in st["float_ops"]
     assert st["calibration"]["samples"] == 16 and st["calibration"]["seq_len"] == MULTI
     assert st["calibration"]["signatures"] == {"seq32": 32, "seq64": MULTI}
+    assert st["calibration"]["range_update"] == tflite_quant.RANGE_UPDATE
     assert st["dynamic_range_layers"]["count"] == 2 * per * sigs  # the GELU-fed layers, per encoder layer and signature
     assert st["quantized_ops"][f"{big}(dynamic-range)"] == 2 * per * sigs
     for name in ("model.int8-dynamic.tflite", "model.int8-static.tflite"):
@@ -416,3 +418,16 @@ def test_cli_bad_tflite_inputs(cli_dir, tmp_path):
     only_onnx = tmp_path / "only-onnx"
     assert run("export", src, "-o", only_onnx, "--seq-len", SEQ).exit_code == 0
     assert_clean_error(run("quantize", only_onnx, "--mode", "dynamic", "--format", "tflite"), 2, "--format tflite")
+
+
+def test_the_static_range_update_is_the_one_the_record_names():
+    """AEQ's MIN_MAX_UNIFORM_QUANT does not keep the min/max over all samples: it moves a running value 5% of
+    the way to each new sample's. The manifest says so (``RANGE_UPDATE``); if the library changes, this fails."""
+    from ai_edge_quantizer import algorithm_manager, qtyping
+
+    update = algorithm_manager.get_update_qsv_func(algorithm_manager.AlgorithmName.MIN_MAX_UNIFORM_QUANT,
+                                                   qtyping.TFLOperationName.FULLY_CONNECTED)
+    out = update({"min": np.array([-1.0]), "max": np.array([1.0])}, {"min": np.array([-21.0]), "max": np.array([21.0])})
+    assert float(out["max"][0]) == pytest.approx(0.95 * 1.0 + 0.05 * 21.0)  # 2.0, not the extreme 21
+    assert float(out["min"][0]) == pytest.approx(-2.0)
+    assert "0.95" in tflite_quant.RANGE_UPDATE and "0.05" in tflite_quant.RANGE_UPDATE

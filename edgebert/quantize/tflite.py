@@ -45,6 +45,11 @@ from . import groups, tflite_ops, validate
 STATIC_OPS = ("FULLY_CONNECTED", "CONV_2D")
 WEIGHT_ONLY_TABLES = ("EMBEDDING_LOOKUP",)
 CALIBRATION_THREADS = 1
+#: How ai-edge-quantizer's MIN_MAX_UNIFORM_QUANT combines samples (its default QSV update, not configurable per
+#: call): what the static recipe's ranges really are. tests/test_tflite.py checks it against the library.
+RANGE_UPDATE = ("moving average of each calibration sample's min and max (running value x 0.95 + the sample's "
+                "x 0.05, the first sample taken as is; ai-edge-quantizer's MIN_MAX_UNIFORM_QUANT update), not the "
+                "min/max over all samples: the range is narrower than the extremes, and later samples weigh more")
 #: Activations whose consumers keep a per-run (dynamic-range) activation scale in the static recipe.
 OUTLIER_SOURCES = ("GELU",)
 #: Ops that only move data: followed from an outlier source to its matmul consumers.
@@ -208,7 +213,8 @@ def static(fp32_path: Path, out_path: Path, settings, *, log: Path, tokenizer, s
                                      "count": len(dynamic_layers)},
             "per_channel": True,
             "calibration": {"source": texts.source, "samples": len(texts.texts), "seq_len": seq_len,
-                            "signatures": signatures, "method": "minmax", "batch_size": 1,
+                            "signatures": signatures, "method": "minmax", "range_update": RANGE_UPDATE,
+                            "batch_size": 1,
                             "per_signature": "every sample, truncated or padded to the signature's length",
                             "text_column": settings.text_column if settings.calibration else None}}
 
@@ -229,7 +235,7 @@ WHY = {
     },
     "static": {
         "static int8": "int8 per-channel weights and int8 activations with per-tensor scales calibrated "
-                       "(min/max) once; XNNPACK runs them as int8 kernels",
+                       "once (moving-average min/max over the samples); XNNPACK runs them as int8 kernels",
         "dynamic int8": "input is a GELU output: its long tail does not fit one calibrated scale, so int8 "
                         "weights with an activation scale computed per run",
         "int8 weights only": "int8 embedding table: EMBEDDING_LOOKUP dequantizes the rows it reads",
@@ -242,7 +248,7 @@ DESCRIPTIONS = {
                "(FULLY_CONNECTED, CONV_2D, the embedding table); activations quantized per run by the kernels; "
                "BATCH_MATMUL, Softmax, LayerNorm and GELU stay float",
     "static": "ai-edge-quantizer static int8: FULLY_CONNECTED / CONV_2D with int8 per-channel weights and "
-              "min/max-calibrated int8 activations, except the GELU-fed FFN output layers (int8 weights, "
+              "moving-average min/max-calibrated int8 activations, except the GELU-fed FFN output layers (int8 weights, "
               "per-run activation scale); int8 embedding table; BATCH_MATMUL, Softmax, LayerNorm and GELU "
               "stay float",
 }
