@@ -169,3 +169,18 @@ profile = false
 [devices]
 names = [{names}]
 """
+
+
+def restore_exporter_mask(model) -> int:
+    """Put the exporter's ``finfo(float32).min`` back into every constant ``export/masked_scores.py`` set to
+    its ``MASK_VALUE`` (the stock graph, as another tool writes it); returns how many."""
+    from onnx import TensorProto, numpy_helper
+
+    from edgebert.export import masked_scores
+
+    changed = [n.attribute[0].t for n in model.graph.node if n.op_type == "Constant"
+               if n.attribute[0].t.data_type == TensorProto.FLOAT
+               and np.all(numpy_helper.to_array(n.attribute[0].t) == masked_scores.MASK_VALUE)]
+    for t in changed:
+        t.CopyFrom(numpy_helper.from_array(np.full_like(numpy_helper.to_array(t), np.finfo(np.float32).min), t.name))
+    return len(changed)

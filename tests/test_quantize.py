@@ -22,7 +22,7 @@ from edgebert.models import get
 from edgebert.quantize import QuantizeSettings, quantize, rewrites
 from edgebert.quantize.calibration import TokenBatchReader, collect_ranges, is_degenerate
 from edgebert.quantize.preprocess import pre_process
-from support import assert_clean_error, no_temp_files, run_cli
+from support import assert_clean_error, no_temp_files, restore_exporter_mask, run_cli
 from trained_tiny import train_tiny_classifier, with_dead_unit_outlier
 
 # ---------------------------------------------------------------------------------- fixtures
@@ -167,19 +167,11 @@ def test_entropy_survives_the_attention_mask(artifact_dirs, tmp_path):
     ours calibrates batch by batch and drops degenerate tensors. (edgebert's own export sets the mask to -50,
     export/masked_scores.py; a graph with the exporter's constant, as another tool writes it, is used here.)"""
     import onnx
-    from onnx import numpy_helper
     from transformers import AutoTokenizer
-
-    from edgebert.export import masked_scores
 
     d = artifact_dirs["distilbert"]
     model = onnx.load(str(d / "model.onnx"))
-    for node in model.graph.node:  # the exporter's finfo.min back
-        t = node.attribute[0].t if node.op_type == "Constant" else None
-        if t is not None and t.data_type == onnx.TensorProto.FLOAT and t.dims in ([], [1]) \
-                and float(numpy_helper.to_array(t).ravel()[0]) == masked_scores.MASK_VALUE:
-            t.CopyFrom(numpy_helper.from_array(np.full_like(numpy_helper.to_array(t), np.finfo(np.float32).min),
-                                               t.name))
+    restore_exporter_mask(model)  # the exporter's finfo.min back
     onnx.save(model, str(tmp_path / "stock.onnx"))
     pre_process(tmp_path / "stock.onnx", tmp_path / "pre.onnx")
     tok = AutoTokenizer.from_pretrained(str(d / "tokenizer"))

@@ -29,6 +29,7 @@ import numpy as np
 MASK_VALUE = -50.0
 #: A float constant at or below this that reaches a Softmax input through the mask's elementwise ops is a mask.
 MASK_THRESHOLD = -1e4
+MAX_SIZE = 16  # a mask constant is a scalar (or a few values); anything larger is data
 #: Ops a mask passes through on its way to the scores (comparison/selection, arithmetic, shape changes).
 PASS_THROUGH = frozenset({"Where", "Add", "Sub", "Mul", "Cast", "Expand", "Unsqueeze", "Reshape", "Squeeze",
                           "Transpose", "Slice", "Concat", "Identity"})
@@ -53,16 +54,18 @@ def _reaches_softmax(name: str, consumers: dict, hops: int = 8) -> bool:
     return False
 
 
-def _mask_tensors(model):
-    """(tensor proto, output name) of every small float constant: Constant nodes' values and initializers."""
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value" and attr.t.data_type in (1, 10, 11, 16):  # float, fp16, double, bf16
-                    yield attr.t, node.output[0]
-    for init in model.graph.initializer:
-        if init.data_type in (1, 10, 11, 16) and np.prod(init.dims, dtype=np.int64) <= 16:
-            yield init, init.name
+def _small_float_constants(model):
+    """(tensor proto, output name) of every float constant of at most ``MAX_SIZE`` values: Constant nodes'
+    values and initializers (sizes come from the dims, so no weight matrix is ever decoded)."""
+    from onnx import TensorProto
+
+    floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
+    tensors = [(attr.t, node.output[0]) for node in model.graph.node if node.op_type == "Constant"
+               for attr in node.attribute if attr.name == "value"]
+    tensors += [(init, init.name) for init in model.graph.initializer]
+    for tensor, name in tensors:
+        if tensor.data_type in floats and 0 < np.prod(tensor.dims, dtype=np.int64) <= MAX_SIZE:
+            yield tensor, name
 
 
 def bound_masks(model) -> int:
@@ -74,12 +77,9 @@ def bound_masks(model) -> int:
         for i in node.input:
             consumers.setdefault(i, []).append(node)
     count = 0
-    for tensor, name in list(_mask_tensors(model)):
+    for tensor, name in list(_small_float_constants(model)):
         value = numpy_helper.to_array(tensor)
-        if value.size == 0 or value.size > 16 or not np.all(value <= MASK_THRESHOLD):
-            continue
-        if not _reaches_softmax(name, consumers):
-            continue
-        tensor.CopyFrom(numpy_helper.from_array(np.full_like(value, MASK_VALUE), tensor.name))
-        count += 1
+        if np.all(value <= MASK_THRESHOLD) and _reaches_softmax(name, consumers):
+            tensor.CopyFrom(numpy_helper.from_array(np.full_like(value, MASK_VALUE), tensor.name))
+            count += 1
     return count
