@@ -25,7 +25,7 @@ import numpy as np
 from .. import devices as _devices
 from ..devices.worker import build_request
 from ..devices.litert import signature_length
-from . import screening
+from . import count_sharing, screening
 from .estimate import ESTIMATE_DEFINITION
 from .lengths import fixed_lengths
 from .metrics import accuracy_fields
@@ -58,16 +58,32 @@ EMULATED_DEFINITIONS = {
 
 
 def emulated_jobs(plan: CheckPlan) -> list[Job]:
-    """Per (artifact, emulated device): the accuracy job and, where the device counts, the counting job."""
+    """Per (artifact, emulated device): the accuracy job and, where the device counts, the counting job.
+
+    A counting job whose count another core's job can carry over (``count_sharing``: the same kernels must
+    run) waits for that job's count instead of emulating the same inference again."""
     jobs = []
+    counting: dict[str, list[_devices.Device]] = {}  # artifact -> devices with a counting job, in order
     for device in plan.emulated:
         for name in artifact_order(plan.manifest):
             key = (device.name, name)
             jobs.append(Job(plan, key, lambda d=device, n=name: _accuracy(plan, n, d), "accuracy"))
             if device.counts_instructions and not plan.problems[name] and device.runtime_for(
                     plan.manifest.artifacts[name]["format"]):
-                jobs.append(Job(plan, key, lambda d=device, n=name: _count(plan, n, d), "instructions"))
+                source = count_sharing.count_source(plan.manifest.artifacts[name], plan.manifest.artifact_path(name),
+                                                    device, counting.get(name, []), plan.threads(device))
+                if source is None:
+                    counting.setdefault(name, []).append(device)
+                    jobs.append(Job(plan, key, lambda d=device, n=name: _count(plan, n, d), "instructions",
+                                    provides=_provides(device, name)))
+                else:
+                    jobs.append(Job(plan, key, lambda d=device, n=name, s=source: _carried_count(plan, n, d, s),
+                                    "instructions", waits_for=_provides(source, name)))
     return jobs
+
+
+def _provides(device: _devices.Device, name: str) -> tuple[str, str, str]:
+    return ("count", device.name, name)
 
 
 def _accuracy(plan: CheckPlan, name: str, device: _devices.Device) -> tuple[dict[str, Any], np.ndarray | None]:
@@ -168,9 +184,35 @@ def count_request(plan: CheckPlan, name: str, device: _devices.Device) -> dict[s
 
 
 def _count(plan: CheckPlan, name: str, device: _devices.Device) -> tuple[dict[str, Any], None]:
+    counted: dict[str, Any] | None = None
+    try:
+        counted = device.count_instructions(count_request(plan, name, device), plan.work)
+    finally:  # a job waiting to carry this count over must never wait forever
+        plan.share(_provides(device, name), counted)
+    return _count_part(plan, name, device, counted), None
+
+
+def _carried_count(plan: CheckPlan, name: str, device: _devices.Device,
+                   source: _devices.Device) -> tuple[dict[str, Any], None]:
+    """``source``'s count of ``name`` for ``device`` (the same kernels ran: ``count_sharing``), its estimate by
+    ``device``'s cycle model from the same executed blocks; where there is no such count (the source job failed
+    or is not in this run, e.g. another shard's), this device counts its own."""
+    counted = plan.shared_result(_provides(source, name), device.timeout_s)
+    if not counted or counted.get("status") != "ok":
+        return _count(plan, name, device)
+    part = _count_part(plan, name, device, counted)
+    why = count_sharing.WHY.format(source=source.name)
+    part["instructions"].update({"carried_from": source.name, "carried_why": why})
+    part.pop("emulated_wall_ms", None)  # the source's emulator time, not a run on this device
+    if isinstance(part.get("estimated_latency"), dict):
+        part["estimated_latency"]["blocks_from"] = source.name
+    return part, None
+
+
+def _count_part(plan: CheckPlan, name: str, device: _devices.Device, counted: dict[str, Any] | None) -> dict[str, Any]:
     from .estimate import estimate_emulated
 
-    counted = device.count_instructions(count_request(plan, name, device), plan.work)
+    counted = counted or {"status": "failed", "error": "the counting run did not finish"}
     part: dict[str, Any] = {"instructions": {k: v for k, v in counted.items()
                                              if k not in ("wall_ms", "blocks_file", "blocks_inference")}}
     fixed = fixed_lengths(plan.manifest.artifacts[name])  # the length the counted input ran at
@@ -185,7 +227,7 @@ def _count(plan: CheckPlan, name: str, device: _devices.Device) -> tuple[dict[st
         part["emulated_wall_ms"] = {**latency_summary(counted["wall_ms"]), "runs": len(counted["wall_ms"]),
                                     "note": "emulator wall time of the counted runs under the counting QEMU: "
                                             "NOT device latency"}
-    return part, None
+    return part
 
 
 def finish_emulated(record: dict[str, Any], device: _devices.Device) -> None:

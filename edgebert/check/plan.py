@@ -8,6 +8,7 @@ these; keeping them here lets each of those import downwards only.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -53,6 +54,7 @@ class CheckPlan:
     logits: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     parts_left: dict[tuple[str, str], int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    shared: dict[tuple, Future] = field(default_factory=dict)  # results one job hands to another (``expect``)
     _tmp: Any = None
 
     @property
@@ -105,6 +107,29 @@ class CheckPlan:
             self.parts_left[key] = self.parts_left.get(key, 1) - 1
             return self.parts_left[key] <= 0
 
+    def expect(self, key: tuple) -> None:
+        """A job that will ``share`` ``key`` is submitted: jobs that wait for it may now do so."""
+        with self.lock:
+            self.shared.setdefault(key, Future())
+
+    def share(self, key: tuple, value: Any) -> None:
+        """Hand ``value`` to the jobs waiting for ``key`` (once; a later call is ignored)."""
+        with self.lock:
+            future = self.shared.setdefault(key, Future())
+            if not future.done():
+                future.set_result(value)
+
+    def shared_result(self, key: tuple, timeout: float) -> Any:
+        """What the job that ``expect``-ed ``key`` shared (waiting for it), or None if no such job was submitted."""
+        with self.lock:
+            future = self.shared.get(key)
+        if future is None:
+            return None
+        try:
+            return future.result(timeout=timeout)
+        except TimeoutError:
+            return None
+
     def close(self) -> None:
         for device in self.devices:
             device.close()
@@ -121,3 +146,5 @@ class Job:
     key: tuple[str, str]          # (device, artifact)
     run: Callable[[], tuple[dict[str, Any], np.ndarray | None]]
     kind: str = "measure"         # "measure" (native), "accuracy" / "instructions" (emulated)
+    provides: tuple | None = None   # a result it ``share``s with other jobs (registered when submitted)
+    waits_for: tuple | None = None  # a result it waits for (scheduled after the jobs that provide one)

@@ -245,6 +245,8 @@ class JobRunner:
         for job in jobs:
             with job.plan.lock:
                 job.plan.parts_left[job.key] = job.plan.parts_left.get(job.key, 0) + 1
+            if job.provides is not None:
+                job.plan.expect(job.provides)
         self.total += len({(id(j.plan), j.key) for j in jobs})
         if self.progress is not None:
             if self.lines is None:
@@ -306,6 +308,8 @@ def _expected_cost(job: Job) -> float:
     """Rough emulator seconds of a job, for longest-first scheduling (fp32 counts are the longest)."""
     precision = job.plan.manifest.artifacts[job.key[1]]["precision"]
     fmt = job.plan.manifest.artifacts[job.key[1]]["format"]
+    if job.waits_for is not None:  # after everything else: its provider runs first (and one worker never waits)
+        return 0.0
     if job.kind == "instructions":
         return (35.0 if precision == "fp32" else 10.0) * (1.2 if fmt == "tflite" else 1.0)
     if job.kind == "accuracy":
@@ -400,6 +404,8 @@ def _manifest_metrics(rec: dict[str, Any], dataset: dict[str, Any], created: str
     out = {**{k: rec.get(k) for k in keys}, "dataset": dataset["name"], "checked": created}
     if rec.get("instructions"):
         out["instructions_per_inference"] = rec["instructions"].get("per_inference")
+        if rec["instructions"].get("carried_from"):  # another core's count (check/count_sharing.py)
+            out["instructions_carried_from"] = rec["instructions"]["carried_from"]
     if (rec.get("estimated_latency") or {}).get("status") == "ok":
         est = rec["estimated_latency"]
         out["estimated_latency"] = {k: est[k] for k in ("kind", "ms", "label", "error_band_pct", "core_model",

@@ -27,6 +27,7 @@ from .markdown import (
     format_delta,
     estimate_labels,
     estimate_text,
+    carried_notes,
     instructions_text,
     kernel_path_text,
 )
@@ -322,6 +323,7 @@ def _device_section(device: str, items: list[tuple[str, DeviceTable, Row]], gate
                f'instructions):</p><ul class="ops">{"".join(paths)}</ul>' if paths else "")
             + "".join(f'<p class="note">{escape(n)} ({escape(", ".join(sorted(set(a))))})</p>'
                       for n, a in notes.items() if n != "—")
+            + "".join(f'<p class="note">{escape(line)}</p>' for line in (carried_notes(table) if emulated else ()))
             + "".join(f'<p class="note">{escape(line)}</p>' for line in (estimate_labels(table) if emulated else ()))
             + f'<p class="note">{legend}</p><div class="plots">'
             + scatter(size_pts, title=f"Accuracy vs size — {device}", xlabel="size (MB)", ylabel="accuracy (%)")

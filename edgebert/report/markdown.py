@@ -148,7 +148,16 @@ def instructions_text(row: Row) -> str:
     if row.instructions is None:
         return "unavailable"
     spread = "" if row.instructions_spread is None else f" ±{row.instructions_spread * 100:.2g}%"
-    return f"{row.instructions / 1e6:.2f}{spread}"
+    return f"{row.instructions / 1e6:.2f}{spread}{CARRIED_MARK if row.instructions_carried else ''}"
+
+
+CARRIED_MARK = "ᶜ"  # the count is another core's, carried over (the notes under the table say from where and why)
+
+
+def carried_notes(table: DeviceTable) -> list[str]:
+    """One line per carried-over count: which core's, and why the same kernels ran."""
+    return [f"{CARRIED_MARK} `{row.artifact}`: instructions {row.instructions_carried}"
+            for row in table.rows if row.instructions_carried]
 
 
 CLASS_LABELS = {"dotprod": "dot product (SDOT/UDOT)", "i8mm": "int8 matmul (SMMLA/UMMLA)", "sve": "other SVE",
@@ -250,6 +259,8 @@ def _table(table: DeviceTable) -> list[str]:
     notes = [row for row in table.rows if row.instructions_note]
     if notes:
         lines += [""] + [f"- `{row.artifact}`: {_cell(row.instructions_note)}" for row in notes]
+    if carried := carried_notes(table):
+        lines += [""] + [f"- {_cell(line)}" for line in carried]
     if table.emulated and not table.board:
         est = estimate_labels(table)
         if est:

@@ -39,6 +39,7 @@ class Row:
     instructions: int | None = None           # guest instructions per batch-1 inference
     instructions_ratio: float | None = None   # this / fp32 of the same format on the same device
     instructions_note: str | None = None      # why there is no count (never replaced by wall time)
+    instructions_carried: str | None = None   # the count is another core's, carried over: why (``count_sharing``)
     emulated_ms_per_example: float | None = None  # emulator wall ms per emulated example: NOT device latency
     # per-op profile (``check --profile``): slowest operator types, or why there is none
     top_ops: tuple[tuple[str, float, float], ...] = ()  # (op type, ms per inference, share of kernel time)
@@ -110,7 +111,9 @@ def _emulated_fields(r: dict[str, Any], ref: dict[str, Any] | None,
             "instructions_spread": ins.get("spread") if ok and ins.get("status") == "ok" else None,
             "instructions": _instructions(r) if ok else None,
             "instructions_ratio": _ratio(_instructions(r), _instructions(ref)) if ok else None,
-            "instructions_note": note, "emulated_ms_per_example": wall.get("ms_per_example") if ok else None,
+            "instructions_note": note,
+            "instructions_carried": ins.get("carried_why") if ok and ins.get("status") == "ok" else None,
+            "emulated_ms_per_example": wall.get("ms_per_example") if ok else None,
             "instruction_shares": _shares(ins) if ok and ins.get("status") == "ok" else (),
             "cpu_has_int8_dot": any(f in cpu_features for f in INT8_DOT_FEATURES),
             "int8_kernel_share": _int8_kernel_share(ins) if ok else None}
