@@ -28,8 +28,8 @@ FP32_KERNEL_FEATURES = frozenset({"sve", "sve2", "sme", "sme2"})
 #: ONNX TensorProto data types that would bring MLAS's feature-chosen kernels in: INT8, UINT8, FLOAT16, BFLOAT16.
 NOT_FP32_TYPES = frozenset({3, 2, 10, 16})
 WHY = ("carried over from {source}: an fp32 ONNX graph (no int8/fp16/bf16 tensor) runs the same ONNX Runtime "
-       "kernels on both cores (MLAS chooses fp32 kernels only by SVE/SME, which neither has; dotprod, i8mm and "
-       "fp16 choose int8/fp16 kernels); the same QEMU, one thread")
+       "kernels on both cores (MLAS chooses fp32 kernels only by SVE/SME, on which the two cores agree; dotprod, "
+       "i8mm and fp16 choose int8/fp16 kernels); the same QEMU, one thread")
 
 
 def float_graph(path: Path) -> bool:
