@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 FP32_KERNEL_FEATURES = frozenset({"sve", "sve2", "sme", "sme2"})
-#: ONNX TensorProto data types that would bring MLAS's feature-chosen kernels in: INT8, UINT8, FLOAT16, BFLOAT16.
-NOT_FP32_TYPES = frozenset({3, 2, 10, 16})
+#: Tensor types that would bring MLAS's feature-chosen kernels in (ONNX ``TensorProto`` names).
+NOT_FP32_TYPES = ("INT8", "UINT8", "FLOAT16", "BFLOAT16")
 WHY = ("carried over from {source}: an fp32 ONNX graph (no int8/fp16/bf16 tensor) runs the same ONNX Runtime "
        "kernels on both cores (MLAS chooses fp32 kernels only by SVE/SME, on which the two cores agree; dotprod, "
        "i8mm and fp16 choose int8/fp16 kernels); the same QEMU, one thread")
@@ -36,6 +36,7 @@ def float_graph(path: Path) -> bool:
     """True when no initializer, graph input/output or Cast target of the ONNX file is int8/uint8/fp16/bf16."""
     import onnx
 
+    not_fp32 = {getattr(onnx.TensorProto, name) for name in NOT_FP32_TYPES}
     model = onnx.load(str(path), load_external_data=False)
     graph = model.graph
     types = [t.data_type for t in graph.initializer]
@@ -43,7 +44,7 @@ def float_graph(path: Path) -> bool:
     for node in graph.node:
         if node.op_type == "Cast":
             types += [a.i for a in node.attribute if a.name == "to"]
-    return not NOT_FP32_TYPES.intersection(types)
+    return not not_fp32.intersection(types)
 
 
 def _counts_alike(a: Any, b: Any) -> bool:
