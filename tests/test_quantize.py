@@ -186,6 +186,31 @@ def test_entropy_survives_the_attention_mask(artifact_dirs, tmp_path):
         assert np.isfinite(lo) and np.isfinite(hi) and abs(float(lo)) < 1e30 and abs(float(hi)) < 1e30
 
 
+def test_calibration_beside_emulation_takes_only_the_threads_left(artifact_dirs, tmp_path):
+    """ORT's calibrator session would spin on every core; beside emulated jobs it gets ``cores.budget()``."""
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    from edgebert import cores
+    from edgebert.quantize.calibration import _cap_threads
+
+    calibrator = create_calibrator(artifact_dirs["distilbert"] / "model.onnx", ["MatMul"],
+                                   augmented_model_path=str(tmp_path / "augmented.onnx"))
+    _cap_threads(calibrator)  # no cap in force: ORT's own session stays
+    own = calibrator.infer_session
+    assert calibrator.infer_session is own
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # more than the one thread left beside as many emulated jobs as cores
+    try:
+        with cores.beside_emulation(True, cores.usable_cores()) as threads:
+            _cap_threads(calibrator)
+    finally:
+        torch.set_num_threads(before)
+    assert threads == 1
+    options = calibrator.infer_session.get_session_options()
+    assert calibrator.infer_session is not own and options.intra_op_num_threads == 1
+    assert [o.name for o in calibrator.infer_session.get_outputs()] == [o.name for o in own.get_outputs()]
+
+
 # ---------------------------------------------------------------------------------- recipes
 @pytest.mark.parametrize("name", list(SIZES))
 @pytest.mark.parametrize("mode", ["dynamic", "static"])

@@ -103,6 +103,7 @@ NOISY = {"started", "finished", "seconds", "phases", "output", "directory", "pat
          "latency_ms", "load_ms", "rss_mb", "peak_rss_mb", "job_seconds", "emulated_wall", "emulated_wall_ms",
          "instructions", "instructions_per_inference", "estimated_latency", "estimated_ms", "stamped", "updated",
          "checked", "cpu_seconds", "model_cpu_seconds", "model_beside_emulation", "beside_emulation", "parts",
+         "torch_threads", "model_torch_threads",
          "phase_table"}
 LATENCY_GATES = {"max_latency_p90_ms"}
 

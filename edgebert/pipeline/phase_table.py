@@ -28,26 +28,37 @@ def row(phase: str, seconds: float | None, cpu: float | None, *, model: str | No
             "reused": reused, "beside_emulation": beside, "note": note}
 
 
+def threads_note(threads: int | None) -> str | None:
+    """What a capped torch thread count (``cores.py``) looks like in the table's note column."""
+    if not threads:
+        return None
+    return f"torch on {threads} thread{'s' if threads != 1 else ''}: the emulated jobs had the other cores"
+
+
 def _model_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
     name, out = m["name"], []
     if m.get("model_seconds") is not None:
         out.append(row("model inputs (a built-in model is made on first use)", m["model_seconds"], m.get("model_cpu_seconds"),
-                       model=name, beside=bool(m.get("model_beside_emulation"))))
+                       model=name, beside=bool(m.get("model_beside_emulation")),
+                       note=threads_note(m.get("model_torch_threads"))))
     for s in m.get("steps", []):
         kind = s["step"].split(":", 1)[0]
         beside = bool(s.get("beside_emulation"))
+        threads = threads_note(s.get("torch_threads"))
         if kind == EXPORT:
             out.append(row("export", s["seconds"], s.get("cpu_seconds"), model=name,
-                           detail=", ".join(s.get("artifacts") or ()), reused=s["reused"], beside=beside))
+                           detail=", ".join(s.get("artifacts") or ()), reused=s["reused"], beside=beside,
+                           note=threads))
         elif kind == QUANTIZE and s.get("parts"):
             out += [row("quantize", p["seconds"], p["cpu_seconds"], model=name,
-                        detail=f"{p['recipe']} ({p['format']}): {p['artifact']}", reused=False, beside=beside)
+                        detail=f"{p['recipe']} ({p['format']}): {p['artifact']}", reused=False, beside=beside,
+                        note=threads)
                     for p in s["parts"]]
         elif kind == QUANTIZE:
             out.append(row("quantize", s["seconds"], s.get("cpu_seconds"), model=name,
                            detail=f"{s['step'].split(':', 1)[1]}: {', '.join(s.get('artifacts') or ())}",
                            reused=s["reused"], beside=beside,
-                           note="reused: inputs unchanged, outputs match their hashes" if s["reused"] else None))
+                           note="reused: inputs unchanged, outputs match their hashes" if s["reused"] else threads))
         elif kind == CHECK:
             out.append(row("check", None, None, model=name, reused=s["reused"],
                            note="reused: report.json kept (artifacts, data, settings, devices unchanged)"

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from .. import devices as registry
 from ..cpu_clock import measure
+from ..cores import beside_emulation
 from ..fsutil import sha256_file
 from ..manifest import Manifest, now_iso
 from ..progress import Progress
@@ -52,13 +53,15 @@ class StepRecord:
     cpu_seconds: float | None = None           # process tree CPU over the step (``cpu_clock.py``); None: not measured
     beside_emulation: bool = False             # emulated jobs ran in the background meanwhile (their CPU is in it)
     parts: tuple[dict[str, Any], ...] = ()     # quantize: wall and CPU seconds per recipe and format
+    torch_threads: int | None = None           # torch's threads when capped beside emulation (``cores.py``)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"step": self.step, "reused": self.reused}
         if self.artifacts is not None:
             out["artifacts"] = list(self.artifacts)
         return {**out, "fingerprint": self.fingerprint, "seconds": self.seconds, "cpu_seconds": self.cpu_seconds,
-                "beside_emulation": self.beside_emulation, **({"parts": list(self.parts)} if self.parts else {})}
+                "beside_emulation": self.beside_emulation, **({"parts": list(self.parts)} if self.parts else {}),
+                **({"torch_threads": self.torch_threads} if self.torch_threads else {})}
 
 
 @dataclass
@@ -81,6 +84,7 @@ class ModelBuild:
     model_seconds: float | None = None     # building a built-in model (first use only)
     model_cpu_seconds: float | None = None  # its CPU (``cpu_clock.py``)
     model_beside_emulation: bool = False   # an earlier model's emulated jobs ran meanwhile
+    model_torch_threads: int | None = None  # torch's threads when capped beside emulation (``cores.py``)
     steps: list[StepRecord] = field(default_factory=list)
     stale_removed: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
@@ -106,6 +110,7 @@ class ModelBuild:
                     "artifacts": [], "gates": self.gates}
         return {**head, "directory": str(self.directory), "model_seconds": self.model_seconds,
                 "model_cpu_seconds": self.model_cpu_seconds, "model_beside_emulation": self.model_beside_emulation,
+                **({"model_torch_threads": self.model_torch_threads} if self.model_torch_threads else {}),
                 "steps": [s.to_json() for s in self.steps], "stale_removed": self.stale_removed,
                 "dropped": self.dropped, "architecture": self.architecture, "artifacts": self.artifacts,
                 "gates": self.gates}
@@ -266,8 +271,10 @@ def build_target(config: BuildConfig) -> tuple[str, str]:
 
 def _export_print(ctx: Context, mode: str | None) -> dict[str, Any]:
     ctx.build.model_beside_emulation = ctx.background()
-    with measure() as span:  # a built-in model is trained on first use, here: the "model" phase
+    with beside_emulation(ctx.build.model_beside_emulation, ctx.config.devices.emulated_jobs) as threads, \
+            measure() as span:  # a built-in model is trained on first use, here: the "model" phase
         model_inputs = fp.model_inputs(ctx.build.spec.source, progress=ctx.progress)
+    ctx.build.model_torch_threads = threads
     ctx.build.model_seconds = round(span.wall, 1)
     ctx.build.model_cpu_seconds = round(span.cpu, 1)
     return fp.fingerprint(EXPORT, model=model_inputs, settings=asdict(_export_settings(ctx.config)))
@@ -358,7 +365,7 @@ def run_artifact_step(ctx: Context, item: WorkItem, force: bool, hook: Callable[
     name = ctx.build.name
     ctx.parts = []
     beside = ctx.background()  # jobs are submitted between steps only: busy now or never during the step
-    with measure() as span:
+    with beside_emulation(beside, ctx.config.devices.emulated_jobs) as threads, measure() as span:
         reused = not force and reusable(Manifest.load_existing(ctx.directory), item.artifacts, print_["sha256"])
         if reused:
             _info(ctx, f"{name}: {item.step}: reused ({', '.join(item.artifacts)}; inputs unchanged)")
@@ -369,7 +376,7 @@ def run_artifact_step(ctx: Context, item: WorkItem, force: bool, hook: Callable[
             step.run(ctx, item.mode)
             stamp(ctx.directory, item.artifacts, item.step, print_)
     ctx.build.steps.append(StepRecord(item.step, reused, print_["sha256"], round(span.wall, 2), item.artifacts,
-                                      round(span.cpu, 2), beside, tuple(ctx.parts)))
+                                      round(span.cpu, 2), beside, tuple(ctx.parts), threads))
 
 
 def _info(ctx: Context, message: str) -> None:

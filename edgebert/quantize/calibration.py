@@ -127,6 +127,7 @@ def collect_ranges(model_path: Path, reader: TokenBatchReader, method: str, op_t
     ort_method = _ort_method(method)
     calibrator = create_calibrator(model_path, list(op_types), augmented_model_path=str(scratch / "augmented.onnx"),
                                    calibrate_method=ort_method, extra_options={})
+    _cap_threads(calibrator)
     reader.rewind()
     result = CalibrationResult(None)
     feed = iter(reader.get_next, None)
@@ -143,6 +144,23 @@ def collect_ranges(model_path: Path, reader: TokenBatchReader, method: str, op_t
         tensors_range = calibrator.compute_data()
     result.tensors_range = _drop_degenerate(tensors_range, result.degenerate)
     return result
+
+
+def _cap_threads(calibrator) -> None:
+    """ORT's calibrator session takes every core (spinning between ops); beside emulated jobs it gets
+    the cores they leave (``cores.budget()``): the same graph and options with fewer intra-op threads."""
+    from ..cores import budget
+
+    threads = budget()
+    if threads is None:
+        return
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL  # as ORT's own
+    options.intra_op_num_threads = threads
+    calibrator.infer_session = onnxruntime.InferenceSession(calibrator.augmented_model_path, sess_options=options,
+                                                            providers=calibrator.execution_providers)
 
 
 def _collect_histogram_batch(calibrator, batch: dict, degenerate: list[str]) -> None:
