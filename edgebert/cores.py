@@ -5,10 +5,12 @@ with busy QEMU processes (the second model is trained, exported and quantized wh
 model's emulated checks run), a descheduled thread keeps its siblings spinning: on 2 cores beside two
 busy QEMU processes, 40 distillation steps of the grouped SqueezeBERT took 24.8 s wall and 30.7 CPU
 seconds with torch's 2 threads, 24.2 s and 18.1 CPU seconds with one (alone: 8.2 s / 16.3 CPU-s with 2,
-15.4 s with 1). The spun seconds are taken from the emulated jobs. So a step that starts with
-emulated jobs in the background runs torch on ``usable cores - emulated jobs`` threads (at least 1),
-and gets its thread count back afterwards; ONNX Runtime sessions the step makes for itself (static
-calibration) ask ``budget()`` for theirs. Measured latency never runs here (it runs alone, after the
+15.4 s with 1). The spun seconds are taken from the emulated jobs. So the build's steps run torch on
+``usable cores - emulated jobs running`` threads (at least 1, at most its usual count), looked at again
+during long training loops (``rebalance``: when the background pool drains, the cores come back; a
+fixed cap left one core idle for ~3 minutes of the grouped SqueezeBERT's distillation), and get the
+usual count back afterwards; ONNX Runtime sessions a step makes for itself (static calibration) ask
+``budget()`` for theirs. Measured latency never runs here (it runs alone, after the
 emulated jobs, in fresh worker processes with their stated thread count).
 """
 
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 
 def usable_cores() -> int:
@@ -32,32 +36,89 @@ def threads_beside(emulated_jobs: int, cores: int | None = None) -> int:
     return max(1, (usable_cores() if cores is None else cores) - max(0, int(emulated_jobs)))
 
 
-_BUDGET: list[int] = []  # the innermost cap in force (a stack: blocks may nest)
+#: REBALANCE_EVERY: seconds between two looks at the background jobs (``rebalance``, called per training step).
+REBALANCE_EVERY = 2.0
+
+
+@dataclass
+class _Share:
+    running: Callable[[], int]  # emulated jobs running now
+    before: int                 # torch's threads before the block: never more than that
+    threads: int                # torch's threads now
+    used: set[int] = field(default_factory=set)
+    looked: float = 0.0
+
+
+_SHARES: list[_Share] = []  # the innermost block in force (a stack: blocks may nest)
 
 
 def budget() -> int | None:
     """The thread count work in this process should use now; None: no cap (the runtime's default)."""
-    return _BUDGET[-1] if _BUDGET else None
+    return _SHARES[-1].threads if _SHARES and _SHARES[-1].threads < _SHARES[-1].before else None
+
+
+def _wanted(share: _Share) -> int:
+    return min(share.before, threads_beside(share.running()))
+
+
+def rebalance() -> None:
+    """In a ``beside_emulation`` block, at most every ``REBALANCE_EVERY`` s: torch's threads follow the
+    emulated jobs running now (a long training gets the cores back when the background pool drains).
+    Call it from the thread that runs torch (OpenMP's thread count is that thread's own setting)."""
+    if not _SHARES:
+        return
+    share = _SHARES[-1]
+    now = time.monotonic()
+    if now - share.looked < REBALANCE_EVERY:
+        return
+    share.looked = now
+    wanted = _wanted(share)
+    if wanted != share.threads:
+        import torch
+
+        torch.set_num_threads(wanted)
+        share.threads = wanted
+        share.used.add(wanted)
+
+
+@dataclass
+class Threads:
+    """What a block did: the torch thread counts it used; ``capped`` when any was below the usual."""
+
+    usual: int
+    used: set[int] = field(default_factory=set)
+
+    @property
+    def capped(self) -> bool:
+        return any(n < self.usual for n in self.used)
+
+    def describe(self) -> list[int] | None:
+        """The counts used, ascending, for the build's records; None when never capped."""
+        return sorted(self.used) if self.capped else None
 
 
 @contextlib.contextmanager
-def beside_emulation(busy: bool, emulated_jobs: int) -> Iterator[int | None]:
-    """Within the block, torch uses ``threads_beside(emulated_jobs)`` threads when ``busy`` and it had
-    more (and ``budget()`` says so); yields the count set (None: left alone), restores torch's after."""
-    if not busy:
-        yield None
+def beside_emulation(running: Callable[[], int]) -> Iterator[Threads]:
+    """Within the block torch uses ``threads_beside(running())`` threads (never more than it had), looked
+    at on entry and by ``rebalance``; ``budget()`` says so to sessions made meanwhile. Torch's own count
+    comes back afterwards. Yields the :class:`Threads` record the block fills."""
+    if not running():  # nothing beside this block (jobs are submitted between steps, never during one)
+        yield Threads(0)
         return
     import torch
 
     before = torch.get_num_threads()
-    cap = threads_beside(emulated_jobs)
-    if cap >= before:
-        yield None
-        return
-    torch.set_num_threads(cap)
-    _BUDGET.append(cap)
+    share = _Share(running, before, before, looked=time.monotonic())
+    record = Threads(before)
+    share.threads = _wanted(share)
+    share.used.add(share.threads)
+    if share.threads != before:
+        torch.set_num_threads(share.threads)
+    _SHARES.append(share)
     try:
-        yield cap
+        yield record
     finally:
-        _BUDGET.pop()
-        torch.set_num_threads(before)
+        _SHARES.pop()
+        record.used = set(share.used)
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

@@ -220,6 +220,49 @@ def test_a_job_waits_only_for_a_result_a_submitted_job_will_share(tmp_path, tiny
         plan.close()
 
 
+def test_a_counting_job_takes_the_part_its_early_count_made(tmp_path, tiny):
+    """The check's counting job takes the early count's part and job seconds (``emulated.early_counts``);
+    it counts itself when that count failed, and ignores it when the artifact's bytes changed since."""
+    from concurrent.futures import Future
+
+    from edgebert.check import emulated
+    from edgebert.check.plan import SECONDS_SPENT_EARLIER, Job
+    from edgebert.check.runner import run_jobs
+
+    plan = prepare(make_artifact_dir(tmp_path / "art", tiny), CheckSettings(devices=("desktop",), limit=4, **FAST))
+    try:
+        ran = []
+
+        def count_here():
+            ran.append(1)
+            return {"instructions": {"status": "ok", "per_inference": 7}}, None
+
+        job = Job(plan, ("desktop", "model.onnx"), count_here, "instructions", provides=("count", "desktop", "model.onnx"))
+        sha = plan.manifest.artifacts["model.onnx"]["sha256"]
+
+        def early(part, seconds):
+            future = Future()
+            future.set_result((part, seconds))
+            return future
+
+        plan.early_counts = {job.key: (sha, early({"instructions": {"status": "ok", "per_inference": 5}}, 12.5))}
+        taken = emulated._taking_early_count(job)
+        assert taken.waits_for is not None  # scheduled after the jobs that still emulate
+        run_jobs([taken])
+        record = plan.records[job.key]
+        assert record["instructions"]["per_inference"] == 5 and not ran
+        assert record["job_seconds"]["instructions"] == 12.5 and SECONDS_SPENT_EARLIER not in record
+        assert plan.shared_result(job.provides, timeout=0.01) is None  # a waiter here counts for itself
+
+        plan.early_counts = {job.key: (sha, early({"instructions": {"status": "failed", "error": "x"}}, 3.0))}
+        part, _ = emulated._taking_early_count(job).run()
+        assert part["instructions"]["per_inference"] == 7 and ran == [1]  # failed early: counted again
+        plan.early_counts = {job.key: ("0" * 64, early({"instructions": {"status": "ok"}}, 1.0))}
+        assert emulated._taking_early_count(job) is job  # other bytes than were counted: its own job
+    finally:
+        plan.close()
+
+
 def test_report_shows_emulated_columns():
     def rec(device, artifact, precision, insns, drift, status="ok", emulation=None):
         return {"artifact": artifact, "format": "onnx", "precision": precision, "device": device,
@@ -431,6 +474,12 @@ def test_real_build_with_an_emulated_device(tmp_path, arm_env):
     result = run_cli("build", config, "-o", tmp_path / "out", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output[result.output.index("{"):])
+    # the fp32 counts started right after export, beside quantization; the check took them with their time
+    assert "counting instructions of model.onnx in the background" in result.output
+    report = json.loads((tmp_path / "out" / summary["models"][0]["name"] / "report.json").read_text())
+    for rec in report["records"]:
+        if rec["device"] == "cortex-a76":
+            assert rec["instructions"]["status"] == "ok" and rec["job_seconds"]["instructions"] > 0.5, rec["artifact"]
     gates = summary["models"][0]["gates"]
     names = {(g["gate"], g["device"]) for g in gates}
     assert {("max_instructions", "cortex-a76"), ("max_flip_rate", "cortex-a76"), ("max_estimated_ms", "cortex-a76")} <= names

@@ -1,4 +1,4 @@
-"""The build's own threads beside the emulated jobs (``edgebert/cores.py``): capped, then restored."""
+"""The build's own threads beside the emulated jobs (``edgebert/cores.py``): capped, followed, restored."""
 
 from __future__ import annotations
 
@@ -15,40 +15,54 @@ def test_threads_beside_leave_the_emulated_jobs_their_cores():
     assert 1 <= cores.threads_beside(1) <= cores.usable_cores()
 
 
-def test_beside_emulation_caps_torch_and_the_budget_then_restores_them():
+def test_torch_threads_follow_the_running_emulated_jobs_and_come_back(monkeypatch):
+    monkeypatch.setattr(cores, "REBALANCE_EVERY", 0.0)
+    monkeypatch.setattr(cores, "usable_cores", lambda: 2)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        jobs = cores.usable_cores()  # as many emulated jobs as cores: one thread left for the build
-        with cores.beside_emulation(True, jobs) as threads:
-            assert threads == 1 and torch.get_num_threads() == 1 and cores.budget() == 1
+        running = [2]
+        with cores.beside_emulation(lambda: running[0]) as threads:
+            assert torch.get_num_threads() == 1 and cores.budget() == 1
+            running[0] = 0  # the background pool drained: the cores come back at the next look
+            cores.rebalance()
+            assert torch.get_num_threads() == 2 and cores.budget() is None
+            running[0] = 1
+            cores.rebalance()
+            assert torch.get_num_threads() == 1
+        assert threads.describe() == [1, 2] and threads.capped
         assert torch.get_num_threads() == 2 and cores.budget() is None
-        with cores.beside_emulation(False, jobs) as threads:  # nothing in the background: left alone
-            assert threads is None and torch.get_num_threads() == 2 and cores.budget() is None
-        torch.set_num_threads(1)
-        with cores.beside_emulation(True, jobs) as threads:  # already at the cap: nothing to say
-            assert threads is None and cores.budget() is None
+        cores.rebalance()  # outside any block: nothing to do
+        assert torch.get_num_threads() == 2
+
+        with cores.beside_emulation(lambda: 0) as threads:  # nothing in the background: left alone
+            assert torch.get_num_threads() == 2 and cores.budget() is None
+        assert threads.describe() is None
         try:
-            torch.set_num_threads(2)
-            with cores.beside_emulation(True, jobs):
+            with cores.beside_emulation(lambda: 2):
                 raise RuntimeError("a failed step")
         except RuntimeError:
             pass
         assert torch.get_num_threads() == 2 and cores.budget() is None  # restored after a failure too
+        torch.set_num_threads(1)
+        with cores.beside_emulation(lambda: 0 if running[0] else 2) as threads:  # never above the usual
+            running[0] = 1
+            cores.rebalance()
+            assert torch.get_num_threads() == 1
+        assert threads.describe() is None
     finally:
         torch.set_num_threads(before)
 
 
 def test_the_phase_table_says_when_torch_ran_capped():
     model = {"name": "b", "status": "ok", "model_seconds": 30.0, "model_cpu_seconds": 31.0,
-             "model_beside_emulation": True, "model_torch_threads": 1,
+             "model_beside_emulation": True, "model_torch_threads": [1, 2],
              "steps": [{"step": "export", "reused": False, "seconds": 5.0, "cpu_seconds": 5.0, "beside_emulation": True,
-                        "artifacts": ["model.onnx"], "torch_threads": 1},
+                        "artifacts": ["model.onnx"], "torch_threads": [1]},
                        {"step": "quantize:dynamic", "reused": False, "seconds": 2.0, "cpu_seconds": 2.0,
                         "beside_emulation": False, "artifacts": ["model.int8-dynamic.onnx"]}]}
     rows = phase_table.rows([model], {}, setup=(0.1, 0.1, True), checks=({}, {}, {}))
     notes = {r["phase"]: r["note"] for r in rows}
-    assert notes["model inputs (a built-in model is made on first use)"] == phase_table.threads_note(1)
-    assert notes["export"] == "torch on 1 thread: the emulated jobs had the other cores"
+    assert notes["model inputs (a built-in model is made on first use)"].startswith("torch on 1–2 threads: fewer while")
+    assert notes["export"] == "torch on 1 thread: fewer while emulated jobs ran (they had the other cores)"
     assert notes["quantize"] is None
-    assert phase_table.threads_note(3).startswith("torch on 3 threads")

@@ -18,6 +18,11 @@ Emulator wall time is never device latency: it goes to ``emulated_wall`` (accura
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
+import time
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -29,7 +34,7 @@ from . import count_sharing, screening
 from .estimate import ESTIMATE_DEFINITION
 from .lengths import fixed_lengths
 from .metrics import accuracy_fields
-from .plan import DRIFT_REFERENCE, CheckPlan, Job, artifact_order
+from .plan import DRIFT_REFERENCE, SECONDS_SPENT_EARLIER, CheckPlan, Job, artifact_order
 from .worker_files import read_logits, write_inputs
 
 COUNT_WARMUP = 1                 # the first inference does lazy init (+0.3% ORT, +5-270% LiteRT): not counted
@@ -61,7 +66,8 @@ def emulated_jobs(plan: CheckPlan) -> list[Job]:
     """Per (artifact, emulated device): the accuracy job and, where the device counts, the counting job.
 
     A counting job whose count another core's job can carry over (``count_sharing``: the same kernels must
-    run) waits for that job's count instead of emulating the same inference again."""
+    run) waits for that job's count instead of emulating the same inference again. One whose count was
+    started before the check (``early_counts``) takes that job's result."""
     jobs = []
     counting: dict[str, list[_devices.Device]] = {}  # artifact -> devices with a counting job, in order
     for device in plan.emulated:
@@ -74,12 +80,63 @@ def emulated_jobs(plan: CheckPlan) -> list[Job]:
                                                     device, counting.get(name, []), plan.threads(device))
                 if source is None:
                     counting.setdefault(name, []).append(device)
-                    jobs.append(Job(plan, key, lambda d=device, n=name: _count(plan, n, d), "instructions",
-                                    provides=_provides(device, name)))
+                    job = Job(plan, key, lambda d=device, n=name: _count(plan, n, d), "instructions",
+                              provides=_provides(device, name))
                 else:
-                    jobs.append(Job(plan, key, lambda d=device, n=name, s=source: _carried_count(plan, n, d, s),
-                                    "instructions", waits_for=_provides(source, name)))
+                    job = Job(plan, key, lambda d=device, n=name, s=source: _carried_count(plan, n, d, s),
+                              "instructions", waits_for=_provides(source, name))
+                jobs.append(_taking_early_count(job))
     return jobs
+
+
+def early_counts(plan: CheckPlan) -> tuple[list[Job], dict[tuple[str, str], tuple[str, Future]]]:
+    """The counting jobs of the artifacts ``plan`` holds now, to run before the model's check, and the futures
+    through which each hands its record part to the check's job for the same (device, artifact).
+
+    Why: a counting job needs only the artifact file (no desktop logits, unlike an accuracy job), and the
+    fp32 counts are the longest emulated jobs; a build submits them as soon as the model is exported, so a
+    core that would wait for quantization and the desktop pass counts meanwhile. The check's plan gets the
+    futures as ``early_counts``; its counting job then takes the part (the same request, the same code) and
+    its job seconds, or counts again if the artifact changed in between or the early count failed."""
+    jobs, futures = [], {}
+    for job in emulated_jobs(plan):
+        if job.kind != "instructions":
+            continue
+        future: Future = Future()
+        futures[job.key] = (plan.manifest.artifacts[job.key[1]]["sha256"], future)
+        jobs.append(dataclasses.replace(job, run=functools.partial(_handing_over, job.run, future)))
+    return jobs, futures
+
+
+def _handing_over(run, future: Future) -> tuple[dict[str, Any], None]:
+    start, part = time.perf_counter(), None
+    try:
+        part, _ = run()
+    finally:  # the check's job waiting for this one must never wait forever
+        future.set_result((part, time.perf_counter() - start))
+    return part, None
+
+
+def _taking_early_count(job: Job) -> Job:
+    """``job``, or a job taking the part its early count made (the same artifact bytes) instead of counting."""
+    device, name = job.key
+    sha, future = job.plan.early_counts.get(job.key, (None, None))
+    if future is None or sha != job.plan.manifest.artifacts[name]["sha256"]:
+        return job
+    timeout = next(d.timeout_s for d in job.plan.devices if d.name == device)
+
+    def take() -> tuple[dict[str, Any], None]:
+        try:
+            part, seconds = future.result(timeout=timeout)  # it was submitted first
+        except TimeoutError:
+            part, seconds = None, 0.0
+        if not part or (part.get("instructions") or {}).get("status") != "ok":
+            return job.run()  # it failed: count as if nothing had run before
+        if job.provides is not None:  # a job of this check waiting for the raw count counts itself
+            job.plan.share(job.provides, None)
+        return {**copy.deepcopy(part), SECONDS_SPENT_EARLIER: seconds}, None
+
+    return dataclasses.replace(job, run=take, waits_for=job.waits_for or ("early count", device, name))
 
 
 def _provides(device: _devices.Device, name: str) -> tuple[str, str, str]:

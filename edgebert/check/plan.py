@@ -22,6 +22,9 @@ from .settings import BIG_CORES, CheckSettings
 
 DRIFT_REFERENCE = "desktop"
 REFERENCE_ROLE = "drift-reference"
+#: A job part's own job seconds when its work ran in an earlier job (an early count, ``emulated.py``):
+#: the runner records these instead of the seconds the handing-over job took.
+SECONDS_SPENT_EARLIER = "_seconds_spent_earlier"
 
 
 def artifact_order(manifest: Manifest) -> list[str]:
@@ -55,6 +58,8 @@ class CheckPlan:
     parts_left: dict[tuple[str, str], int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     shared: dict[tuple, Future] = field(default_factory=dict)  # results one job hands to another (``expect``)
+    # (device, artifact) -> (the artifact's sha256, future of (part, seconds)): counts started before this plan
+    early_counts: dict[tuple[str, str], tuple[str, Future]] = field(default_factory=dict)
     _tmp: Any = None
 
     @property
@@ -133,6 +138,10 @@ class CheckPlan:
     def close(self) -> None:
         for device in self.devices:
             device.close()
+        self.close_files()
+
+    def close_files(self) -> None:
+        """Remove the plan's work files (a plan of early counts: its devices belong to the check's plan)."""
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -41,7 +41,7 @@ from . import lengths, metrics, stats
 from .emulated import EMULATED_DEFINITIONS, emulated_jobs, finish_emulated
 from .metrics import accuracy_fields
 # The shared pieces, importable from here as before (emulated.py takes them from their own modules):
-from .plan import DRIFT_REFERENCE, REFERENCE_ROLE, CheckPlan, Job, artifact_order as _order  # noqa: F401
+from .plan import DRIFT_REFERENCE, REFERENCE_ROLE, SECONDS_SPENT_EARLIER, CheckPlan, Job, artifact_order as _order  # noqa: F401
 from .settings import BIG_CORES, CheckSettings  # noqa: F401
 from .worker_files import label2id as _label2id, read_logits, write_inputs
 
@@ -270,6 +270,8 @@ class JobRunner:
             part = ({"instructions": {"status": "failed", "error": error}} if job.kind == "instructions" else
                     {**job.plan.base_record(job.key[1], _devices.get(job.key[0])), "error": error})
         seconds = time.perf_counter() - start
+        if isinstance(part, dict) and SECONDS_SPENT_EARLIER in part:  # its work ran in an earlier job
+            seconds = float(part.pop(SECONDS_SPENT_EARLIER))
         if job.plan.merge(job.key, part, logits, job.kind, seconds) and self.lines is not None:
             record = job.plan.records[job.key]
             self.lines.done(f"{job.plan.label}: {job.key[1]} on {job.key[0]}: {key_figure(record)} "
@@ -278,6 +280,10 @@ class JobRunner:
     def busy(self) -> bool:
         """Jobs submitted and not finished (the build marks what ran beside them)."""
         return any(not f.done() for f in self.futures)
+
+    def running(self) -> int:
+        """Jobs running now (the build leaves them their cores: ``cores.py``)."""
+        return sum(1 for f in list(self.futures) if f.running())
 
     def wait(self) -> None:
         try:

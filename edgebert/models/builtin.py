@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..check.stats import rate
+from ..cores import rebalance
 from ..data.datasets import BUILTIN_LABELS, load_builtin
 from ..fsutil import cache_dir, publish_dir, sha256_file
 from ..progress import maybe_step, maybe_track
@@ -184,6 +185,7 @@ def build(arch: registry.Architecture, out: Path, progress=None, recipe: Builtin
             cached = []
             with torch.no_grad():  # not inference_mode: the cached tensors feed autograd later
                 for idx in maybe_track(progress, chunks, len(chunks), "Encoding with frozen lower layers"):
+                    rebalance()
                     enc = tokenizer([train.texts[i] for i in idx], padding=True, truncation=True,
                                     max_length=recipe.max_length, return_tensors="pt")
                     hidden = base(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
@@ -207,6 +209,7 @@ def build(arch: registry.Architecture, out: Path, progress=None, recipe: Builtin
         orders = [rng.sample(range(len(cached)), len(cached)) for _ in range(recipe.epochs)]
         last_loss = 0.0
         for e, b in maybe_track(progress, steps, len(steps), f"Fine-tuning top {recipe.trainable_layers} layers + head"):
+            rebalance()  # torch's threads follow the background emulated jobs (cores.py)
             hidden, mask, labels = cached[orders[e][b]]
             loss = model(inputs_embeds=hidden, attention_mask=mask, labels=labels).loss
             opt.zero_grad()

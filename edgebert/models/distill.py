@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..cores import rebalance
+
 
 @dataclass(frozen=True)
 class DistillRecipe:
@@ -57,6 +59,7 @@ def teacher_targets(teacher, batches, top_layers: int = 0, below=None) -> list[t
             del layers[:len(all_layers) - top_layers]
             teacher.base_model.embeddings = GivenHiddenStates()
             for hidden, mask, _ in below:
+                rebalance()
                 o = teacher(inputs_embeds=hidden, attention_mask=mask, output_hidden_states=True)
                 out.append((o.logits, o.hidden_states[-1]))
         finally:
@@ -65,6 +68,7 @@ def teacher_targets(teacher, batches, top_layers: int = 0, below=None) -> list[t
             teacher.base_model.embeddings = embeddings
         return out
     for enc, _ in batches:
+        rebalance()
         o = teacher(**enc, output_hidden_states=True)
         out.append((o.logits, o.hidden_states[-1]))
     return out
@@ -88,6 +92,7 @@ def distill(student, batches, targets, recipe: DistillRecipe = DistillRecipe(), 
     student.train()
     loss_value = 0.0
     for step, i in enumerate(maybe_track(progress, steps, len(steps), "Distilling the grouped student")):
+        rebalance()  # torch's threads follow the background emulated jobs (cores.py)
         for group in opt.param_groups:  # linear decay to 5%
             group["lr"] = recipe.lr * max(0.05, 1 - step / len(steps))
         (enc, labels), (t_logits, t_hidden) = batches[i], targets[i]

@@ -131,6 +131,7 @@ def _solve(conv: torch.nn.Conv1d, xs: Sequence[torch.Tensor], ys: Sequence[torch
 @torch.no_grad()
 def fit_least_squares(student, teacher, batches: Sequence[dict], ridge: float = 1e-3, progress=None) -> list[float]:
     """Fit the student's projections layer by layer; returns each layer's relative output error."""
+    from ..cores import rebalance
     from ..progress import maybe_track
 
     masks = [b["attention_mask"].bool() for b in batches]
@@ -144,6 +145,7 @@ def fit_least_squares(student, teacher, batches: Sequence[dict], ridge: float = 
     errors = []
     pairs = list(zip(teacher.transformer.encoder.layers, student.transformer.encoder.layers))
     for lt, ls in maybe_track(progress, pairs, len(pairs), "Fitting grouped layers (least squares)"):
+        rebalance()  # torch's threads follow the background emulated jobs (cores.py)
         for name in ("query", "key", "value"):
             target = getattr(lt.attention, name)
             _solve(getattr(ls.attention, name), tokens(h_s), tokens([target(h) for h in h_t]), ridge)

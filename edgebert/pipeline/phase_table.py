@@ -28,11 +28,13 @@ def row(phase: str, seconds: float | None, cpu: float | None, *, model: str | No
             "reused": reused, "beside_emulation": beside, "note": note}
 
 
-def threads_note(threads: int | None) -> str | None:
-    """What a capped torch thread count (``cores.py``) looks like in the table's note column."""
+def threads_note(threads: list[int] | None) -> str | None:
+    """What capped torch thread counts (``cores.py``) look like in the table's note column."""
     if not threads:
         return None
-    return f"torch on {threads} thread{'s' if threads != 1 else ''}: the emulated jobs had the other cores"
+    counts = "–".join(str(n) for n in (threads if len(threads) < 3 else (threads[0], threads[-1])))
+    return (f"torch on {counts} thread{'s' if threads != [1] else ''}: fewer while emulated jobs ran "
+            f"(they had the other cores)")
 
 
 def _model_rows(m: dict[str, Any]) -> list[dict[str, Any]]:

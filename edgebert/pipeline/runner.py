@@ -120,19 +120,24 @@ def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]
 
 def _prepare_model(spec: ModelSpec, items: list[WorkItem], config: BuildConfig, out: Path, force: bool,
                    progress: Progress | None, hook: Hook | None, share: shard_mod.Whole | None = None,
-                   background: Callable[[], bool] = lambda: False) -> ModelBuild:
+                   background: Callable[[], bool] = lambda: False,
+                   exported: Callable[[ModelBuild], None] = lambda m: None,
+                   running: Callable[[], int] = lambda: 0) -> ModelBuild:
     """Run (or reuse) the model's artifact steps, drop what the config no longer asks for, and decide
     whether its check can be reused (the check itself runs in :class:`_Checks`). ``background``: True
-    while emulated jobs run (the steps' CPU then holds theirs too; ``cpu_clock.py``)."""
+    while emulated jobs run (the steps' CPU then holds theirs too; ``cpu_clock.py``); ``exported`` is
+    called once the export step ran (not when reused: then the check may be reused too)."""
     model = ModelBuild(spec, out / spec.name)
     model.stale_removed = _clean_stale(model.directory)
-    ctx = steps.Context(config, model, progress, background=background)
+    ctx = steps.Context(config, model, progress, background=background, running=running)
     info = (lambda m: progress.info(m)) if progress else (lambda m: None)
     wanted: set[str] = set()
     for item in items:
         if item.kind != steps.CHECK:
             steps.run_artifact_step(ctx, item, force, hook)
             wanted.update(item.artifacts)
+            if item.kind == steps.EXPORT and not model.steps[-1].reused:
+                exported(model)
     model.dropped = _drop_unwanted(model.directory, wanted, info)
     print_ = steps.STEPS[steps.CHECK].fingerprint(ctx, None)
     if share is not None:  # --shard: the check of this share only (never reused for another share)
@@ -177,8 +182,40 @@ class _Checks:
         self.beside = dict.fromkeys(self.seconds, False)  # span ran while emulated jobs were in the background
         self.first_submit: float | None = None
         self.first_submit_cpu = 0.0
+        self.early: dict[str, dict] = {}  # model -> its early counts' futures (``emulated.early_counts``)
+        self.early_plans: list[Any] = []  # their plans: kept open until the checks finish (their files)
         self.emulated = JobRunner(config.devices.emulated_jobs, progress,
                                   "Emulated ARM checks (in the background while the next model builds)")
+
+    def _submit(self, jobs: list) -> None:
+        if jobs and self.first_submit is None:
+            self.first_submit, self.first_submit_cpu = time.perf_counter(), cpu_seconds()
+        self.emulated.submit(jobs)
+
+    def count_early(self, m: ModelBuild) -> None:
+        """Right after the model's export ran: its fp32 artifacts' counting jobs go to the background pool
+        (``emulated.early_counts``: they need only the files), while it is quantized and its desktop pass
+        runs; the check's own counting jobs take their results."""
+        from ..check.emulated import early_counts
+        from ..check.runner import prepare
+
+        if not any(registry.get(d).counts_instructions for d in self.config.devices.names):
+            return
+        try:
+            plan = prepare(m.directory, steps.check_settings(self.config), None, label=m.name)
+        except EdgebertError:  # the check itself will say what is wrong, at its turn
+            return
+        jobs, futures = early_counts(plan)
+        jobs = self.share.jobs(m.name, jobs)
+        if not jobs:
+            plan.close_files()
+            return
+        self.early_plans.append(plan)
+        self.early[m.name] = {job.key: futures[job.key] for job in jobs}
+        if self.progress:
+            self.progress.info(f"{m.name}: counting instructions of {', '.join(sorted({j.key[1] for j in jobs}))} "
+                               f"in the background while the model is quantized")
+        self._submit(jobs)
 
     def start(self, m: ModelBuild) -> None:
         from ..check.emulated import emulated_jobs
@@ -202,10 +239,8 @@ class _Checks:
                      f"{m.name}: accuracy on native devices")
         self.seconds["desktop_accuracy"] += span.wall
         self.cpu["desktop_accuracy"] += span.cpu
-        jobs = self.share.jobs(m.name, emulated_jobs(plan))
-        if jobs and self.first_submit is None:
-            self.first_submit, self.first_submit_cpu = time.perf_counter(), cpu_seconds()
-        self.emulated.submit(jobs)
+        plan.early_counts = self.early.pop(m.name, {})
+        self._submit(self.share.jobs(m.name, emulated_jobs(plan)))
 
     def finish(self, models: list[ModelBuild]) -> None:
         import json
@@ -237,12 +272,19 @@ class _Checks:
             m.steps.append(steps.StepRecord(
                 steps.CHECK, c.reused, c.fingerprint["sha256"],
                 round(time.perf_counter() - c.started, 2) if c.started is not None else 0.0))
+        self._close_early()
+
+    def _close_early(self) -> None:
+        for plan in self.early_plans:
+            plan.close_files()
+        self.early_plans, self.early = [], {}
 
     def close(self) -> None:
         self.emulated.cancel()  # after an error: queued emulated jobs are dropped, running ones end
         for plan in self.plans.values():
             plan.close()
         self.plans = {}
+        self._close_early()
 
 
 def build(config: BuildConfig, output: str | Path | None = None, *, force: bool = False,
@@ -277,7 +319,8 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
             for spec in share.models():
                 try:
                     builds.append(_prepare_model(spec, [i for i in items if i.model == spec.name], config, out,
-                                                 force, progress, hook, share, checks.emulated.busy))
+                                                 force, progress, hook, share, checks.emulated.busy,
+                                                 checks.count_early, checks.emulated.running))
                 except UsageError:
                     raise
                 except EdgebertError as exc:  # this model failed; the others still build

@@ -53,7 +53,7 @@ class StepRecord:
     cpu_seconds: float | None = None           # process tree CPU over the step (``cpu_clock.py``); None: not measured
     beside_emulation: bool = False             # emulated jobs ran in the background meanwhile (their CPU is in it)
     parts: tuple[dict[str, Any], ...] = ()     # quantize: wall and CPU seconds per recipe and format
-    torch_threads: int | None = None           # torch's threads when capped beside emulation (``cores.py``)
+    torch_threads: list[int] | None = None     # torch's thread counts when capped beside emulation (``cores.py``)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"step": self.step, "reused": self.reused}
@@ -84,7 +84,7 @@ class ModelBuild:
     model_seconds: float | None = None     # building a built-in model (first use only)
     model_cpu_seconds: float | None = None  # its CPU (``cpu_clock.py``)
     model_beside_emulation: bool = False   # an earlier model's emulated jobs ran meanwhile
-    model_torch_threads: int | None = None  # torch's threads when capped beside emulation (``cores.py``)
+    model_torch_threads: list[int] | None = None  # torch's thread counts when capped beside emulation
     steps: list[StepRecord] = field(default_factory=list)
     stale_removed: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
@@ -218,6 +218,7 @@ class Context:
     prints: dict[str, dict[str, Any]] = field(default_factory=dict)   # step -> fingerprint
     parts: list[dict[str, Any]] = field(default_factory=list)  # the running step's per-recipe timings
     background: Callable[[], bool] = lambda: False  # True while emulated jobs run in the background
+    running: Callable[[], int] = lambda: 0  # how many of them run now (``cores.py`` leaves them their cores)
 
     @property
     def directory(self) -> Path:
@@ -271,10 +272,10 @@ def build_target(config: BuildConfig) -> tuple[str, str]:
 
 def _export_print(ctx: Context, mode: str | None) -> dict[str, Any]:
     ctx.build.model_beside_emulation = ctx.background()
-    with beside_emulation(ctx.build.model_beside_emulation, ctx.config.devices.emulated_jobs) as threads, \
+    with beside_emulation(ctx.running) as threads, \
             measure() as span:  # a built-in model is trained on first use, here: the "model" phase
         model_inputs = fp.model_inputs(ctx.build.spec.source, progress=ctx.progress)
-    ctx.build.model_torch_threads = threads
+    ctx.build.model_torch_threads = threads.describe()
     ctx.build.model_seconds = round(span.wall, 1)
     ctx.build.model_cpu_seconds = round(span.cpu, 1)
     return fp.fingerprint(EXPORT, model=model_inputs, settings=asdict(_export_settings(ctx.config)))
@@ -365,7 +366,7 @@ def run_artifact_step(ctx: Context, item: WorkItem, force: bool, hook: Callable[
     name = ctx.build.name
     ctx.parts = []
     beside = ctx.background()  # jobs are submitted between steps only: busy now or never during the step
-    with beside_emulation(beside, ctx.config.devices.emulated_jobs) as threads, measure() as span:
+    with beside_emulation(ctx.running) as threads, measure() as span:
         reused = not force and reusable(Manifest.load_existing(ctx.directory), item.artifacts, print_["sha256"])
         if reused:
             _info(ctx, f"{name}: {item.step}: reused ({', '.join(item.artifacts)}; inputs unchanged)")
@@ -376,7 +377,7 @@ def run_artifact_step(ctx: Context, item: WorkItem, force: bool, hook: Callable[
             step.run(ctx, item.mode)
             stamp(ctx.directory, item.artifacts, item.step, print_)
     ctx.build.steps.append(StepRecord(item.step, reused, print_["sha256"], round(span.wall, 2), item.artifacts,
-                                      round(span.cpu, 2), beside, tuple(ctx.parts), threads))
+                                      round(span.cpu, 2), beside, tuple(ctx.parts), threads.describe()))
 
 
 def _info(ctx: Context, message: str) -> None:
