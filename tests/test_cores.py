@@ -66,3 +66,29 @@ def test_the_phase_table_says_when_torch_ran_capped():
     assert notes["model inputs (a built-in model is made on first use)"].startswith("torch on 1–2 threads: fewer while")
     assert notes["export"] == "torch on 1 thread: fewer while emulated jobs ran (they had the other cores)"
     assert notes["quantize"] is None
+
+
+def test_the_pool_counts_a_job_submitted_a_moment_ago_as_running(tmp_path, tiny):
+    """The step that starts right after a submit must see the jobs (``JobRunner.running``), even before a
+    pool thread has marked them running; finished jobs free their cores."""
+    import threading
+
+    from edgebert.check import CheckSettings
+    from edgebert.check.plan import Job
+    from edgebert.check.runner import JobRunner, prepare
+    from support import FAST, make_artifact_dir
+
+    plan = prepare(make_artifact_dir(tmp_path / "art", tiny), CheckSettings(devices=("desktop",), limit=4, **FAST))
+    gate = threading.Event()
+    try:
+        runner = JobRunner(2)
+        jobs = [Job(plan, ("desktop", "model.onnx"), lambda: (gate.wait(30), ({}, None))[1], "instructions")
+                for _ in range(3)]
+        runner.submit(jobs)
+        assert runner.running() == 2  # three unfinished, two workers: two cores taken
+        gate.set()
+        runner.wait()
+        assert runner.running() == 0
+    finally:
+        gate.set()
+        plan.close()

@@ -72,6 +72,33 @@ def test_worker_round_trip_matches_torch(tmp_path, tiny):
         np.testing.assert_array_equal(z["logits"], logits)
 
 
+def test_a_pooled_worker_serves_the_next_job_without_the_last_model(tmp_path, tiny):
+    """``SessionPool``: a job's started worker is kept (released: no model) and lent to the next job."""
+    texts = random_texts(4, seed=2)
+    req = {**_request(tmp_path, tiny, texts), "warmup": 0, "runs": 0}
+    pool = devices.SessionPool(devices.get("desktop"))
+    with pool.lend() as session:
+        first = session.run(req, tmp_path / "r1.json")
+        again = session.run(req, tmp_path / "r1b.json")  # within one job the model stays loaded
+        pid = session.proc.pid
+    assert first["status"] == "ok" and again.get("reused_model") is True
+    with np.load(req["outputs"]) as z:
+        logits = z["logits"]
+    with pool.lend() as session:
+        assert session.proc is not None and session.proc.pid == pid  # the same process, started once
+        second = session.run(req, tmp_path / "r2.json")
+    assert second["status"] == "ok" and "reused_model" not in second  # released: loaded anew
+    with np.load(req["outputs"]) as z:
+        np.testing.assert_array_equal(z["logits"], logits)
+    with pool.lend() as a, pool.lend() as b:  # two jobs at once: two workers
+        assert a is session and b is not a
+        b.run(req, tmp_path / "r3.json")
+    assert a.proc is None and b.proc is not None  # one stays idle (``keep``), the other is ended
+    proc = b.proc
+    pool.close()
+    assert proc.wait(timeout=30) == 0 and b.proc is None
+
+
 def test_worker_imports_only_numpy_and_the_runtime(tmp_path, tiny):
     req = _request(tmp_path, tiny, random_texts(3))
     (tmp_path / "request.json").write_text(json.dumps(req))

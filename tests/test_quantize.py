@@ -208,6 +208,7 @@ def test_calibration_beside_emulation_takes_only_the_threads_left(artifact_dirs,
     assert threads.describe() == [1]
     options = calibrator.infer_session.get_session_options()
     assert calibrator.infer_session is not own and options.intra_op_num_threads == 1
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the graph as written
     assert [o.name for o in calibrator.infer_session.get_outputs()] == [o.name for o in own.get_outputs()]
 
 

@@ -185,7 +185,7 @@ def _accuracy(plan: CheckPlan, name: str, device: _devices.Device) -> tuple[dict
         return logits
 
     try:
-        with device.session() as session:  # one emulated process for every pass of this artifact
+        with plan.worker_session(device) as session:  # one started process: every pass, and the next job
             logits, summary = screening.run(desktop, emulate, plan.settings.emulated, record["precision"])
     except _EmulationFailed as exc:
         record["error"] = str(exc)

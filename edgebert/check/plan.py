@@ -60,6 +60,7 @@ class CheckPlan:
     shared: dict[tuple, Future] = field(default_factory=dict)  # results one job hands to another (``expect``)
     # (device, artifact) -> (the artifact's sha256, future of (part, seconds)): counts started before this plan
     early_counts: dict[tuple[str, str], tuple[str, Future]] = field(default_factory=dict)
+    pools: dict[str, _devices.SessionPool] = field(default_factory=dict)  # emulated device -> its idle workers
     _tmp: Any = None
 
     @property
@@ -135,7 +136,18 @@ class CheckPlan:
         except TimeoutError:
             return None
 
+    def worker_session(self, device: _devices.Device):
+        """A serve-mode worker on ``device`` for one job (context manager): under emulation a started one
+        from the device's pool (``SessionPool``), else a new one."""
+        if not device.emulated or getattr(device, "is_board", False):
+            return device.session()
+        with self.lock:
+            pool = self.pools.setdefault(device.name, _devices.SessionPool(device))
+        return pool.lend()
+
     def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
         for device in self.devices:
             device.close()
         self.close_files()

@@ -282,8 +282,10 @@ class JobRunner:
         return any(not f.done() for f in self.futures)
 
     def running(self) -> int:
-        """Jobs running now (the build leaves them their cores: ``cores.py``)."""
-        return sum(1 for f in list(self.futures) if f.running())
+        """Jobs running now or about to (the build leaves them their cores: ``cores.py``): unfinished jobs, at
+        most one per worker. Not ``Future.running()``: a job submitted a moment ago is not yet marked running
+        while this thread holds the GIL, and the step that starts right after would take every core."""
+        return min(self.workers, sum(1 for f in list(self.futures) if not f.done()))
 
     def wait(self) -> None:
         try:

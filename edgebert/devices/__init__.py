@@ -12,4 +12,5 @@
 Standard library only at import time: the worker may be started as ``python -m edgebert.devices.worker``.
 """
 
-from .registry import BOARD_PREFIX, WORKER_FILE, Desktop, Device, define_board, get, is_board, names  # noqa: F401
+from .registry import (BOARD_PREFIX, WORKER_FILE, Desktop, Device, SessionPool, define_board, get, is_board,  # noqa: F401
+                       names)

@@ -27,20 +27,23 @@ def import_onnxruntime():
 
 
 def create(model: str | bytes, threads: int, profile_prefix: str | None = None,
-           optimized_model_path: str | None = None) -> Any:
+           optimized_model_path: str | None = None, graph_optimization_level: str | None = None) -> Any:
     """An ``InferenceSession`` on ``model`` (a file path or the serialized model), CPU provider.
 
     ``threads`` intra-op threads, one inter-op thread, sequential execution, every graph optimisation,
     errors-only logging (warnings would drown the worker's stderr). With ``profile_prefix``, ORT's
     profiler writes there (a second session: never the timed one). With ``optimized_model_path``, ORT
-    saves the graph as its optimizer left it (which fusions ran).
+    saves the graph as its optimizer left it (which fusions ran). ``graph_optimization_level`` (an
+    ``ort.GraphOptimizationLevel`` name) replaces ORT_ENABLE_ALL for a session that must run the graph as
+    written (static calibration's augmented graph, whose extra outputs fusions would remove).
     """
     ort = import_onnxruntime()
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = SETTINGS["inter_op_num_threads"]
     so.execution_mode = getattr(ort.ExecutionMode, SETTINGS["execution_mode"])
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, SETTINGS["graph_optimization_level"])
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                          graph_optimization_level or SETTINGS["graph_optimization_level"])
     so.log_severity_level = 3
     if profile_prefix:
         so.enable_profiling = True

@@ -10,6 +10,7 @@ package, and the worker must stay free of heavy imports.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -17,7 +18,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 from ..errors import UsageError
 from . import host_cpu
@@ -211,6 +212,29 @@ class WorkerSession:
             tail = lines[-1][:300] if lines else ""
         return _failed(request, _how_it_ended(subprocess.CompletedProcess([], proc.returncode, "", tail)))
 
+    def release(self) -> None:
+        """Drop the model the worker holds; the process stays for the next job (``SessionPool``). A worker
+        that does not answer ``ok`` in time is ended."""
+        import threading
+
+        from .worker import RELEASE
+
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        timer = threading.Timer(self.device.timeout_s, proc.kill)
+        timer.start()
+        try:
+            proc.stdin.write(f"{RELEASE}\n")
+            proc.stdin.flush()
+            answer = proc.stdout.readline().strip()
+        except (BrokenPipeError, OSError):
+            answer = ""
+        finally:
+            timer.cancel()
+        if answer != "ok":
+            self.close()
+
     def close(self) -> None:
         if self.proc is not None:
             try:
@@ -220,6 +244,44 @@ class WorkerSession:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+
+
+class SessionPool:
+    """Started workers of one device, lent to one job at a time and kept, without their model, for the next.
+
+    Why: under QEMU a new worker spends 1.3-1.9 s of emulation starting Python and importing numpy and the
+    runtime (measured under QEMU 10, cortex-a53) before its first request; an emulated check runs an
+    accuracy job per artifact. At most ``keep`` idle workers stay (each holds ~100 MB of imported
+    runtime); ``close`` ends them."""
+
+    def __init__(self, device: Device, keep: int = 1):
+        import threading
+
+        self.device, self.keep = device, int(keep)
+        self._idle: list[WorkerSession] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @contextlib.contextmanager
+    def lend(self) -> Iterator[WorkerSession]:
+        with self._lock:
+            session = self._idle.pop() if self._idle else WorkerSession(self.device)
+        try:
+            yield session
+        finally:
+            session.release()
+            with self._lock:
+                keep = session.proc is not None and not self._closed and len(self._idle) < self.keep
+                if keep:
+                    self._idle.append(session)
+            if not keep:
+                session.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle, self._closed = self._idle, [], True
+        for session in idle:
+            session.close()
 
 
 def _failed(request: dict[str, Any], error: str) -> dict[str, Any]:

@@ -76,6 +76,7 @@ PROTOCOL_VERSION = 1
 REQUIRED = ("runtime", "model", "threads", "inputs", "outputs", "result")
 DEFAULTS = {"batch_size": 1, "warmup": 10, "runs": 50}
 MARK_BEGIN, MARK_END = 1, 2
+RELEASE = "release"  # serve mode: forget the loaded model (``serve_forever``)
 
 
 def build_request(*, runtime: str, model: str, threads: int, inputs: str, outputs: str, result: str,
@@ -326,13 +327,20 @@ def serve_forever(stdin=None, stdout=None) -> int:
     """Serve mode (``worker.py --serve``): one request path per stdin line, one status line back each.
 
     One process then runs every request of an (artifact, device): under emulation that saves the
-    interpreter start-up and the model load (1-3 s each) for every pass after the first.
+    interpreter start-up and the model load (1-3 s each) for every pass after the first. The line
+    ``release`` (``RELEASE``) drops the loaded model and answers ``ok``: the process then serves the next
+    job on the same device without starting again.
     """
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     loaded: dict = {}
     for line in stdin:
         path = line.strip()
         if not path:
+            continue
+        if path == RELEASE:  # the next request is another job's: drop the model, keep the process
+            loaded.clear()
+            stdout.write("ok\n")
+            stdout.flush()
             continue
         try:
             code = handle(path, loaded)

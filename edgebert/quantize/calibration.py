@@ -154,13 +154,10 @@ def _cap_threads(calibrator) -> None:
     threads = budget()
     if threads is None:
         return
-    import onnxruntime
+    from ..devices import ort_session
 
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL  # as ORT's own
-    options.intra_op_num_threads = threads
-    calibrator.infer_session = onnxruntime.InferenceSession(calibrator.augmented_model_path, sess_options=options,
-                                                            providers=calibrator.execution_providers)
+    calibrator.infer_session = ort_session.create(calibrator.augmented_model_path, threads,
+                                                  graph_optimization_level="ORT_DISABLE_ALL")  # as ORT's own
 
 
 def _collect_histogram_batch(calibrator, batch: dict, degenerate: list[str]) -> None:
