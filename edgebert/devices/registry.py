@@ -172,8 +172,6 @@ class WorkerSession:
 
     def run(self, request: dict[str, Any], request_path: Path) -> dict[str, Any]:
         """Like :meth:`Device.run_worker`, in this session's process (started on first use)."""
-        import threading
-
         request_path = Path(request_path)
         request_path.write_text(json.dumps(request, indent=1), encoding="utf-8")
         result_path = Path(request["result"])
@@ -183,17 +181,7 @@ class WorkerSession:
             if problem:
                 return _failed(request, problem)
         proc = self.proc
-        timer = threading.Timer(self.device.timeout_s, proc.kill)
-        timer.start()
-        try:
-            proc.stdin.write(f"{request_path}\n")
-            proc.stdin.flush()
-            status = proc.stdout.readline().strip()
-        except (BrokenPipeError, OSError):
-            status = ""
-        finally:
-            timed_out = not timer.is_alive() and proc.poll() is not None
-            timer.cancel()
+        status, timed_out = self._exchange(str(request_path))
         if status and result_path.is_file():
             try:
                 return json.loads(result_path.read_text(encoding="utf-8"))
@@ -212,27 +200,34 @@ class WorkerSession:
             tail = lines[-1][:300] if lines else ""
         return _failed(request, _how_it_ended(subprocess.CompletedProcess([], proc.returncode, "", tail)))
 
-    def release(self) -> None:
-        """Drop the model the worker holds; the process stays for the next job (``SessionPool``). A worker
-        that does not answer ``ok`` in time is ended."""
+    def _exchange(self, line: str) -> tuple[str, bool]:
+        """Send one line to the started worker and read its status line; (status, timed out). The worker is
+        killed when it does not answer within the device's timeout ("" is then the status)."""
         import threading
 
-        from .worker import RELEASE
-
         proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
+        assert proc is not None
         timer = threading.Timer(self.device.timeout_s, proc.kill)
         timer.start()
         try:
-            proc.stdin.write(f"{RELEASE}\n")
+            proc.stdin.write(f"{line}\n")
             proc.stdin.flush()
-            answer = proc.stdout.readline().strip()
+            status = proc.stdout.readline().strip()
         except (BrokenPipeError, OSError):
-            answer = ""
+            status = ""
         finally:
+            timed_out = not timer.is_alive() and proc.poll() is not None
             timer.cancel()
-        if answer != "ok":
+        return status, timed_out
+
+    def release(self) -> None:
+        """Drop the model the worker holds; the process stays for the next job (``SessionPool``). A worker
+        that does not answer ``ok`` in time is ended."""
+        from .worker import RELEASE
+
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if self._exchange(RELEASE)[0] != "ok":
             self.close()
 
     def close(self) -> None:
