@@ -8,8 +8,8 @@ seconds with torch's 2 threads, 24.2 s and 18.1 CPU seconds with one (alone: 8.2
 15.4 s with 1). The spun seconds are taken from the emulated jobs. So the build's steps run torch on
 ``usable cores - emulated jobs running`` threads (at least 1, at most its usual count), looked at again
 during long training loops (``rebalance``: when the background pool drains, the cores come back; a
-fixed cap left one core idle for ~3 minutes of the grouped SqueezeBERT's distillation), and get the
-usual count back afterwards; ONNX Runtime sessions a step makes for itself (static calibration) ask
+cap fixed at the start kept the grouped SqueezeBERT's distillation on one thread after the pool had
+drained), and get the usual count back afterwards; ONNX Runtime sessions a step makes for itself (static calibration) ask
 ``budget()`` for theirs. Measured latency never runs here (it runs alone, after the
 emulated jobs, in fresh worker processes with their stated thread count).
 """
