@@ -41,24 +41,33 @@ REBALANCE_EVERY = 2.0
 
 
 @dataclass
-class _Share:
+class Share:
+    """One ``beside_emulation`` block: torch's usual thread count, the count now, every count it used."""
+
     running: Callable[[], int]  # emulated jobs running now
-    before: int                 # torch's threads before the block: never more than that
+    usual: int                  # torch's threads before the block: never more than that
     threads: int                # torch's threads now
     used: set[int] = field(default_factory=set)
     looked: float = 0.0
 
+    def wanted(self) -> int:
+        return min(self.usual, threads_beside(self.running()))
 
-_SHARES: list[_Share] = []  # the innermost block in force (a stack: blocks may nest)
+    @property
+    def capped(self) -> bool:
+        return any(n < self.usual for n in self.used)
+
+    def describe(self) -> list[int] | None:
+        """The counts used, ascending, for the build's records; None when never capped."""
+        return sorted(self.used) if self.capped else None
+
+
+_SHARES: list[Share] = []  # the innermost block in force (a stack: blocks may nest)
 
 
 def budget() -> int | None:
     """The thread count work in this process should use now; None: no cap (the runtime's default)."""
-    return _SHARES[-1].threads if _SHARES and _SHARES[-1].threads < _SHARES[-1].before else None
-
-
-def _wanted(share: _Share) -> int:
-    return min(share.before, threads_beside(share.running()))
+    return _SHARES[-1].threads if _SHARES and _SHARES[-1].threads < _SHARES[-1].usual else None
 
 
 def rebalance() -> None:
@@ -72,7 +81,7 @@ def rebalance() -> None:
     if now - share.looked < REBALANCE_EVERY:
         return
     share.looked = now
-    wanted = _wanted(share)
+    wanted = share.wanted()
     if wanted != share.threads:
         import torch
 
@@ -81,44 +90,26 @@ def rebalance() -> None:
         share.used.add(wanted)
 
 
-@dataclass
-class Threads:
-    """What a block did: the torch thread counts it used; ``capped`` when any was below the usual."""
-
-    usual: int
-    used: set[int] = field(default_factory=set)
-
-    @property
-    def capped(self) -> bool:
-        return any(n < self.usual for n in self.used)
-
-    def describe(self) -> list[int] | None:
-        """The counts used, ascending, for the build's records; None when never capped."""
-        return sorted(self.used) if self.capped else None
-
-
 @contextlib.contextmanager
-def beside_emulation(running: Callable[[], int]) -> Iterator[Threads]:
+def beside_emulation(running: Callable[[], int]) -> Iterator[Share]:
     """Within the block torch uses ``threads_beside(running())`` threads (never more than it had), looked
     at on entry and by ``rebalance``; ``budget()`` says so to sessions made meanwhile. Torch's own count
-    comes back afterwards. Yields the :class:`Threads` record the block fills."""
+    comes back afterwards. Yields the block's :class:`Share` (``describe()`` once it ended)."""
     if not running():  # nothing beside this block (jobs are submitted between steps, never during one)
-        yield Threads(0)
+        yield Share(running, 0, 0)
         return
     import torch
 
-    before = torch.get_num_threads()
-    share = _Share(running, before, before, looked=time.monotonic())
-    record = Threads(before)
-    share.threads = _wanted(share)
+    usual = torch.get_num_threads()
+    share = Share(running, usual, usual, looked=time.monotonic())
+    share.threads = share.wanted()
     share.used.add(share.threads)
-    if share.threads != before:
+    if share.threads != usual:
         torch.set_num_threads(share.threads)
     _SHARES.append(share)
     try:
-        yield record
+        yield share
     finally:
         _SHARES.pop()
-        record.used = set(share.used)
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
+        if torch.get_num_threads() != usual:
+            torch.set_num_threads(usual)

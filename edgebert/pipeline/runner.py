@@ -120,16 +120,16 @@ def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]
 
 def _prepare_model(spec: ModelSpec, items: list[WorkItem], config: BuildConfig, out: Path, force: bool,
                    progress: Progress | None, hook: Hook | None, share: shard_mod.Whole | None = None,
-                   background: Callable[[], bool] = lambda: False,
-                   exported: Callable[[ModelBuild], None] = lambda m: None,
-                   running: Callable[[], int] = lambda: 0) -> ModelBuild:
+                   running: Callable[[], int] = lambda: 0,
+                   exported: Callable[[ModelBuild], None] = lambda m: None) -> ModelBuild:
     """Run (or reuse) the model's artifact steps, drop what the config no longer asks for, and decide
-    whether its check can be reused (the check itself runs in :class:`_Checks`). ``background``: True
-    while emulated jobs run (the steps' CPU then holds theirs too; ``cpu_clock.py``); ``exported`` is
+    whether its check can be reused (the check itself runs in :class:`_Checks`). ``running``: how many
+    emulated jobs run in the background now (the steps then leave them their cores, ``cores.py``, and the
+    steps' CPU holds theirs too, ``cpu_clock.py``); ``exported`` is
     called once the export step ran (not when reused: then the check may be reused too)."""
     model = ModelBuild(spec, out / spec.name)
     model.stale_removed = _clean_stale(model.directory)
-    ctx = steps.Context(config, model, progress, background=background, running=running)
+    ctx = steps.Context(config, model, progress, running=running)
     info = (lambda m: progress.info(m)) if progress else (lambda m: None)
     wanted: set[str] = set()
     for item in items:
@@ -319,8 +319,8 @@ def build(config: BuildConfig, output: str | Path | None = None, *, force: bool 
             for spec in share.models():
                 try:
                     builds.append(_prepare_model(spec, [i for i in items if i.model == spec.name], config, out,
-                                                 force, progress, hook, share, checks.emulated.busy,
-                                                 checks.count_early, checks.emulated.running))
+                                                 force, progress, hook, share, checks.emulated.running,
+                                                 checks.count_early))
                 except UsageError:
                     raise
                 except EdgebertError as exc:  # this model failed; the others still build

@@ -217,8 +217,11 @@ class Context:
     progress: Progress | None = None
     prints: dict[str, dict[str, Any]] = field(default_factory=dict)   # step -> fingerprint
     parts: list[dict[str, Any]] = field(default_factory=list)  # the running step's per-recipe timings
-    background: Callable[[], bool] = lambda: False  # True while emulated jobs run in the background
-    running: Callable[[], int] = lambda: 0  # how many of them run now (``cores.py`` leaves them their cores)
+    running: Callable[[], int] = lambda: 0  # emulated jobs running in the background now (``cores.py``)
+
+    def background(self) -> bool:
+        """True while emulated jobs run in the background (a step's CPU then holds theirs too)."""
+        return self.running() > 0
 
     @property
     def directory(self) -> Path:
