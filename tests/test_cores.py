@@ -92,3 +92,47 @@ def test_the_pool_counts_a_job_submitted_a_moment_ago_as_running(tmp_path, tiny)
     finally:
         gate.set()
         plan.close()
+
+
+def test_a_job_waiting_for_another_holds_no_worker(tmp_path, tiny):
+    """A job that waits for another job's result (a count carried over, an early count taken) is queued only
+    once that result is there (``JobRunner._after``): meanwhile the second worker runs the next job, and the
+    waiting job is not counted as running (its core is free for the build's torch work)."""
+    import threading
+
+    from edgebert.check import CheckSettings
+    from edgebert.check.plan import Job
+    from edgebert.check.runner import JobRunner, prepare
+    from support import FAST, make_artifact_dir
+
+    plan = prepare(make_artifact_dir(tmp_path / "art", tiny), CheckSettings(devices=("desktop",), limit=4, **FAST))
+    release, order = threading.Event(), []
+    key = ("count", "desktop", "model.onnx")
+
+    def provide():
+        release.wait(10)
+        order.append("provider")
+        plan.share(key, {"status": "ok"})
+        return {}, None
+
+    def wait_for_it():
+        order.append(("waiter", plan.shared_result(key, timeout=10)))  # blocks, as a carried count does
+        return {}, None
+
+    def other():
+        order.append("other")
+        release.set()
+        return {}, None
+
+    try:
+        runner = JobRunner(2)
+        runner.submit([Job(plan, ("desktop", "model.onnx"), provide, "instructions", provides=key),
+                       Job(plan, ("desktop", "model.onnx"), wait_for_it, "instructions", waits_for=key)])
+        assert runner.running() == 1  # the provider; the waiter holds no worker
+        runner.submit([Job(plan, ("desktop", "model.int8-dynamic.onnx"), other, "accuracy")])
+        runner.wait()  # "other" can only run on the worker a blocking waiter would have held
+        assert order == ["other", "provider", ("waiter", {"status": "ok"})]
+        assert runner.running() == 0
+    finally:
+        release.set()
+        plan.close()

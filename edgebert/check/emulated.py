@@ -124,6 +124,9 @@ def _taking_early_count(job: Job) -> Job:
     if future is None or sha != job.plan.manifest.artifacts[name]["sha256"]:
         return job
     timeout = next(d.timeout_s for d in job.plan.devices if d.name == device)
+    waits_for = ("early count", device, name)
+    with job.plan.lock:  # the runner starts this job only once the early count is done (``JobRunner``)
+        job.plan.shared[waits_for] = future
 
     def take() -> tuple[dict[str, Any], None]:
         try:
@@ -136,7 +139,7 @@ def _taking_early_count(job: Job) -> Job:
             job.plan.share(job.provides, None)
         return {**copy.deepcopy(part), SECONDS_SPENT_EARLIER: seconds}, None
 
-    return dataclasses.replace(job, run=take, waits_for=job.waits_for or ("early count", device, name))
+    return dataclasses.replace(job, run=take, waits_for=waits_for)
 
 
 def _provides(device: _devices.Device, name: str) -> tuple[str, str, str]:

@@ -125,6 +125,11 @@ class CheckPlan:
             if not future.done():
                 future.set_result(value)
 
+    def awaited(self, key: tuple) -> Future | None:
+        """The future a job waiting for ``key`` blocks on (None: no job provides it)."""
+        with self.lock:
+            return self.shared.get(key)
+
     def shared_result(self, key: tuple, timeout: float) -> Any:
         """What the job that ``expect``-ed ``key`` shared (waiting for it), or None if no such job was submitted."""
         with self.lock:
@@ -168,4 +173,4 @@ class Job:
     run: Callable[[], tuple[dict[str, Any], np.ndarray | None]]
     kind: str = "measure"         # "measure" (native), "accuracy" / "instructions" (emulated)
     provides: tuple | None = None   # a result it ``share``s with other jobs (registered when submitted)
-    waits_for: tuple | None = None  # a result it waits for (scheduled after the jobs that provide one)
+    waits_for: tuple | None = None  # a result it waits for: started only once that is there (``JobRunner``)

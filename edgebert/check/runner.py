@@ -20,9 +20,11 @@ as an accuracy-only ``drift-reference`` run (no latency, never gated as a native
 from __future__ import annotations
 
 import dataclasses
+import functools
 import platform
 import tempfile
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +239,7 @@ class JobRunner:
         self.progress, self.description = progress, description
         self.lines = None
         self.futures: list = []
+        self.waiting: set[Future] = set()  # jobs not yet queued: what they wait for is not done (``_after``)
         self.total = 0
 
     def submit(self, jobs: list[Job]) -> "JobRunner":
@@ -254,11 +257,32 @@ class JobRunner:
             else:
                 self.lines.grow(self.total)
         for job in sorted(jobs, key=_expected_cost, reverse=True):  # longest first: the pool ends together
+            awaited = job.plan.awaited(job.waits_for) if job.waits_for is not None else None
             if self.pool is None:
                 self._one(job)
-            else:
+            elif awaited is None or awaited.done():
                 self.futures.append(self.pool.submit(self._one, job))
+            else:
+                self.futures.append(self._after(awaited, job))
         return self
+
+    def _after(self, awaited: Future, job: Job) -> Future:
+        """``job``, queued only once ``awaited`` is done: a job waiting for another's result must not hold a
+        worker (its core would idle while the other job emulates). The returned future ends with the job."""
+        pool, proxy = self.pool, Future()
+        self.waiting.add(proxy)
+
+        def start(_: Future) -> None:
+            self.waiting.discard(proxy)
+            try:
+                started = pool.submit(self._one, job)
+            except RuntimeError as exc:  # the pool was shut down (cancelled): nothing waits for this job
+                proxy.set_exception(exc)
+                return
+            started.add_done_callback(functools.partial(_pass_on, proxy))
+
+        awaited.add_done_callback(start)
+        return proxy
 
     def _one(self, job: Job) -> None:
         start = time.perf_counter()
@@ -285,7 +309,8 @@ class JobRunner:
         """Jobs running now or about to (the build leaves them their cores: ``cores.py``): unfinished jobs, at
         most one per worker. Not ``Future.running()``: a job submitted a moment ago is not yet marked running
         while this thread holds the GIL, and the step that starts right after would take every core."""
-        return min(self.workers, sum(1 for f in list(self.futures) if not f.done()))
+        waiting = set(self.waiting)
+        return min(self.workers, sum(1 for f in list(self.futures) if not f.done() and f not in waiting))
 
     def wait(self) -> None:
         try:
@@ -312,11 +337,21 @@ class JobRunner:
             self.lines = None
 
 
+def _pass_on(proxy: Future, done: Future) -> None:
+    """End ``proxy`` as ``done`` ended."""
+    if done.cancelled():
+        proxy.cancel()
+    elif done.exception() is not None:
+        proxy.set_exception(done.exception())
+    else:
+        proxy.set_result(done.result())
+
+
 def _expected_cost(job: Job) -> float:
     """Rough emulator seconds of a job, for longest-first scheduling (fp32 counts are the longest)."""
     precision = job.plan.manifest.artifacts[job.key[1]]["precision"]
     fmt = job.plan.manifest.artifacts[job.key[1]]["format"]
-    if job.waits_for is not None:  # after everything else: its provider runs first (and one worker never waits)
+    if job.waits_for is not None:  # after everything else: its provider runs first
         return 0.0
     if job.kind == "instructions":
         return (35.0 if precision == "fp32" else 10.0) * (1.2 if fmt == "tflite" else 1.0)
