@@ -95,7 +95,8 @@ def beside_emulation(running: Callable[[], int]) -> Iterator[Share]:
     """Within the block torch uses ``threads_beside(running())`` threads (never more than it had), looked
     at on entry and by ``rebalance``; ``budget()`` says so to sessions made meanwhile. Torch's own count
     comes back afterwards. Yields the block's :class:`Share` (``describe()`` once it ended)."""
-    if not running():  # nothing beside this block (jobs are submitted between steps, never during one)
+    if not running():  # nothing beside this block: jobs are submitted between steps, or by the export step once
+        #              it wrote an fp32 file (then the rest of it, one converter on one core, keeps torch's count)
         yield Share(running, 0, 0)
         return
     import torch

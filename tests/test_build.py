@@ -363,3 +363,35 @@ def test_work_items_list_the_build_from_the_config_alone(tmp_path, src):
     steps.run_artifact_step(ctx, items[0], force=False, hook=lambda m, s: ran.append(s))
     assert ran == ["export"] and [s.reused for s in model.steps] == [False, True]  # same inputs: reused
     assert model.steps[1].to_json()["artifacts"] == ["model.onnx"]
+
+
+def test_the_export_step_hands_over_each_artifact_as_it_is_written(tmp_path, src):
+    """``Context.exported`` is called once per written artifact, inside the export step (a build starts that
+    file's instruction counts then); a step that started background jobs so is marked as run beside them
+    (its CPU holds theirs), one that did not is not; a reused export hands over nothing."""
+    import dataclasses
+
+    from edgebert.pipeline import steps
+
+    cfg = load_config(config_file(tmp_path, src))
+    cfg = dataclasses.replace(cfg, formats=("onnx", "tflite"))
+    export = steps.work_items(cfg)[0]
+    assert export.artifacts == ("model.onnx", "model.tflite")
+    model = steps.ModelBuild(cfg.models[0], tmp_path / "out" / "tiny")
+    seen: list[tuple[str, bool]] = []
+
+    def exported(m, name):
+        seen.append((name, (m.directory / name).is_file()))
+        return name == "model.onnx"  # "started jobs" for the first file only
+
+    ctx = steps.Context(cfg, model, exported=exported)
+    steps.run_artifact_step(ctx, export, force=False, hook=None)
+    assert seen == [("model.onnx", True), ("model.tflite", True)]  # each file already written
+    assert model.steps[-1].to_json()["beside_emulation"] is True
+    steps.run_artifact_step(ctx, export, force=True, hook=None)
+    assert model.steps[-1].to_json()["beside_emulation"] is True and len(seen) == 4
+    ctx.exported = lambda m, name: False
+    steps.run_artifact_step(ctx, export, force=True, hook=None)
+    assert model.steps[-1].to_json()["beside_emulation"] is False  # nothing started, nothing ran beside
+    steps.run_artifact_step(ctx, export, force=False, hook=None)
+    assert model.steps[-1].reused and len(seen) == 4

@@ -150,9 +150,16 @@ class CheckPlan:
             pool = self.pools.setdefault(device.name, _devices.SessionPool(device))
         return pool.lend()
 
-    def close(self) -> None:
-        for pool in self.pools.values():
+    def close_pools(self) -> None:
+        """End the idle pooled workers: a worker's CPU is counted when it is reaped (``cpu_clock.py``), so the
+        build closes them inside the span of the emulated checks, right after the last job."""
+        with self.lock:
+            pools, self.pools = list(self.pools.values()), {}
+        for pool in pools:
             pool.close()
+
+    def close(self) -> None:
+        self.close_pools()
         for device in self.devices:
             device.close()
         self.close_files()

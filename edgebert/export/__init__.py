@@ -115,8 +115,11 @@ def _clear_previous(out_dir: Path, old: Manifest | None) -> tuple[list[str], lis
 
 
 def export(model_arg: str, out_dir: str | Path, settings: ExportSettings = ExportSettings(),
-           progress=None) -> Manifest:
-    """Load ``model_arg``, export it to every requested format in ``out_dir``; returns the manifest."""
+           progress=None, on_artifact: Callable[[str], None] | None = None) -> Manifest:
+    """Load ``model_arg``, export it to every requested format in ``out_dir``; returns the manifest.
+
+    ``on_artifact(filename)``: called as soon as each format's file is written and in the manifest (a build
+    starts that artifact's instruction counts while the next format converts)."""
     unknown = [f for f in settings.formats if f not in EXPORTERS]
     if unknown:
         raise UsageError(f"unknown format {unknown[0]!r}; supported: {', '.join(EXPORTERS)}")
@@ -152,4 +155,6 @@ def export(model_arg: str, out_dir: str | Path, settings: ExportSettings = Expor
                           settings.atol, progress)
         manifest.add_artifact(filename, record)
         manifest.save()
+        if on_artifact is not None:
+            on_artifact(filename)
     return manifest

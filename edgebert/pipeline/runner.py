@@ -121,23 +121,21 @@ def _ensure_devices(config: BuildConfig, progress: Progress | None) -> list[str]
 def _prepare_model(spec: ModelSpec, items: list[WorkItem], config: BuildConfig, out: Path, force: bool,
                    progress: Progress | None, hook: Hook | None, share: shard_mod.Whole | None = None,
                    running: Callable[[], int] = lambda: 0,
-                   exported: Callable[[ModelBuild], None] = lambda m: None) -> ModelBuild:
+                   exported: Callable[[ModelBuild, str], bool] = lambda m, name: False) -> ModelBuild:
     """Run (or reuse) the model's artifact steps, drop what the config no longer asks for, and decide
     whether its check can be reused (the check itself runs in :class:`_Checks`). ``running``: how many
     emulated jobs run in the background now (the steps then leave them their cores, ``cores.py``, and the
-    steps' CPU holds theirs too, ``cpu_clock.py``); ``exported`` is
-    called once the export step ran (not when reused: then the check may be reused too)."""
+    steps' CPU holds theirs too, ``cpu_clock.py``); ``exported(model, artifact)`` is called as soon as the
+    export step wrote each artifact (not when reused: then the check may be reused too)."""
     model = ModelBuild(spec, out / spec.name)
     model.stale_removed = _clean_stale(model.directory)
-    ctx = steps.Context(config, model, progress, running=running)
+    ctx = steps.Context(config, model, progress, running=running, exported=exported)
     info = (lambda m: progress.info(m)) if progress else (lambda m: None)
     wanted: set[str] = set()
     for item in items:
         if item.kind != steps.CHECK:
             steps.run_artifact_step(ctx, item, force, hook)
             wanted.update(item.artifacts)
-            if item.kind == steps.EXPORT and not model.steps[-1].reused:
-                exported(model)
     model.dropped = _drop_unwanted(model.directory, wanted, info)
     print_ = steps.STEPS[steps.CHECK].fingerprint(ctx, None)
     if share is not None:  # --shard: the check of this share only (never reused for another share)
@@ -192,30 +190,33 @@ class _Checks:
             self.first_submit, self.first_submit_cpu = time.perf_counter(), cpu_seconds()
         self.emulated.submit(jobs)
 
-    def count_early(self, m: ModelBuild) -> None:
-        """Right after the model's export ran: its fp32 artifacts' counting jobs go to the background pool
-        (``emulated.early_counts``: they need only the files), while it is quantized and its desktop pass
-        runs; the check's own counting jobs take their results."""
+    def count_early(self, m: ModelBuild, artifact: str) -> bool:
+        """Right after the export step wrote ``artifact`` (an fp32 file): its counting jobs go to the background
+        pool (``emulated.early_counts``: they need only the file), while the next format converts, the model
+        is quantized and its desktop pass runs; the check's own counting jobs take their results. True when it
+        started jobs."""
         from ..check.emulated import early_counts
         from ..check.runner import prepare
 
         if not any(registry.get(d).counts_instructions for d in self.config.devices.names):
-            return
+            return False
         try:
             plan = prepare(m.directory, steps.check_settings(self.config), None, label=m.name)
         except EdgebertError:  # the check itself will say what is wrong, at its turn
-            return
+            return False
         jobs, futures = early_counts(plan)
-        jobs = self.share.jobs(m.name, jobs)
+        started = self.early.setdefault(m.name, {})
+        jobs = [j for j in self.share.jobs(m.name, jobs) if j.key[1] == artifact and j.key not in started]
         if not jobs:
             plan.close_files()
-            return
+            return False
         self.early_plans.append(plan)
-        self.early[m.name] = {job.key: futures[job.key] for job in jobs}
+        started.update({job.key: futures[job.key] for job in jobs})
         if self.progress:
-            self.progress.info(f"{m.name}: counting instructions of {', '.join(sorted({j.key[1] for j in jobs}))} "
-                               f"in the background while the model is quantized")
+            self.progress.info(f"{m.name}: counting instructions of {artifact} in the background (a count needs "
+                               f"only the file)")
         self._submit(jobs)
+        return True
 
     def start(self, m: ModelBuild) -> None:
         from ..check.emulated import emulated_jobs
@@ -249,6 +250,8 @@ class _Checks:
 
         with measure() as span:
             self.emulated.wait()
+            for plan in self.plans.values():  # their idle pooled workers' CPU belongs to this span
+                plan.close_pools()
         if self.first_submit is not None:
             self.seconds["emulated_wall"] = time.perf_counter() - self.first_submit
             self.cpu["emulated_wall"] = cpu_seconds() - self.first_submit_cpu

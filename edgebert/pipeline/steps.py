@@ -218,6 +218,10 @@ class Context:
     prints: dict[str, dict[str, Any]] = field(default_factory=dict)   # step -> fingerprint
     parts: list[dict[str, Any]] = field(default_factory=list)  # the running step's per-recipe timings
     running: Callable[[], int] = lambda: 0  # emulated jobs running in the background now (``cores.py``)
+    # called with (the model, an artifact's file name) as soon as the export step wrote that artifact; True
+    # when it started background jobs (they then ran beside the rest of the step)
+    exported: Callable[[ModelBuild, str], bool] = lambda model, name: False
+    started_jobs: bool = False  # the running step started background jobs (``exported``)
 
     def background(self) -> bool:
         """True while emulated jobs run in the background (a step's CPU then holds theirs too)."""
@@ -287,10 +291,15 @@ def _export_print(ctx: Context, mode: str | None) -> dict[str, Any]:
 def _export_run(ctx: Context, mode: str | None) -> None:
     from ..export import export
 
-    export(ctx.build.spec.source, ctx.directory, _export_settings(ctx.config), progress=ctx.progress)
+    export(ctx.build.spec.source, ctx.directory, _export_settings(ctx.config), progress=ctx.progress,
+           on_artifact=lambda name: _started(ctx, ctx.exported(ctx.build, name)))
     stale_html = ctx.directory / REPORT_HTML  # derived from the previous export's check
     if stale_html.is_file():
         stale_html.unlink()
+
+
+def _started(ctx: Context, jobs: bool) -> None:
+    ctx.started_jobs |= bool(jobs)
 
 
 def _quantize_print(ctx: Context, mode: str | None) -> dict[str, Any]:
@@ -367,8 +376,8 @@ def run_artifact_step(ctx: Context, item: WorkItem, force: bool, hook: Callable[
     print_ = step.fingerprint(ctx, item.mode)  # not timed: a built-in model's first build is its own phase
     ctx.prints[item.step] = print_
     name = ctx.build.name
-    ctx.parts = []
-    beside = ctx.background()  # jobs are submitted between steps only: busy now or never during the step
+    ctx.parts, ctx.started_jobs = [], False
+    busy = ctx.background()  # jobs are submitted between steps, or by this step itself (``exported``)
     with beside_emulation(ctx.running) as threads, measure() as span:
         reused = not force and reusable(Manifest.load_existing(ctx.directory), item.artifacts, print_["sha256"])
         if reused:
@@ -379,6 +388,7 @@ def run_artifact_step(ctx: Context, item: WorkItem, force: bool, hook: Callable[
                 hook(name, item.step)
             step.run(ctx, item.mode)
             stamp(ctx.directory, item.artifacts, item.step, print_)
+    beside = busy or ctx.started_jobs
     ctx.build.steps.append(StepRecord(item.step, reused, print_["sha256"], round(span.wall, 2), item.artifacts,
                                       round(span.cpu, 2), beside, tuple(ctx.parts), threads.describe()))
 
