@@ -37,6 +37,17 @@ def test_cpu_clock_counts_threads_and_reaped_children_but_not_sleep():
     before = cpu_seconds()
     _spin(0.1)
     assert cpu_seconds() - before >= 0.09
+    # a live child (a pooled worker) counts in the span in which it spent its CPU, not when it is reaped
+    proc = subprocess.Popen([sys.executable, "-c", BUSY.format(s=0.5) + "\nimport time; time.sleep(30)"])
+    try:
+        with measure() as live:
+            time.sleep(1.5)
+        with measure() as reaped:
+            proc.kill()
+            proc.wait()
+    finally:
+        proc.kill()
+    assert live.cpu >= 0.45 and reaped.cpu < 0.2
 
 
 def _step(step, reused, seconds, cpu, parts=(), beside=False):

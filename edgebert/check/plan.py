@@ -151,8 +151,8 @@ class CheckPlan:
         return pool.lend()
 
     def close_pools(self) -> None:
-        """End the idle pooled workers: a worker's CPU is counted when it is reaped (``cpu_clock.py``), so the
-        build closes them inside the span of the emulated checks, right after the last job."""
+        """End the idle pooled workers (each holds its QEMU and imported runtime): the build does so right
+        after the last emulated job, before the desktop latency runs alone."""
         with self.lock:
             pools, self.pools = list(self.pools.values()), {}
         for pool in pools:

@@ -2,7 +2,7 @@
 
 ``summary["phases"]`` keeps the wall seconds by phase (one number each, as before); this table is
 what the reports show: every row has wall and CPU seconds (``cpu_clock.py``: this process and its
-reaped workers and QEMU), whether the step was reused from an earlier build, and whether it ran
+workers and QEMU, live or reaped), whether the step was reused from an earlier build, and whether it ran
 beside the background emulated jobs (its CPU then holds theirs: the counters are process-wide).
 Quantization is split per recipe and format, and the emulated checks into accuracy and instruction
 counting; those two are job-seconds (each job's wall time, summed over jobs that run

@@ -250,7 +250,7 @@ class _Checks:
 
         with measure() as span:
             self.emulated.wait()
-            for plan in self.plans.values():  # their idle pooled workers' CPU belongs to this span
+            for plan in self.plans.values():  # idle pooled workers: not kept while latency runs alone
                 plan.close_pools()
         if self.first_submit is not None:
             self.seconds["emulated_wall"] = time.perf_counter() - self.first_submit

@@ -8,7 +8,7 @@ from typing import Any
 
 DASH = "—"
 HEADERS = ("Phase", "Model", "What", "Wall s", "CPU s", "Reused", "Note")
-INTRO = ("Wall and CPU seconds per phase (CPU: this process and its finished workers and emulators, all "
+INTRO = ("Wall and CPU seconds per phase (CPU: this process and its workers and emulators, all "
          "threads). ‡ ran beside the background emulated checks: its CPU includes theirs.")
 
 
