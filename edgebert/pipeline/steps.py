@@ -227,6 +227,10 @@ class Context:
         """True while emulated jobs run in the background (a step's CPU then holds theirs too)."""
         return self.running() > 0
 
+    def hand_over(self, artifact: str) -> None:
+        """The export step wrote ``artifact``: tell ``exported``, and note whether it started jobs."""
+        self.started_jobs |= bool(self.exported(self.build, artifact))
+
     @property
     def directory(self) -> Path:
         return self.build.directory
@@ -292,14 +296,10 @@ def _export_run(ctx: Context, mode: str | None) -> None:
     from ..export import export
 
     export(ctx.build.spec.source, ctx.directory, _export_settings(ctx.config), progress=ctx.progress,
-           on_artifact=lambda name: _started(ctx, ctx.exported(ctx.build, name)))
+           on_artifact=ctx.hand_over)
     stale_html = ctx.directory / REPORT_HTML  # derived from the previous export's check
     if stale_html.is_file():
         stale_html.unlink()
-
-
-def _started(ctx: Context, jobs: bool) -> None:
-    ctx.started_jobs |= bool(jobs)
 
 
 def _quantize_print(ctx: Context, mode: str | None) -> dict[str, Any]:
